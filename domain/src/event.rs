@@ -1,0 +1,521 @@
+//! Every event the platform stores, with its stable type name and schema version.
+//!
+//! Events are facts: past tense, never deleted, never edited. The stored JSON is a contract with
+//! every reader that will ever replay the stream, so `tests::every_event_has_a_pinned_json_form`
+//! pins it; changing it must be deliberate (bump the version and teach [`EventEnvelope::decode`]
+//! to upcast the old one).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AccountId, OrderId, PaymentId, SessionId, TicketId};
+use crate::money::{Currency, Price};
+use crate::order::CancelReason;
+use crate::{Email, Timestamp, Title};
+
+/// Every domain event. The variant name is the stable event type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Event {
+    /// An email address was reserved for an account (its uniqueness guard).
+    EmailClaimed {
+        /// The normalized address.
+        email: Email,
+        /// The account the address belongs to.
+        account_id: AccountId,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// An account was created.
+    AccountRegistered {
+        /// The new account.
+        account_id: AccountId,
+        /// Its normalized address.
+        email: Email,
+        /// The argon2id hash of its password (PHC string).
+        password_hash: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A session was signed out; its token is no longer accepted.
+    SessionRevoked {
+        /// The account.
+        account_id: AccountId,
+        /// The session (the token's `jti`).
+        session_id: SessionId,
+        /// When the token would have expired anyway; afterwards the revocation can be forgotten.
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: Timestamp,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A buyer took one of their hold slots for an order about to be placed.
+    HoldSlotClaimed {
+        /// The buyer.
+        account_id: AccountId,
+        /// The order the slot is for.
+        order_id: OrderId,
+        /// The ticket the order holds.
+        ticket_id: TicketId,
+        /// The slot frees itself then at the latest.
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: Timestamp,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A hold slot was given back (order paid, cancelled, expired or never placed).
+    HoldSlotReleased {
+        /// The buyer.
+        account_id: AccountId,
+        /// The order the slot was for.
+        order_id: OrderId,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A seller listed a ticket for sale.
+    TicketListed {
+        /// The new ticket.
+        ticket_id: TicketId,
+        /// Who sells it.
+        seller: AccountId,
+        /// Its title.
+        title: Title,
+        /// Its price.
+        price_cents: Price,
+        /// Its currency.
+        currency: Currency,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A ticket's title or price changed.
+    TicketUpdated {
+        /// The ticket.
+        ticket_id: TicketId,
+        /// Who changed it (the seller or an admin).
+        by: AccountId,
+        /// The new title, when it changed.
+        title: Option<Title>,
+        /// The new price, when it changed.
+        price_cents: Option<Price>,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A buyer placed an order: the ticket is reserved for them until `expires_at`.
+    /// This single event is the whole hold (ticket reserved + order created).
+    OrderPlaced {
+        /// The new order.
+        order_id: OrderId,
+        /// The ticket it holds.
+        ticket_id: TicketId,
+        /// The buyer.
+        buyer: AccountId,
+        /// The ticket's seller at the time.
+        seller: AccountId,
+        /// The ticket's price at the time of the hold: what the buyer will pay.
+        amount_cents: Price,
+        /// The currency.
+        currency: Currency,
+        /// The client's idempotency key, if any.
+        idempotency_key: Option<String>,
+        /// When the hold lapses unless paid.
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: Timestamp,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// An order was cancelled; its ticket is available again.
+    OrderCancelled {
+        /// The order.
+        order_id: OrderId,
+        /// Its ticket.
+        ticket_id: TicketId,
+        /// Why: the buyer, an expired hold, or an admin.
+        reason: CancelReason,
+        /// Who cancelled it (none for an expiry).
+        by: Option<AccountId>,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A payment attempt began: the provider is about to be asked to charge.
+    PaymentStarted {
+        /// The new payment.
+        payment_id: PaymentId,
+        /// The order it pays for.
+        order_id: OrderId,
+        /// The order's ticket.
+        ticket_id: TicketId,
+        /// The amount to charge.
+        amount_cents: Price,
+        /// The currency.
+        currency: Currency,
+        /// The key sent to the provider so a retried charge is never doubled.
+        idempotency_key: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The provider accepted the charge but settles it later (a webhook will tell).
+    PaymentPending {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its order.
+        order_id: OrderId,
+        /// The provider's reference.
+        provider_ref: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The money arrived while the hold was open: order complete, ticket sold.
+    PaymentSucceeded {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its order, now complete.
+        order_id: OrderId,
+        /// The ticket, now sold.
+        ticket_id: TicketId,
+        /// The provider's reference.
+        provider_ref: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The charge failed; if the hold is still open, the buyer may try again.
+    PaymentFailed {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its order.
+        order_id: OrderId,
+        /// The provider's short reason (e.g. `card_declined`).
+        reason: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// Money arrived for an order that was already cancelled: it must go back to the buyer.
+    LatePaymentReceived {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its (cancelled) order.
+        order_id: OrderId,
+        /// The provider's reference.
+        provider_ref: String,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The money went back to the buyer.
+    PaymentRefunded {
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its order.
+        order_id: OrderId,
+        /// When.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+}
+
+impl Event {
+    /// The stable type name, as stored in the `type` field and the `Ticketing-Event` header.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            Self::EmailClaimed { .. } => "EmailClaimed",
+            Self::AccountRegistered { .. } => "AccountRegistered",
+            Self::SessionRevoked { .. } => "SessionRevoked",
+            Self::HoldSlotClaimed { .. } => "HoldSlotClaimed",
+            Self::HoldSlotReleased { .. } => "HoldSlotReleased",
+            Self::TicketListed { .. } => "TicketListed",
+            Self::TicketUpdated { .. } => "TicketUpdated",
+            Self::OrderPlaced { .. } => "OrderPlaced",
+            Self::OrderCancelled { .. } => "OrderCancelled",
+            Self::PaymentStarted { .. } => "PaymentStarted",
+            Self::PaymentPending { .. } => "PaymentPending",
+            Self::PaymentSucceeded { .. } => "PaymentSucceeded",
+            Self::PaymentFailed { .. } => "PaymentFailed",
+            Self::LatePaymentReceived { .. } => "LatePaymentReceived",
+            Self::PaymentRefunded { .. } => "PaymentRefunded",
+        }
+    }
+
+    /// The schema version this code writes for the event's type.
+    pub const fn schema_version(&self) -> u16 {
+        CURRENT_SCHEMA_VERSION
+    }
+
+    /// When the event happened.
+    pub const fn at(&self) -> Timestamp {
+        match self {
+            Self::EmailClaimed { at, .. }
+            | Self::AccountRegistered { at, .. }
+            | Self::SessionRevoked { at, .. }
+            | Self::HoldSlotClaimed { at, .. }
+            | Self::HoldSlotReleased { at, .. }
+            | Self::TicketListed { at, .. }
+            | Self::TicketUpdated { at, .. }
+            | Self::OrderPlaced { at, .. }
+            | Self::OrderCancelled { at, .. }
+            | Self::PaymentStarted { at, .. }
+            | Self::PaymentPending { at, .. }
+            | Self::PaymentSucceeded { at, .. }
+            | Self::PaymentFailed { at, .. }
+            | Self::LatePaymentReceived { at, .. }
+            | Self::PaymentRefunded { at, .. } => *at,
+        }
+    }
+}
+
+/// Every event type is at schema version 1 today.
+const CURRENT_SCHEMA_VERSION: u16 = 1;
+
+/// The stored form of an event: `{"version":1,"type":"TicketListed","data":{...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    /// The schema version of `data` for this event type.
+    pub version: u16,
+    /// The event itself (`type` and `data`).
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Why stored bytes could not be read as an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventDecodeError {
+    /// Not JSON, an unknown type, or fields that do not fit the type.
+    #[error("malformed event: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Written by a newer version of the platform than this one.
+    #[error("event {event_type} has schema version {version}, newer than this build understands")]
+    UnknownVersion {
+        /// The event type.
+        event_type: &'static str,
+        /// The version found.
+        version: u16,
+    },
+}
+
+impl EventEnvelope {
+    /// Encodes an event in its stored form.
+    pub fn encode(event: &Event) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            version: u16,
+            #[serde(flatten)]
+            event: &'a Event,
+        }
+        // Serializing plain data into a Vec cannot fail: there are no maps with non-string keys.
+        serde_json::to_vec(&Borrowed { version: event.schema_version(), event }).unwrap_or_default()
+    }
+
+    /// Decodes a stored event, upcasting older schema versions.
+    ///
+    /// # Errors
+    /// [`EventDecodeError`] when the bytes are not a known event of a known version.
+    pub fn decode(bytes: &[u8]) -> Result<Event, EventDecodeError> {
+        let envelope: Self = serde_json::from_slice(bytes)?;
+        if envelope.version > envelope.event.schema_version() || envelope.version == 0 {
+            return Err(EventDecodeError::UnknownVersion {
+                event_type: envelope.event.type_name(),
+                version: envelope.version,
+            });
+        }
+        Ok(envelope.event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{account, at, order, payment, ticket};
+
+    fn email() -> Email {
+        Email::parse("ada@example.com").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One of every event type, with its exact stored JSON.
+    fn catalogue() -> Vec<(Event, &'static str)> {
+        let t = at(0);
+        let price = Price::from_cents(2500).unwrap_or_else(|e| panic!("{e}"));
+        let title = Title::parse("Opera night").unwrap_or_else(|e| panic!("{e}"));
+        vec![
+            (
+                Event::EmailClaimed { email: email(), account_id: account(1), at: t },
+                r#"{"version":1,"type":"EmailClaimed","data":{"email":"ada@example.com","account_id":"00000000-0000-0000-0000-000000000001","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::AccountRegistered {
+                    account_id: account(1),
+                    email: email(),
+                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"AccountRegistered","data":{"account_id":"00000000-0000-0000-0000-000000000001","email":"ada@example.com","password_hash":"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::SessionRevoked {
+                    account_id: account(1),
+                    session_id: SessionId(uuid::Uuid::from_u128(7)),
+                    expires_at: at(86_400),
+                    at: t,
+                },
+                r#"{"version":1,"type":"SessionRevoked","data":{"account_id":"00000000-0000-0000-0000-000000000001","session_id":"00000000-0000-0000-0000-000000000007","expires_at":"2026-01-02T12:00:00Z","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::HoldSlotClaimed {
+                    account_id: account(2),
+                    order_id: order(3),
+                    ticket_id: ticket(4),
+                    expires_at: at(900),
+                    at: t,
+                },
+                r#"{"version":1,"type":"HoldSlotClaimed","data":{"account_id":"00000000-0000-0000-0000-000000000002","order_id":"00000000-0000-0000-0000-000000000003","ticket_id":"00000000-0000-0000-0000-000000000004","expires_at":"2026-01-01T12:15:00Z","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::HoldSlotReleased { account_id: account(2), order_id: order(3), at: t },
+                r#"{"version":1,"type":"HoldSlotReleased","data":{"account_id":"00000000-0000-0000-0000-000000000002","order_id":"00000000-0000-0000-0000-000000000003","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::TicketListed {
+                    ticket_id: ticket(4),
+                    seller: account(1),
+                    title: title.clone(),
+                    price_cents: price,
+                    currency: Currency::Usd,
+                    at: t,
+                },
+                r#"{"version":1,"type":"TicketListed","data":{"ticket_id":"00000000-0000-0000-0000-000000000004","seller":"00000000-0000-0000-0000-000000000001","title":"Opera night","price_cents":2500,"currency":"USD","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::TicketUpdated {
+                    ticket_id: ticket(4),
+                    by: account(1),
+                    title: Some(title),
+                    price_cents: None,
+                    at: t,
+                },
+                r#"{"version":1,"type":"TicketUpdated","data":{"ticket_id":"00000000-0000-0000-0000-000000000004","by":"00000000-0000-0000-0000-000000000001","title":"Opera night","price_cents":null,"at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::OrderPlaced {
+                    order_id: order(3),
+                    ticket_id: ticket(4),
+                    buyer: account(2),
+                    seller: account(1),
+                    amount_cents: price,
+                    currency: Currency::Usd,
+                    idempotency_key: Some("k-1".into()),
+                    expires_at: at(900),
+                    at: t,
+                },
+                r#"{"version":1,"type":"OrderPlaced","data":{"order_id":"00000000-0000-0000-0000-000000000003","ticket_id":"00000000-0000-0000-0000-000000000004","buyer":"00000000-0000-0000-0000-000000000002","seller":"00000000-0000-0000-0000-000000000001","amount_cents":2500,"currency":"USD","idempotency_key":"k-1","expires_at":"2026-01-01T12:15:00Z","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::OrderCancelled {
+                    order_id: order(3),
+                    ticket_id: ticket(4),
+                    reason: CancelReason::Expired,
+                    by: None,
+                    at: t,
+                },
+                r#"{"version":1,"type":"OrderCancelled","data":{"order_id":"00000000-0000-0000-0000-000000000003","ticket_id":"00000000-0000-0000-0000-000000000004","reason":"EXPIRED","by":null,"at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::PaymentStarted {
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    ticket_id: ticket(4),
+                    amount_cents: price,
+                    currency: Currency::Usd,
+                    idempotency_key: "pay-1".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"PaymentStarted","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","ticket_id":"00000000-0000-0000-0000-000000000004","amount_cents":2500,"currency":"USD","idempotency_key":"pay-1","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::PaymentPending {
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    provider_ref: "pi_1".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"PaymentPending","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","provider_ref":"pi_1","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::PaymentSucceeded {
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    ticket_id: ticket(4),
+                    provider_ref: "pi_1".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"PaymentSucceeded","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","ticket_id":"00000000-0000-0000-0000-000000000004","provider_ref":"pi_1","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::PaymentFailed {
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    reason: "card_declined".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"PaymentFailed","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","reason":"card_declined","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::LatePaymentReceived {
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    provider_ref: "pi_1".into(),
+                    at: t,
+                },
+                r#"{"version":1,"type":"LatePaymentReceived","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","provider_ref":"pi_1","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::PaymentRefunded { payment_id: payment(5), order_id: order(3), at: t },
+                r#"{"version":1,"type":"PaymentRefunded","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_event_has_a_pinned_json_form() {
+        let catalogue = catalogue();
+        for (event, json) in &catalogue {
+            let encoded = String::from_utf8(EventEnvelope::encode(event)).unwrap_or_default();
+            assert_eq!(&encoded, json, "stored form of {} changed", event.type_name());
+            let decoded = EventEnvelope::decode(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&decoded, event);
+        }
+        // The catalogue covers every variant: a new event type must be pinned here too.
+        let mut names: Vec<_> = catalogue.iter().map(|(e, _)| e.type_name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 15, "every event type is pinned exactly once");
+    }
+
+    #[test]
+    fn an_event_from_a_newer_schema_is_refused_not_misread() {
+        let json = r#"{"version":2,"type":"HoldSlotReleased","data":{"account_id":"00000000-0000-0000-0000-000000000002","order_id":"00000000-0000-0000-0000-000000000003","at":"2026-01-01T12:00:00Z"}}"#;
+        assert!(matches!(
+            EventEnvelope::decode(json.as_bytes()),
+            Err(EventDecodeError::UnknownVersion { version: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_and_unknown_types_are_malformed() {
+        for bad in [
+            &b"not json"[..],
+            br#"{"version":1,"type":"Nope","data":{}}"#,
+            br#"{"version":1,"type":"TicketListed","data":{"price_cents":0}}"#,
+        ] {
+            assert!(matches!(EventEnvelope::decode(bad), Err(EventDecodeError::Malformed(_))));
+        }
+    }
+}

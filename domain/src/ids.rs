@@ -1,0 +1,113 @@
+//! Identifiers. All are UUIDs generated at the edge (never inside the domain).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// Wraps a UUID.
+            pub const fn from_uuid(uuid: Uuid) -> Self {
+                Self(uuid)
+            }
+
+            /// The underlying UUID.
+            pub const fn as_uuid(&self) -> &Uuid {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.as_hyphenated().fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(s).map(Self)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies an account (a buyer, seller or admin).
+    AccountId
+);
+id_type!(
+    /// Identifies a ticket listing.
+    TicketId
+);
+id_type!(
+    /// Identifies an order (a hold on one ticket).
+    OrderId
+);
+id_type!(
+    /// Identifies one payment attempt for an order.
+    PaymentId
+);
+id_type!(
+    /// Identifies one signed-in session (the JWT `jti`).
+    SessionId
+);
+
+/// Namespace for identifiers derived from client idempotency keys (UUID v5).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a0e_8f3b_4c2d_9e6a_1b0f_2c3d_4e5f);
+
+impl OrderId {
+    /// The order id a buyer's idempotency key stands for: the same buyer and key always name the
+    /// same order, so a retried `createOrder` finds the order it already placed.
+    pub fn for_idempotency_key(buyer: AccountId, key: &str) -> Self {
+        Self(derive(b"order", buyer.as_uuid(), key))
+    }
+}
+
+impl PaymentId {
+    /// The payment id an order's idempotency key stands for, so a retried `payOrder` with the same
+    /// key finds the first attempt instead of charging again.
+    pub fn for_idempotency_key(order: OrderId, key: &str) -> Self {
+        Self(derive(b"payment", order.as_uuid(), key))
+    }
+}
+
+fn derive(kind: &[u8], scope: &Uuid, key: &str) -> Uuid {
+    let mut name = Vec::with_capacity(kind.len() + 17 + key.len());
+    name.extend_from_slice(kind);
+    name.push(b':');
+    name.extend_from_slice(scope.as_bytes());
+    name.extend_from_slice(key.as_bytes());
+    Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, &name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_key_names_the_same_order_and_other_keys_do_not() {
+        let buyer = AccountId(Uuid::from_u128(1));
+        let other = AccountId(Uuid::from_u128(2));
+        let a = OrderId::for_idempotency_key(buyer, "k1");
+        assert_eq!(a, OrderId::for_idempotency_key(buyer, "k1"));
+        assert_ne!(a, OrderId::for_idempotency_key(buyer, "k2"));
+        assert_ne!(a, OrderId::for_idempotency_key(other, "k1"));
+    }
+
+    #[test]
+    fn ids_round_trip_through_their_text_form() {
+        let id = TicketId(Uuid::from_u128(42));
+        assert_eq!(id.to_string().parse::<TicketId>().ok(), Some(id));
+        assert!("not-a-uuid".parse::<TicketId>().is_err());
+    }
+}

@@ -1,0 +1,120 @@
+//! JetStream subject naming, in one place.
+//!
+//! One stream (`TICKETING`) holds every event. Each aggregate instance has its own subject, so
+//! its history is read with a subject filter and its appends are guarded per subject:
+//!
+//! | subject | holds | guard on append |
+//! |---|---|---|
+//! | `ticketing.email.<hex of address>` | `EmailClaimed` | the subject itself (must be empty) |
+//! | `ticketing.account.<account>` | account events and hold slots | the subject itself |
+//! | `ticketing.ticket.<ticket>.ticket` | `TicketListed`, `TicketUpdated` | the listing boundary |
+//! | `ticketing.ticket.<ticket>.order.<order>` | order events | the listing boundary |
+//! | `ticketing.ticket.<ticket>.payment.<payment>` | payment events | the listing boundary |
+//! | `ticketing.schedule.expiry.<order>` | the hold's expiry schedule (a JetStream message schedule) | none |
+//! | `ticketing.expiry.<ticket>.<order>` | the schedule's firing, read by command-service | none |
+//!
+//! The listing boundary is the wildcard `ticketing.ticket.<ticket>.>`: an append anywhere inside it
+//! states the last sequence of the whole boundary it decided on. Commands travel on
+//! `ticketing.cmd.>`, which the stream does not capture.
+
+use crate::{AccountId, Email, Event, OrderId, TicketId};
+
+/// The stream's name.
+pub const STREAM: &str = "TICKETING";
+
+/// The subjects the stream captures.
+pub const STREAM_SUBJECTS: [&str; 5] =
+    ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>", "ticketing.schedule.>", "ticketing.expiry.>"];
+
+/// Every event subject (for consumers that read all events, such as projectors).
+pub const ALL_EVENTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>"];
+
+/// The prefix of command request subjects (core NATS request-reply, not stored).
+pub const COMMAND_PREFIX: &str = "ticketing.cmd";
+
+/// Where the firings of hold expiry schedules land.
+pub const EXPIRY_FIRINGS: &str = "ticketing.expiry.>";
+
+/// An email claim's subject. The address is hex-encoded: addresses contain dots, which NATS
+/// reads as token separators.
+pub fn email(email: &Email) -> String {
+    let mut subject = String::with_capacity(16 + email.as_str().len() * 2);
+    subject.push_str("ticketing.email.");
+    for byte in email.as_str().bytes() {
+        subject.push(char::from(HEX[usize::from(byte >> 4)]));
+        subject.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    subject
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// An account's subject.
+pub fn account(id: AccountId) -> String {
+    format!("ticketing.account.{id}")
+}
+
+/// The listing boundary of a ticket: every subject of the ticket, its orders and its payments.
+pub fn listing(ticket: TicketId) -> String {
+    format!("ticketing.ticket.{ticket}.>")
+}
+
+/// The subject a listing event is stored on, or `None` for an event outside listings.
+pub fn listing_event(ticket: TicketId, event: &Event) -> Option<String> {
+    Some(match event {
+        Event::TicketListed { .. } | Event::TicketUpdated { .. } => format!("ticketing.ticket.{ticket}.ticket"),
+        Event::OrderPlaced { order_id, .. } | Event::OrderCancelled { order_id, .. } => {
+            format!("ticketing.ticket.{ticket}.order.{order_id}")
+        }
+        Event::PaymentStarted { payment_id, .. }
+        | Event::PaymentPending { payment_id, .. }
+        | Event::PaymentSucceeded { payment_id, .. }
+        | Event::PaymentFailed { payment_id, .. }
+        | Event::LatePaymentReceived { payment_id, .. }
+        | Event::PaymentRefunded { payment_id, .. } => format!("ticketing.ticket.{ticket}.payment.{payment_id}"),
+        _ => return None,
+    })
+}
+
+/// The subject of a hold's expiry schedule.
+pub fn expiry_schedule(order: OrderId) -> String {
+    format!("ticketing.schedule.expiry.{order}")
+}
+
+/// The subject an expiry schedule fires on.
+pub fn expiry_firing(ticket: TicketId, order: OrderId) -> String {
+    format!("ticketing.expiry.{ticket}.{order}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{order, ticket};
+
+    #[test]
+    fn an_email_subject_is_a_single_token() {
+        let email = Email::parse("a.b+c@example.com").unwrap_or_else(|e| panic!("{e}"));
+        let subject = super::email(&email);
+        assert_eq!(subject, "ticketing.email.612e622b63406578616d706c652e636f6d");
+        assert_eq!(subject.split('.').count(), 3);
+    }
+
+    #[test]
+    fn listing_events_stay_inside_the_listing_boundary() {
+        let cancelled = Event::OrderCancelled {
+            order_id: order(2),
+            ticket_id: ticket(1),
+            reason: crate::CancelReason::User,
+            by: None,
+            at: crate::testing::at(0),
+        };
+        let subject = listing_event(ticket(1), &cancelled).unwrap_or_default();
+        assert_eq!(subject, format!("ticketing.ticket.{}.order.{}", ticket(1), order(2)));
+        assert!(subject.starts_with(listing(ticket(1)).trim_end_matches('>')));
+    }
+
+    #[test]
+    fn commands_are_not_captured_by_the_stream() {
+        assert!(STREAM_SUBJECTS.iter().all(|s| !s.starts_with(COMMAND_PREFIX)));
+    }
+}

@@ -1,0 +1,78 @@
+//! Ticket titles.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The longest title accepted, in characters.
+pub const MAX_TITLE_CHARS: usize = 120;
+
+/// A ticket title: trimmed, 1..=120 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Title(String);
+
+/// Why a title was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TitleError {
+    /// Nothing left after trimming.
+    #[error("title is required")]
+    Empty,
+    /// More than [`MAX_TITLE_CHARS`] characters.
+    #[error("title must be at most 120 characters")]
+    TooLong,
+}
+
+impl Title {
+    /// Trims and checks a title.
+    ///
+    /// # Errors
+    /// [`TitleError`] when the trimmed title is empty or longer than 120 characters.
+    pub fn parse(raw: &str) -> Result<Self, TitleError> {
+        let title = raw.trim();
+        match title.chars().count() {
+            0 => Err(TitleError::Empty),
+            n if n > MAX_TITLE_CHARS => Err(TitleError::TooLong),
+            _ => Ok(Self(title.to_owned())),
+        }
+    }
+
+    /// The title text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Title {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Title {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_title_is_trimmed() {
+        assert_eq!(Title::parse("  Opera night ").map(|t| t.0), Ok("Opera night".into()));
+    }
+
+    #[test]
+    fn a_blank_title_is_refused() {
+        assert_eq!(Title::parse(" \t "), Err(TitleError::Empty));
+    }
+
+    #[test]
+    fn a_title_counts_characters_not_bytes() {
+        assert!(Title::parse(&"é".repeat(120)).is_ok());
+        assert_eq!(Title::parse(&"é".repeat(121)), Err(TitleError::TooLong));
+    }
+}
