@@ -1,7 +1,9 @@
 //! JetStream subject naming, in one place.
 //!
-//! One stream (`TICKETING`) holds every event. Each aggregate instance has its own subject, so
-//! its history is read with a subject filter and its appends are guarded per subject:
+//! The stream `TICKETING` holds every event. Each aggregate instance has its own subject, so its
+//! history is read with a subject filter and its appends are guarded per subject. A second stream,
+//! `TICKETING_TIMERS`, holds hold-expiry schedules and their firings: JetStream message schedules
+//! need a stream that allows purges and rollups, which the event stream must deny.
 //!
 //! | subject | holds | guard on append |
 //! |---|---|---|
@@ -15,19 +17,21 @@
 //!
 //! The listing boundary is the wildcard `ticketing.ticket.<ticket>.>`: an append anywhere inside it
 //! states the last sequence of the whole boundary it decided on. Commands travel on
-//! `ticketing.cmd.>`, which the stream does not capture.
+//! `ticketing.cmd.>`, which no stream captures.
 
 use crate::{AccountId, Email, Event, OrderId, TicketId};
 
-/// The stream's name.
+/// The event stream's name.
 pub const STREAM: &str = "TICKETING";
 
-/// The subjects the stream captures.
-pub const STREAM_SUBJECTS: [&str; 5] =
-    ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>", "ticketing.schedule.>", "ticketing.expiry.>"];
+/// The subjects the event stream captures: every event, nothing else.
+pub const EVENT_SUBJECTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>"];
 
-/// Every event subject (for consumers that read all events, such as projectors).
-pub const ALL_EVENTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>"];
+/// The timer stream's name suffix: `TICKETING` + `_TIMERS`.
+pub const TIMERS_SUFFIX: &str = "_TIMERS";
+
+/// The subjects the timer stream captures: schedules and their firings.
+pub const TIMER_SUBJECTS: [&str; 2] = ["ticketing.schedule.>", "ticketing.expiry.>"];
 
 /// The prefix of command request subjects (core NATS request-reply, not stored).
 pub const COMMAND_PREFIX: &str = "ticketing.cmd";
@@ -115,6 +119,6 @@ mod tests {
 
     #[test]
     fn commands_are_not_captured_by_the_stream() {
-        assert!(STREAM_SUBJECTS.iter().all(|s| !s.starts_with(COMMAND_PREFIX)));
+        assert!(EVENT_SUBJECTS.iter().chain(&TIMER_SUBJECTS).all(|s| !s.starts_with(COMMAND_PREFIX)));
     }
 }

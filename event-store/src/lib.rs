@@ -1,1 +1,374 @@
-//! placeholder
+//! The event store: JetStream as the single source of truth for every aggregate.
+//!
+//! - [`stream::ensure`] creates the `TICKETING` stream, or checks that an existing one has exactly
+//!   the settings this code relies on, and refuses to start otherwise.
+//! - [`EventStore::load`] reads an aggregate's history with one batched direct-get request and
+//!   returns its state together with its *version*: the stream sequence of the last message in
+//!   its consistency boundary.
+//! - [`EventStore::append`] stores one event, guarded by that version (JetStream's per-subject
+//!   optimistic concurrency, optionally over a wildcard boundary) and deduplicated by
+//!   `Nats-Msg-Id`. A decision produces at most one event by design, so an append is one message
+//!   and never needs a multi-message transaction.
+//! - [`EventStore::schedule`] writes a JetStream message schedule (hold expiry).
+//!
+//! Subjects are named in [`domain::subjects`].
+
+mod direct;
+pub mod stream;
+
+use std::time::Duration;
+
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use domain::{Aggregate, Event, EventDecodeError, EventEnvelope, Timestamp};
+use serde::Deserialize;
+
+pub use direct::RawMessage;
+pub use stream::StreamSettings;
+
+/// Header carrying the event type name, so consumers can route without decoding the body.
+pub const EVENT_TYPE_HEADER: &str = "Ticketing-Event";
+
+/// JetStream's error code for a failed expected-last-sequence check on a single server.
+const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// The same failure as reported by a clustered stream's leader.
+const WRONG_LAST_SEQUENCE_CLUSTERED: u64 = 10164;
+
+/// How many times an append is sent again after a lost acknowledgement.
+const APPEND_ATTEMPTS: u32 = 4;
+
+/// A handle on the event stream.
+#[derive(Clone, Debug)]
+pub struct EventStore {
+    client: Client,
+    settings: StreamSettings,
+}
+
+/// One stored event with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The stream sequence: the event's global position.
+    pub sequence: u64,
+    /// The subject it is stored on.
+    pub subject: String,
+    /// When the server stored it.
+    pub recorded_at: Timestamp,
+    /// The event.
+    pub event: Event,
+}
+
+/// An aggregate rebuilt from its history.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    /// The state after every event.
+    pub state: A,
+    /// The sequence of the last message in the boundary, or 0 when it is empty. Appends that
+    /// decided on this state pass it as their guard.
+    pub version: u64,
+    /// The history, oldest first.
+    pub history: Vec<StoredEvent>,
+}
+
+/// What an append must find before it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The subject or wildcard whose last sequence is checked; `None` checks the append's own
+    /// subject.
+    pub boundary: Option<String>,
+    /// The sequence of the last message there, as loaded (0: must be empty).
+    pub version: u64,
+}
+
+impl Guard {
+    /// Guards an append by its own subject.
+    pub fn subject(version: u64) -> Self {
+        Self { boundary: None, version }
+    }
+
+    /// Guards an append by a whole boundary (a wildcard such as `ticketing.ticket.<id>.>`).
+    pub fn boundary(boundary: impl Into<String>, version: u64) -> Self {
+        Self { boundary: Some(boundary.into()), version }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct Append<'a> {
+    /// The subject to store it on.
+    pub subject: String,
+    /// The event.
+    pub event: &'a Event,
+    /// The optimistic-concurrency guard.
+    pub guard: Guard,
+    /// The deduplication id: the same decision sent twice carries the same id.
+    pub msg_id: String,
+}
+
+/// A stored append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's stream sequence.
+    pub sequence: u64,
+    /// The event had been stored by an earlier attempt whose acknowledgement was lost.
+    pub replayed: bool,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No answer in time, even after retries. The append may or may not be stored; sending the
+    /// same `msg_id` again is safe.
+    #[error("the event store did not answer in time")]
+    Timeout,
+    /// The connection to NATS failed.
+    #[error("NATS request failed: {0}")]
+    Nats(String),
+    /// JetStream refused the request.
+    #[error("JetStream error {err_code}: {description}")]
+    JetStream {
+        /// JetStream's error code.
+        err_code: u64,
+        /// Its description.
+        description: String,
+    },
+    /// A stored event could not be read.
+    #[error("event at sequence {sequence} is unreadable: {source}")]
+    Decode {
+        /// Where.
+        sequence: u64,
+        /// Why.
+        source: EventDecodeError,
+    },
+    /// The server's answer did not have the expected shape.
+    #[error("unexpected answer from JetStream: {0}")]
+    Protocol(String),
+    /// The NATS server cannot run this platform.
+    #[error("NATS server {found} is too old: version 2.12 or newer is required (message schedules, wildcard guards)")]
+    ServerTooOld {
+        /// The version the server reported.
+        found: String,
+    },
+    /// The NATS server has JetStream disabled.
+    #[error("JetStream is not enabled on the NATS server (start nats-server with -js)")]
+    JetStreamDisabled,
+    /// The stream exists with settings this platform cannot work with.
+    #[error(
+        "stream {stream} exists with {setting} = {found}, but {expected} is required; \
+         change the stream (e.g. `nats stream edit {stream}`) or the configuration"
+    )]
+    StreamMismatch {
+        /// The stream.
+        stream: String,
+        /// The mismatching setting.
+        setting: &'static str,
+        /// Its value on the server.
+        found: String,
+        /// The value required.
+        expected: String,
+    },
+}
+
+/// Why an append was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Someone else appended to the boundary since it was loaded: reload, decide again.
+    /// Clients see `CONFLICT` only if the new decision refuses too.
+    #[error("the aggregate changed since it was loaded (expected version {expected})")]
+    Conflict {
+        /// The version the append expected.
+        expected: u64,
+    },
+    /// The store failed (clients see `INTERNAL_SERVER_ERROR`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Deserialize)]
+struct PubAck {
+    #[serde(default)]
+    error: Option<ApiError>,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    duplicate: bool,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u64,
+    #[serde(default)]
+    description: String,
+}
+
+impl EventStore {
+    /// Ensures the stream (see [`stream::ensure`]) and returns a handle on it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the server is too old, JetStream is off, or the stream mismatches.
+    pub async fn connect(client: Client, settings: &StreamSettings) -> Result<Self, StoreError> {
+        stream::ensure(&client, settings).await?;
+        Ok(Self { client, settings: settings.clone() })
+    }
+
+    /// The NATS client underneath.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The settings the store was opened with.
+    pub fn settings(&self) -> &StreamSettings {
+        &self.settings
+    }
+
+    /// Loads an aggregate from every event whose subject matches `boundary`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an event is unreadable.
+    pub async fn load<A: Aggregate>(&self, boundary: &str) -> Result<Loaded<A>, StoreError> {
+        let history = self.read(boundary, 1).await?;
+        let version = history.last().map_or(0, |e| e.sequence);
+        let state = A::replay(history.iter().map(|e| &e.event));
+        Ok(Loaded { state, version, history })
+    }
+
+    /// Reads every event matching `filter` from sequence `from` on, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails or an event is unreadable.
+    pub async fn read(&self, filter: &str, from: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let filter = self.settings.wire_subject(filter);
+        let raw = direct::get_all(&self.client, &self.settings.name, &filter, from, self.settings.request_timeout).await?;
+        raw.into_iter()
+            .map(|m| {
+                let event = EventEnvelope::decode(&m.payload)
+                    .map_err(|source| StoreError::Decode { sequence: m.sequence, source })?;
+                let subject = self.settings.domain_subject(&m.subject);
+                Ok(StoredEvent { sequence: m.sequence, subject, recorded_at: m.time, event })
+            })
+            .collect()
+    }
+
+    /// Reads every message on a timer subject (schedules and their firings) without decoding it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn read_timers(&self, filter: &str) -> Result<Vec<RawMessage>, StoreError> {
+        let filter = self.settings.wire_subject(filter);
+        direct::get_all(&self.client, &self.settings.timers_name(), &filter, 1, self.settings.request_timeout).await
+    }
+
+    /// Appends one event if its guard still holds.
+    ///
+    /// A lost acknowledgement is retried with the same `msg_id`; if the first attempt was stored
+    /// the result says so (`replayed`) instead of reporting a false conflict.
+    ///
+    /// # Errors
+    /// [`AppendError::Conflict`] when the boundary moved on; [`AppendError::Store`] otherwise.
+    pub async fn append(&self, append: Append<'_>) -> Result<Appended, AppendError> {
+        let payload = Bytes::from(EventEnvelope::encode(append.event));
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", append.msg_id.as_str());
+        headers.insert("Nats-Expected-Last-Subject-Sequence", append.guard.version.to_string().as_str());
+        if let Some(boundary) = &append.guard.boundary {
+            headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", self.settings.wire_subject(boundary).as_str());
+        }
+        headers.insert(EVENT_TYPE_HEADER, append.event.type_name());
+
+        let mut last_error = StoreError::Timeout;
+        for attempt in 0..APPEND_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            match self.publish(&self.settings.wire_subject(&append.subject), headers.clone(), payload.clone()).await {
+                Ok(ack) => match ack.error {
+                    None => return Ok(Appended { sequence: ack.seq, replayed: ack.duplicate }),
+                    Some(error) if matches!(error.err_code, WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_CLUSTERED) => {
+                        return match self.find_own_write(&append).await? {
+                            Some(sequence) => Ok(Appended { sequence, replayed: true }),
+                            None => Err(AppendError::Conflict { expected: append.guard.version }),
+                        };
+                    }
+                    Some(error) => {
+                        return Err(StoreError::JetStream { err_code: error.err_code, description: error.description }.into());
+                    }
+                },
+                Err(error @ (StoreError::Timeout | StoreError::Nats(_))) => {
+                    tracing::warn!(subject = %append.subject, attempt, %error, "append not acknowledged; retrying");
+                    last_error = error;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(last_error.into())
+    }
+
+    /// Writes a JetStream message schedule in the timer stream: at `fire_at` the server publishes
+    /// `payload` on `target`. Writing the same schedule subject again replaces the schedule.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the schedule is not stored.
+    pub async fn schedule(
+        &self,
+        subject: &str,
+        target: &str,
+        fire_at: Timestamp,
+        payload: Bytes,
+        msg_id: &str,
+    ) -> Result<u64, StoreError> {
+        let when = fire_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| StoreError::Protocol(format!("unformattable schedule time: {e}")))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        headers.insert("Nats-Schedule", format!("@at {when}").as_str());
+        headers.insert("Nats-Schedule-Target", self.settings.wire_subject(target).as_str());
+        let mut last_error = StoreError::Timeout;
+        for attempt in 0..APPEND_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            }
+            match self.publish(&self.settings.wire_subject(subject), headers.clone(), payload.clone()).await {
+                Ok(PubAck { error: None, seq, .. }) => return Ok(seq),
+                Ok(PubAck { error: Some(e), .. }) => {
+                    return Err(StoreError::JetStream { err_code: e.err_code, description: e.description });
+                }
+                Err(error @ (StoreError::Timeout | StoreError::Nats(_))) => last_error = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn publish(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<PubAck, StoreError> {
+        let request = self.client.request_with_headers(subject.to_owned(), headers, payload);
+        let reply = match tokio::time::timeout(self.settings.request_timeout, request).await {
+            Err(_) => return Err(StoreError::Timeout),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::TimedOut => return Err(StoreError::Timeout),
+            // No responders: the stream has no leader right now (election, restart). Retry.
+            Ok(Err(e)) => return Err(StoreError::Nats(e.to_string())),
+            Ok(Ok(reply)) => reply,
+        };
+        serde_json::from_slice(&reply.payload).map_err(|e| StoreError::Protocol(format!("publish ack: {e}")))
+    }
+
+    /// After a conflict, looks for this very append among the messages stored since the guard's
+    /// version: a retry whose first attempt was stored is a success, not a conflict.
+    async fn find_own_write(&self, append: &Append<'_>) -> Result<Option<u64>, StoreError> {
+        let filter = self.settings.wire_subject(append.guard.boundary.as_deref().unwrap_or(&append.subject));
+        let since = direct::get_all(
+            &self.client,
+            &self.settings.name,
+            &filter,
+            append.guard.version + 1,
+            self.settings.request_timeout,
+        )
+        .await?;
+        Ok(since.iter().find(|m| m.msg_id.as_deref() == Some(append.msg_id.as_str())).map(|m| m.sequence))
+    }
+}

@@ -1,1 +1,215 @@
-//! placeholder
+//! Test harness: real servers, never mocks.
+//!
+//! - [`nats`] gives a test its own NATS JetStream: a fresh `nats-server` (≥ 2.12, the pinned
+//!   binary installed by `scripts/install-nats.sh`) on a free port with a temporary store, or,
+//!   when `NATS_URL` is set, that server with a namespace (stream name and subject root) no other
+//!   test uses.
+//! - [`postgres`] gives a test its own database, created on the server at `DATABASE_URL` (default
+//!   the local `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+/// The repository's root (testkit lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Finds the `nats-server` binary: `TICKETING_NATS_SERVER`, then the pinned install under
+/// `.ticketing/tools`, then `PATH`.
+///
+/// # Errors
+/// When none is found, with the command that installs it.
+pub fn nats_server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("TICKETING_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    let pinned = workspace_root().join(".ticketing/tools/bin/nats-server");
+    if pinned.exists() {
+        return Ok(pinned);
+    }
+    bail!(
+        "no nats-server ≥ 2.12 found at {}: run scripts/install-nats.sh (or set NATS_URL or TICKETING_NATS_SERVER)",
+        pinned.display()
+    )
+}
+
+/// A `nats-server` process owned by a test, killed when dropped.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    store: tempfile::TempDir,
+    binary: PathBuf,
+}
+
+impl NatsServer {
+    /// Starts a JetStream server on a free loopback port with a temporary store.
+    ///
+    /// # Errors
+    /// When the binary is missing or the server does not come up.
+    pub async fn start() -> anyhow::Result<Self> {
+        let binary = nats_server_binary()?;
+        let store = tempfile::tempdir().context("temporary JetStream store")?;
+        let port = free_port()?;
+        let mut server = Self { child: None, port, store, binary };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// The client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts the server again on the same port and store.
+    ///
+    /// # Errors
+    /// When it does not come up.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await;
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server exited at start: {status}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                // JetStream is ready once the account info request answers.
+                if let Ok(client) = async_nats::connect(self.url()).await
+                    && client.request("$JS.API.INFO", "".into()).await.is_ok()
+                {
+                    self.child = Some(child);
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("nats-server did not become ready on port {}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A NATS connection for one test.
+pub struct TestNats {
+    /// Connected client.
+    pub client: async_nats::Client,
+    /// The server URL.
+    pub url: String,
+    /// A stream name no other test uses.
+    pub stream: String,
+    /// A subject root no other test uses (`ticketing` on an own server).
+    pub root: String,
+    /// The server, when the test started its own.
+    pub server: Option<NatsServer>,
+}
+
+/// A NATS server for one test: its own process, or `NATS_URL` with a private namespace.
+///
+/// # Errors
+/// When no server can be started or reached.
+pub async fn nats() -> anyhow::Result<TestNats> {
+    let tag = Uuid::new_v4().simple().to_string();
+    let (url, server, root, stream) = match std::env::var("NATS_URL") {
+        Ok(url) if !url.is_empty() => (url, None, format!("t{tag}"), format!("T{tag}")),
+        _ => {
+            let server = NatsServer::start().await?;
+            (server.url(), Some(server), "ticketing".to_owned(), "TICKETING".to_owned())
+        }
+    };
+    let client = connect(&url).await?;
+    Ok(TestNats { client, url, stream, root, server })
+}
+
+/// Connects with settings that suit tests (quick reconnects after a server restart).
+///
+/// # Errors
+/// When the server cannot be reached.
+pub async fn connect(url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .reconnect_delay_callback(|attempt| Duration::from_millis(50 * u64::try_from(attempt.min(10)).unwrap_or(10)))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {url}"))
+}
+
+/// A PostgreSQL database of a test's own, dropped when the value is dropped.
+pub struct TestDb {
+    /// A pool on the database.
+    pub pool: PgPool,
+    /// The database URL.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+    admin: PgConnectOptions,
+}
+
+/// Creates an empty database for one test.
+///
+/// # Errors
+/// When PostgreSQL cannot be reached.
+pub async fn postgres() -> anyhow::Result<TestDb> {
+    let admin_url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin: PgConnectOptions = admin_url.parse().with_context(|| format!("DATABASE_URL {admin_url}"))?;
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let mut conn = admin.connect().await.with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+    conn.close().await?;
+    let options = admin.clone().database(&name);
+    let pool = PgPoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
+    let url = options.to_url_lossy().to_string();
+    Ok(TestDb { pool, url, name, admin })
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        let pool = self.pool.clone();
+        // Drop runs outside async: drop the database on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move {
+                pool.close().await;
+                let mut conn = admin.connect().await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
