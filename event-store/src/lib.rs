@@ -243,7 +243,8 @@ impl EventStore {
     /// [`StoreError`] when the store fails or an event is unreadable.
     pub async fn read(&self, filter: &str, from: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let filter = self.settings.wire_subject(filter);
-        let raw = direct::get_all(&self.client, &self.settings.name, &filter, from, self.settings.request_timeout).await?;
+        let raw =
+            direct::get_all(&self.client, &self.settings.name, &filter, from, self.settings.request_timeout).await?;
         raw.into_iter()
             .map(|m| {
                 let event = EventEnvelope::decode(&m.payload)
@@ -276,7 +277,8 @@ impl EventStore {
         headers.insert("Nats-Msg-Id", append.msg_id.as_str());
         headers.insert("Nats-Expected-Last-Subject-Sequence", append.guard.version.to_string().as_str());
         if let Some(boundary) = &append.guard.boundary {
-            headers.insert("Nats-Expected-Last-Subject-Sequence-Subject", self.settings.wire_subject(boundary).as_str());
+            headers
+                .insert("Nats-Expected-Last-Subject-Sequence-Subject", self.settings.wire_subject(boundary).as_str());
         }
         headers.insert(EVENT_TYPE_HEADER, append.event.type_name());
 
@@ -295,7 +297,9 @@ impl EventStore {
                         };
                     }
                     Some(error) => {
-                        return Err(StoreError::JetStream { err_code: error.err_code, description: error.description }.into());
+                        return Err(
+                            StoreError::JetStream { err_code: error.err_code, description: error.description }.into()
+                        );
                     }
                 },
                 Err(error @ (StoreError::Timeout | StoreError::Nats(_))) => {

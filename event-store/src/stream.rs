@@ -168,14 +168,17 @@ fn compare(stream: &str, wanted: &Value, found: &Value) -> Result<(), StoreError
         found: found.to_string(),
         expected: expected.to_string(),
     };
-    let mut wanted_subjects: Vec<&str> = wanted["subjects"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let mut found_subjects: Vec<&str> = found["subjects"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut wanted_subjects: Vec<&str> =
+        wanted["subjects"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let mut found_subjects: Vec<&str> =
+        found["subjects"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     wanted_subjects.sort_unstable();
     found_subjects.sort_unstable();
     if wanted_subjects != found_subjects {
         return Err(mismatch("subjects", &found["subjects"], &wanted["subjects"]));
     }
-    let checked = wanted.as_object().into_iter().flatten().filter(|(key, _)| !matches!(key.as_str(), "name" | "subjects"));
+    let checked =
+        wanted.as_object().into_iter().flatten().filter(|(key, _)| !matches!(key.as_str(), "name" | "subjects"));
     for (setting, wanted_value) in checked {
         // JetStream leaves out settings at their defaults (false, 0).
         let found_value = match &found[setting] {
@@ -234,7 +237,9 @@ pub fn check_server_version(version: &str) -> Result<(), StoreError> {
 async fn api(client: &Client, subject: &str, body: Bytes, settings: &StreamSettings) -> Result<Value, StoreError> {
     let reply = match tokio::time::timeout(settings.request_timeout, client.request(subject.to_owned(), body)).await {
         Err(_) => return Err(StoreError::Timeout),
-        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => return Err(StoreError::JetStreamDisabled),
+        Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => {
+            return Err(StoreError::JetStreamDisabled);
+        }
         Ok(Err(e)) => return Err(StoreError::Nats(e.to_string())),
         Ok(Ok(reply)) => reply,
     };

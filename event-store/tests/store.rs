@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use domain::testing::{account, at};
 use domain::{
-    Account, Currency, Email, Event, Listing, OrderId, OrderStatus, Price, TicketId, TicketStatus, Title,
-    subjects,
+    Account, Currency, Email, Event, Listing, OrderId, OrderStatus, Price, TicketId, TicketStatus, Title, subjects,
 };
 use event_store::{Append, AppendError, EventStore, Guard, StoreError, StreamSettings};
 use futures::future::join_all;
@@ -90,8 +89,15 @@ async fn a_long_history_loads_completely_across_batches() -> anyhow::Result<()> 
     let who = account(u128::from_be_bytes(*Uuid::new_v4().as_bytes()));
     let email = Email::parse("many@example.com").unwrap_or_else(|e| panic!("{e}"));
     let registered = Event::AccountRegistered { account_id: who, email, password_hash: "h".into(), at: at(0) };
-    let mut version =
-        store.append(Append { subject: subjects::account(who), event: &registered, guard: Guard::subject(0), msg_id: "r".into() }).await?.sequence;
+    let mut version = store
+        .append(Append {
+            subject: subjects::account(who),
+            event: &registered,
+            guard: Guard::subject(0),
+            msg_id: "r".into(),
+        })
+        .await?
+        .sequence;
     for n in 0..1200u32 {
         let event = Event::SessionRevoked {
             account_id: who,
@@ -100,7 +106,10 @@ async fn a_long_history_loads_completely_across_batches() -> anyhow::Result<()> 
             at: at(i64::from(n)),
         };
         let guard = Guard::subject(version);
-        version = store.append(Append { subject: subjects::account(who), event: &event, guard, msg_id: format!("s{n}") }).await?.sequence;
+        version = store
+            .append(Append { subject: subjects::account(who), event: &event, guard, msg_id: format!("s{n}") })
+            .await?
+            .sequence;
     }
     let loaded = store.load::<Account>(&subjects::account(who)).await?;
     assert_eq!(loaded.history.len(), 1201);
@@ -128,7 +137,8 @@ async fn of_fifty_concurrent_holds_on_one_version_exactly_one_is_stored() -> any
     .await;
 
     let won = results.iter().filter(|r| r.is_ok()).count();
-    let conflicts = results.iter().filter(|r| matches!(r, Err(AppendError::Conflict { expected }) if *expected == version)).count();
+    let conflicts =
+        results.iter().filter(|r| matches!(r, Err(AppendError::Conflict { expected }) if *expected == version)).count();
     assert_eq!((won, conflicts), (1, 49), "{results:?}");
 
     let loaded = store.load::<Listing>(&subjects::listing(ticket)).await?;
@@ -152,7 +162,14 @@ async fn of_fifty_concurrent_appends_to_one_subject_exactly_one_is_stored() -> a
     let results = join_all(events.iter().enumerate().map(|(n, event)| {
         let store = store.clone();
         async move {
-            store.append(Append { subject: subjects::account(who), event, guard: Guard::subject(0), msg_id: format!("reg-{n}") }).await
+            store
+                .append(Append {
+                    subject: subjects::account(who),
+                    event,
+                    guard: Guard::subject(0),
+                    msg_id: format!("reg-{n}"),
+                })
+                .await
         }
     }))
     .await;
@@ -196,7 +213,8 @@ async fn a_stream_with_the_wrong_settings_is_refused_with_the_setting_named() ->
     let settings = StreamSettings::isolated(nats.stream.clone(), nats.root.clone());
     let mut wrong = settings.config();
     wrong["max_age"] = serde_json::json!(600_000_000_000u64);
-    let created = nats.client.request(format!("$JS.API.STREAM.CREATE.{}", settings.name), wrong.to_string().into()).await?;
+    let created =
+        nats.client.request(format!("$JS.API.STREAM.CREATE.{}", settings.name), wrong.to_string().into()).await?;
     assert!(!String::from_utf8_lossy(&created.payload).contains("\"error\""));
 
     let refused = EventStore::connect(nats.client.clone(), &settings).await;
@@ -209,7 +227,10 @@ async fn a_stream_with_the_wrong_settings_is_refused_with_the_setting_named() ->
     three_replicas.name = format!("{}X", settings.name);
     three_replicas.subject_root = format!("{}x", settings.subject_root);
     three_replicas.replicas = 3;
-    assert!(EventStore::connect(nats.client.clone(), &three_replicas).await.is_err(), "a single server cannot hold 3 replicas");
+    assert!(
+        EventStore::connect(nats.client.clone(), &three_replicas).await.is_err(),
+        "a single server cannot hold 3 replicas"
+    );
     Ok(())
 }
 

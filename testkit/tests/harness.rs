@@ -6,8 +6,7 @@ async fn a_test_database_is_private_and_dropped_afterwards() -> anyhow::Result<(
     let other = testkit::postgres().await?;
     assert_ne!(db.name, other.name);
     sqlx::query("CREATE TABLE t (x int)").execute(&db.pool).await?;
-    let in_other: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass('t')::text").fetch_one(&other.pool).await?;
+    let in_other: Option<String> = sqlx::query_scalar("SELECT to_regclass('t')::text").fetch_one(&other.pool).await?;
     assert_eq!(in_other, None, "tables must not leak between test databases");
 
     let admin = other.pool.clone();

