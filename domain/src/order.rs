@@ -71,6 +71,11 @@ impl Order {
     pub fn is_open(&self) -> bool {
         matches!(self.status, OrderStatus::Created | OrderStatus::AwaitingPayment)
     }
+
+    /// Whether `actor` may read this order: its buyer or an admin.
+    pub fn is_visible_to(&self, actor: &Actor) -> bool {
+        self.buyer == actor.id || actor.is_admin
+    }
 }
 
 /// Commands on orders.
@@ -358,6 +363,15 @@ mod tests {
         };
         let (events, _) = given::<Listing>([listed(), repriced]).when(place(1, BUYER)).then_ok();
         assert!(matches!(&events[..], [Event::OrderPlaced { amount_cents, .. }] if amount_cents.cents() == 7000));
+    }
+
+    #[test]
+    fn an_order_is_visible_to_its_buyer_and_admins_only() {
+        let state = given::<Listing>([listed(), placed(1, BUYER)]).when(place(1, BUYER)).then([]);
+        let order = &state.orders[&order(1)];
+        assert!(order.is_visible_to(&Actor::user(account(BUYER))));
+        assert!(order.is_visible_to(&Actor::admin(account(ADMIN))));
+        assert!(!order.is_visible_to(&Actor::user(account(SELLER))));
     }
 
     #[test]
