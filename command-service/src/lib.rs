@@ -1,5 +1,279 @@
 //! The command side: takes commands over NATS request-reply, loads the aggregate from the
 //! [`event_store`], lets the [`domain`] decide, and appends the outcome with optimistic
-//! concurrency. Also runs hold expiry and payments.
+//! concurrency. It also runs hold expiry (from JetStream message schedules) and payments.
 //!
-//! Built in issue 3; the event store it relies on lives in the `event-store` crate.
+//! - [`api`]: the request and reply envelopes, and the subjects they travel on;
+//! - [`Service`]: the handlers; [`Service::serve`] answers commands in the queue group,
+//!   [`Service::run_expiry`] expires holds;
+//! - [`payments`]: the provider seam (fake and Stripe) and webhook verification;
+//! - [`config`]: settings from the environment.
+//!
+//! Every handler follows one loop ([`Service::execute`]): load the aggregate and its version,
+//! decide, append guarded by that version; on a conflict, load and decide again. A refusal is
+//! answered as a typed error and writes nothing.
+
+mod accounts;
+pub mod api;
+pub mod config;
+mod expiry;
+mod listings;
+pub mod payments;
+mod server;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::Argon2;
+use async_nats::jetstream;
+use domain::{Aggregate, ErrorCode, Event, Timestamp, error::Refusal};
+use event_store::{Append, AppendError, EventStore, Guard, StoreError};
+use uuid::Uuid;
+
+use crate::api::Failure;
+use crate::config::{Config, ProviderKind};
+use crate::payments::PaymentProvider;
+
+/// How many times a command is decided again after losing an optimistic-concurrency race.
+const MAX_ATTEMPTS: u32 = 24;
+
+/// The command service: configuration, the event store and the payment provider.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: EventStore,
+    provider: Arc<dyn PaymentProvider>,
+    signin_failures: jetstream::kv::Store,
+    webhooks_seen: jetstream::kv::Store,
+    hasher: Argon2<'static>,
+    dummy_hash: String,
+}
+
+/// Why a command failed: a refusal for the client, or a failure of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A rule refused it; the client sees the code (and field).
+    #[error("{0:?}")]
+    Refused(Failure),
+    /// The store failed (`INTERNAL_SERVER_ERROR` for the client, detail in the logs).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Still losing races after every retry (`CONFLICT`).
+    #[error("too much contention")]
+    Contended,
+    /// Anything else of ours.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl CommandError {
+    fn refused(error: &impl Refusal) -> Self {
+        let mut failure = Failure::new(error.code(), error.to_string());
+        failure.field = error.field().map(str::to_owned);
+        Self::Refused(failure)
+    }
+
+    /// The failure a client sees.
+    pub fn to_failure(&self) -> Failure {
+        match self {
+            Self::Refused(failure) => failure.clone(),
+            Self::Contended => Failure::new(ErrorCode::Conflict, "too many simultaneous changes; try again"),
+            Self::Store(_) | Self::Internal(_) => Failure::internal(),
+        }
+    }
+}
+
+/// An aggregate after a command.
+#[derive(Debug)]
+pub(crate) struct Executed<A> {
+    /// The state after the command's events.
+    pub state: A,
+    /// What was written (empty when nothing needed to change).
+    pub events: Vec<Event>,
+    /// The stream position reflecting the state: the new event, or the loaded version.
+    pub position: u64,
+    /// How many events the boundary holds now.
+    pub version: u64,
+}
+
+/// Where an aggregate lives in the stream.
+pub(crate) struct Target {
+    /// The subject filter holding its history.
+    pub boundary: String,
+    /// Whether appends are guarded by the whole filter (a listing) or their own subject.
+    pub wildcard: bool,
+}
+
+impl Service {
+    /// Opens the event store (creating or checking the streams) and the key-value buckets.
+    ///
+    /// # Errors
+    /// When NATS, the streams or the provider settings are unusable.
+    pub async fn connect(
+        config: Config,
+        client: async_nats::Client,
+        provider: Option<Arc<dyn PaymentProvider>>,
+    ) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let settings = config.stream_settings();
+        let store = EventStore::connect(client.clone(), &settings).await?;
+        let js = jetstream::new(client);
+        let replicas = settings.replicas;
+        let signin_failures = key_value(
+            &js,
+            &format!("{}_SIGNIN_FAILURES", settings.name),
+            Duration::from_secs(config.signin_throttle_seconds.max(1)),
+            replicas,
+        )
+        .await?;
+        let webhooks_seen =
+            key_value(&js, &format!("{}_WEBHOOKS", settings.name), Duration::from_secs(30 * 24 * 3600), replicas)
+                .await?;
+        let provider: Arc<dyn PaymentProvider> = match provider {
+            Some(provider) => provider,
+            None => match config.payment_provider {
+                ProviderKind::Fake => Arc::new(payments::fake::FakeProvider::default()),
+                ProviderKind::Stripe => Arc::new(payments::stripe::StripeProvider::new(
+                    &config.stripe_api_base,
+                    config.stripe_api_key.as_deref().unwrap_or_default(),
+                )?),
+            },
+        };
+        let hasher = accounts::hasher();
+        let dummy_hash = accounts::hash_password(&hasher, "not a real password, for timing only").await?;
+        Ok(Self {
+            inner: Arc::new(Inner { config, store, provider, signin_failures, webhooks_seen, hasher, dummy_hash }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &EventStore {
+        &self.inner.store
+    }
+
+    /// Load, decide, append; on a conflict load and decide again.
+    pub(crate) async fn execute<A, F>(&self, target: &Target, mut command: F) -> Result<Executed<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Error: Refusal,
+        F: FnMut(&A) -> A::Command,
+        F: Send,
+    {
+        for attempt in 0..MAX_ATTEMPTS {
+            let loaded = self.inner.store.load::<A>(&target.boundary).await?;
+            let count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+            let events = loaded.state.decide(command(&loaded.state)).map_err(|e| CommandError::refused(&e))?;
+            let Some(event) = events.first() else {
+                return Ok(Executed { state: loaded.state, events, position: loaded.version, version: count });
+            };
+            if events.len() > 1 {
+                return Err(CommandError::Internal("a decision produced more than one event".into()));
+            }
+            let subject = self.subject_for(target, event)?;
+            let guard = if target.wildcard {
+                Guard::boundary(target.boundary.clone(), loaded.version)
+            } else {
+                Guard::subject(loaded.version)
+            };
+            let append = Append { subject, event, guard, msg_id: Uuid::new_v4().to_string() };
+            match self.inner.store.append(append).await {
+                Ok(appended) => {
+                    let state = loaded.state.evolve(event);
+                    return Ok(Executed { state, events, position: appended.sequence, version: count + 1 });
+                }
+                Err(AppendError::Conflict { .. }) => {
+                    // Someone else got there first: back off a little (more each time) and decide
+                    // again on the new state.
+                    let jitter = u64::from(Uuid::new_v4().as_fields().1 % 4);
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)).await;
+                }
+                Err(AppendError::Store(error)) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::Contended)
+    }
+
+    fn subject_for(&self, target: &Target, event: &Event) -> Result<String, CommandError> {
+        if !target.wildcard {
+            return Ok(target.boundary.clone());
+        }
+        let ticket = listings::ticket_of_boundary(&target.boundary)
+            .ok_or_else(|| CommandError::Internal(format!("not a listing boundary: {}", target.boundary)))?;
+        domain::subjects::listing_event(ticket, event)
+            .ok_or_else(|| CommandError::Internal(format!("{} is not a listing event", event.type_name())))
+    }
+}
+
+/// The current time. The only clock of the write side: the domain gets time in commands.
+pub(crate) fn now() -> Timestamp {
+    time::OffsetDateTime::now_utc()
+}
+
+async fn key_value(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> anyhow::Result<jetstream::kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let config = jetstream::kv::Config {
+        bucket: bucket.to_owned(),
+        history: 1,
+        max_age,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Another replica created it meanwhile.
+        Err(_) => Ok(js.get_key_value(bucket).await?),
+    }
+}
+
+/// Runs the service until Ctrl-C or SIGTERM: answers commands and expires holds.
+///
+/// # Errors
+/// When NATS is unreachable or the streams are unusable at start.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let client = async_nats::ConnectOptions::new()
+        .name("command-service")
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await?;
+    let service = Service::connect(config, client, None).await?;
+    let serving = tokio::spawn(service.clone().serve());
+    let expiring = tokio::spawn(service.clone().run_expiry());
+    tracing::info!("command-service ready");
+    tokio::select! {
+        result = serving => result??,
+        result = expiring => result??,
+        () = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

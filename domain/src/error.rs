@@ -50,3 +50,10 @@ pub trait Refusal: std::error::Error {
         None
     }
 }
+
+/// Aggregates that never refuse ([`crate::EmailClaim`]).
+impl Refusal for std::convert::Infallible {
+    fn code(&self) -> ErrorCode {
+        match *self {}
+    }
+}

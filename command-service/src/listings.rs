@@ -1,0 +1,437 @@
+//! Tickets, orders, payments and payment webhooks: everything decided inside a listing.
+
+use domain::{
+    Account, AccountCommand, AccountId, Actor, ErrorCode, Listing, ListingCommand, Order, OrderCommand, OrderError,
+    OrderId, PaymentCommand, PaymentError, PaymentId, PaymentOutcome, PaymentStatus, Price, TicketCommand, TicketError,
+    TicketId, Title, subjects,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::{Failure, Outcome, Success};
+use crate::payments::webhook::{self, WebhookEvent};
+use crate::payments::{ChargeRequest, ChargeResult, ProviderError};
+use crate::{CommandError, Executed, Service, Target, now};
+
+/// The listing boundary of a ticket.
+fn listing(ticket: TicketId) -> Target {
+    Target { boundary: subjects::listing(ticket), wildcard: true }
+}
+
+/// The ticket id in a listing boundary `ticketing.ticket.<id>.>`.
+pub(crate) fn ticket_of_boundary(boundary: &str) -> Option<TicketId> {
+    boundary.strip_prefix("ticketing.ticket.")?.strip_suffix(".>")?.parse().ok()
+}
+
+/// What an expiry schedule carries to its firing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ExpiryDue {
+    pub ticket_id: TicketId,
+    pub order_id: OrderId,
+    pub buyer: AccountId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: domain::Timestamp,
+}
+
+fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
+    let ticket = done.state.ticket.as_ref().ok_or_else(|| CommandError::refused(&TicketError::NotFound))?;
+    Ok(Success {
+        position: done.position,
+        version: done.version,
+        result: Outcome::Ticket { ticket_id: ticket.id, status: ticket.status },
+    })
+}
+
+fn order_outcome(done: &Executed<Listing>, order_id: OrderId) -> Result<Success, CommandError> {
+    let order = done.state.orders.get(&order_id).ok_or_else(|| CommandError::refused(&OrderError::NotFound))?;
+    Ok(Success { position: done.position, version: done.version, result: order_result(order) })
+}
+
+fn order_result(order: &Order) -> Outcome {
+    Outcome::Order {
+        order_id: order.id,
+        ticket_id: order.ticket_id,
+        status: order.status,
+        cancel_reason: order.cancel_reason,
+        expires_at: order.expires_at,
+    }
+}
+
+fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Success, CommandError> {
+    let payment = done.state.payments.get(&payment_id).ok_or_else(|| CommandError::refused(&PaymentError::NotFound))?;
+    Ok(Success {
+        position: done.position,
+        version: done.version,
+        result: Outcome::Payment {
+            payment_id,
+            order_id: payment.order_id,
+            ticket_id: payment.ticket_id,
+            status: payment.status,
+            provider_ref: payment.provider_ref.clone(),
+        },
+    })
+}
+
+fn declined() -> CommandError {
+    CommandError::refused(&PaymentError::Declined)
+}
+
+impl Service {
+    pub(crate) async fn create_ticket(
+        &self,
+        actor: Actor,
+        title: &str,
+        price_cents: i64,
+    ) -> Result<Success, CommandError> {
+        let title = Title::parse(title).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let price = Price::from_cents(price_cents).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let ticket_id = TicketId(Uuid::new_v4());
+        let done = self
+            .execute::<Listing, _>(&listing(ticket_id), |_| {
+                ListingCommand::Ticket(TicketCommand::List {
+                    ticket_id,
+                    seller: actor.id,
+                    title: title.clone(),
+                    price,
+                    at: now(),
+                })
+            })
+            .await?;
+        ticket_outcome(&done)
+    }
+
+    pub(crate) async fn update_ticket(
+        &self,
+        actor: Actor,
+        ticket_id: TicketId,
+        title: Option<&str>,
+        price_cents: Option<i64>,
+    ) -> Result<Success, CommandError> {
+        let title = title.map(Title::parse).transpose().map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let price =
+            price_cents.map(Price::from_cents).transpose().map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let done = self
+            .execute::<Listing, _>(&listing(ticket_id), |_| {
+                ListingCommand::Ticket(TicketCommand::Update { actor, title: title.clone(), price, at: now() })
+            })
+            .await?;
+        ticket_outcome(&done)
+    }
+
+    /// Places a hold: the buyer's slot, then the expiry schedule, then the hold itself (see the
+    /// README, "How a hold is written").
+    pub(crate) async fn create_order(
+        &self,
+        actor: Actor,
+        ticket_id: TicketId,
+        idempotency_key: Option<&str>,
+    ) -> Result<Success, CommandError> {
+        let order_id = match idempotency_key {
+            Some(key) => OrderId::for_idempotency_key(actor.id, key),
+            None => OrderId(Uuid::new_v4()),
+        };
+        let at = now();
+        let expires_at = at + self.inner.config.hold();
+        let place = |_: &Listing| {
+            ListingCommand::Order(OrderCommand::Place {
+                order_id,
+                buyer: actor.id,
+                expires_at,
+                idempotency_key: idempotency_key.map(str::to_owned),
+                at,
+            })
+        };
+
+        // Refuse early what is refused anyway (unknown, taken, own ticket), before taking a slot;
+        // a retry with the same key finds its order here.
+        let before = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
+        let decided =
+            domain::Aggregate::decide(&before.state, place(&before.state)).map_err(|e| CommandError::refused(&e))?;
+        if decided.is_empty() {
+            let version = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
+            return order_outcome(
+                &Executed { state: before.state, events: vec![], position: before.version, version },
+                order_id,
+            );
+        }
+
+        let max_active = usize::try_from(self.inner.config.max_active_holds).unwrap_or(usize::MAX);
+        let slot_target = Target { boundary: subjects::account(actor.id), wildcard: false };
+        self.execute::<Account, _>(&slot_target, |_| AccountCommand::ClaimHoldSlot {
+            order_id,
+            ticket_id,
+            expires_at,
+            max_active,
+            at: now(),
+        })
+        .await?;
+
+        let due = ExpiryDue { ticket_id, order_id, buyer: actor.id, expires_at };
+        let payload = serde_json::to_vec(&due).map_err(|e| CommandError::Internal(e.to_string()))?;
+        self.inner
+            .store
+            .schedule(
+                &subjects::expiry_schedule(order_id),
+                &subjects::expiry_firing(ticket_id, order_id),
+                expires_at,
+                payload.into(),
+                &format!("expiry-{order_id}"),
+            )
+            .await?;
+
+        match self.execute::<Listing, _>(&listing(ticket_id), place).await {
+            Ok(done) => order_outcome(&done, order_id),
+            Err(error) => {
+                // The hold lost its race (or failed): give the slot back. Should this fail too,
+                // the slot frees itself when the would-be hold expires.
+                self.release_slot(actor.id, order_id).await;
+                Err(error)
+            }
+        }
+    }
+
+    pub(crate) async fn release_slot(&self, buyer: AccountId, order_id: OrderId) {
+        let target = Target { boundary: subjects::account(buyer), wildcard: false };
+        if let Err(error) =
+            self.execute::<Account, _>(&target, |_| AccountCommand::ReleaseHoldSlot { order_id, at: now() }).await
+        {
+            tracing::warn!(%buyer, %order_id, %error, "could not release a hold slot; it frees itself at expiry");
+        }
+    }
+
+    /// The ticket an order belongs to: the caller's hint, or the stream's order subject.
+    async fn resolve_ticket(&self, order_id: OrderId, hint: Option<TicketId>) -> Result<TicketId, CommandError> {
+        if let Some(ticket) = hint {
+            return Ok(ticket);
+        }
+        let history = self.inner.store.read(&format!("ticketing.ticket.*.order.{order_id}"), 1).await?;
+        history
+            .first()
+            .and_then(|e| e.subject.split('.').nth(2))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| CommandError::refused(&OrderError::NotFound))
+    }
+
+    pub(crate) async fn cancel_order(
+        &self,
+        actor: Actor,
+        order_id: OrderId,
+        ticket_hint: Option<TicketId>,
+    ) -> Result<Success, CommandError> {
+        let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
+        let done = self
+            .execute::<Listing, _>(&listing(ticket_id), |_| {
+                ListingCommand::Order(OrderCommand::Cancel { order_id, actor, at: now() })
+            })
+            .await?;
+        if let Some(order) = done.state.orders.get(&order_id) {
+            self.release_slot(order.buyer, order_id).await;
+        }
+        order_outcome(&done, order_id)
+    }
+
+    pub(crate) async fn expire_order(&self, due: &ExpiryDue) -> Result<Executed<Listing>, CommandError> {
+        self.execute::<Listing, _>(&listing(due.ticket_id), |_| {
+            ListingCommand::Order(OrderCommand::Expire { order_id: due.order_id, at: now() })
+        })
+        .await
+    }
+
+    pub(crate) async fn pay_order(
+        &self,
+        actor: Actor,
+        order_id: OrderId,
+        ticket_hint: Option<TicketId>,
+        token: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<Success, CommandError> {
+        if !self.inner.provider.accepts_token(token) {
+            return Err(CommandError::Refused(Failure::field(
+                ErrorCode::BadUserInput,
+                "token",
+                "unknown payment token",
+            )));
+        }
+        let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
+        let key = idempotency_key.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+        let payment_id = PaymentId::for_idempotency_key(order_id, &key);
+        let started = self
+            .execute::<Listing, _>(&listing(ticket_id), |_| {
+                ListingCommand::Payment(PaymentCommand::Start {
+                    payment_id,
+                    order_id,
+                    actor,
+                    idempotency_key: key.clone(),
+                    at: now(),
+                })
+            })
+            .await?;
+        let payment =
+            started.state.payments.get(&payment_id).ok_or_else(|| CommandError::Internal("payment vanished".into()))?;
+        if started.events.is_empty() {
+            // The same key again: answer with the first attempt's result.
+            match payment.status {
+                PaymentStatus::Failed => return Err(declined()),
+                PaymentStatus::Succeeded | PaymentStatus::Refunded => return payment_outcome(&started, payment_id),
+                PaymentStatus::Pending if payment.provider_ref.is_some() => {
+                    return payment_outcome(&started, payment_id);
+                }
+                // Started but never answered (a crash, a lost reply): ask the provider again with
+                // the same idempotency key, which cannot charge twice.
+                PaymentStatus::Pending => {}
+            }
+        }
+        let request = ChargeRequest {
+            payment_id,
+            order_id,
+            amount_cents: payment.amount.cents(),
+            currency: payment.currency.code().to_lowercase(),
+            token: token.to_owned(),
+            idempotency_key: payment_id.to_string(),
+        };
+        let outcome = match self.inner.provider.charge(request).await {
+            Ok(ChargeResult::Succeeded { provider_ref }) => PaymentOutcome::Succeeded { provider_ref },
+            Ok(ChargeResult::Pending { provider_ref }) => PaymentOutcome::Pending { provider_ref },
+            Ok(ChargeResult::Declined { reason }) => PaymentOutcome::Failed { reason },
+            Err(ProviderError::InvalidToken) => PaymentOutcome::Failed { reason: "invalid_token".into() },
+            Err(ProviderError::Unavailable(detail)) => {
+                tracing::error!(%payment_id, %detail, "payment provider unavailable");
+                PaymentOutcome::Failed { reason: "provider_unavailable".into() }
+            }
+        };
+        let failed_reason = match &outcome {
+            PaymentOutcome::Failed { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        let settled = self.settle(ticket_id, payment_id, outcome).await?;
+        match failed_reason.as_deref() {
+            None => payment_outcome(&settled, payment_id),
+            Some("invalid_token") => {
+                Err(CommandError::Refused(Failure::field(ErrorCode::BadUserInput, "token", "unknown payment token")))
+            }
+            Some("provider_unavailable") => Err(CommandError::Internal("payment provider unavailable".into())),
+            Some(_) => Err(declined()),
+        }
+    }
+
+    /// Records a provider outcome, then does what follows from it: a completed order frees the
+    /// buyer's slot; money that came too late goes back.
+    async fn settle(
+        &self,
+        ticket_id: TicketId,
+        payment_id: PaymentId,
+        outcome: PaymentOutcome,
+    ) -> Result<Executed<Listing>, CommandError> {
+        let settled = self
+            .execute::<Listing, _>(&listing(ticket_id), |_| {
+                ListingCommand::Payment(PaymentCommand::Settle { payment_id, outcome: outcome.clone(), at: now() })
+            })
+            .await?;
+        let Some(payment) = settled.state.payments.get(&payment_id) else { return Ok(settled) };
+        if payment.status == PaymentStatus::Succeeded
+            && !payment.refund_due
+            && let Some(order) = settled.state.orders.get(&payment.order_id)
+        {
+            self.release_slot(order.buyer, order.id).await;
+        }
+        if payment.refund_due {
+            return self.refund(ticket_id, payment_id).await;
+        }
+        Ok(settled)
+    }
+
+    /// Gives late money back through the provider, then records the refund.
+    async fn refund(&self, ticket_id: TicketId, payment_id: PaymentId) -> Result<Executed<Listing>, CommandError> {
+        let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
+        let Some(provider_ref) = loaded.state.payments.get(&payment_id).and_then(|p| p.provider_ref.clone()) else {
+            return Err(CommandError::Internal("refund without a provider reference".into()));
+        };
+        self.inner
+            .provider
+            .refund(provider_ref, format!("refund-{payment_id}"))
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+        self.execute::<Listing, _>(&listing(ticket_id), |_| {
+            ListingCommand::Payment(PaymentCommand::Settle { payment_id, outcome: PaymentOutcome::Refunded, at: now() })
+        })
+        .await
+    }
+
+    /// Handles a provider webhook: verify, dedupe by event id, apply. Answers an HTTP status.
+    pub(crate) async fn payment_webhook(&self, body: &str, signature: Option<&str>) -> Result<Success, CommandError> {
+        let answer = |http_status| Success { position: 0, version: 0, result: Outcome::Webhook { http_status } };
+        let secret = &self.inner.config.payment_webhook_secret;
+        if secret.is_empty() {
+            tracing::warn!("webhook refused: PAYMENT_WEBHOOK_SECRET is not set");
+            return Ok(answer(400));
+        }
+        if let Err(error) = webhook::verify(secret, signature, body, now().unix_timestamp()) {
+            tracing::info!(%error, "webhook refused");
+            return Ok(answer(400));
+        }
+        let Ok(event) = serde_json::from_str::<WebhookEvent>(body) else {
+            return Ok(answer(400));
+        };
+        let seen_key = format!("evt.{}", hex::encode(&event.id));
+        if matches!(self.inner.webhooks_seen.get(&seen_key).await, Ok(Some(_))) {
+            return Ok(answer(200));
+        }
+        let mut position = 0;
+        if let Some(done) = self.apply_webhook(&event).await? {
+            position = done.position;
+        }
+        // Marked only after its effect is stored: a crash in between means the provider's retry
+        // is applied again, which changes nothing the second time.
+        if let Err(error) = self.inner.webhooks_seen.put(&seen_key, "1".into()).await {
+            tracing::warn!(%error, event = %event.id, "could not remember a webhook event id");
+        }
+        Ok(Success { position, version: 0, result: Outcome::Webhook { http_status: 200 } })
+    }
+
+    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<Option<Executed<Listing>>, CommandError> {
+        let object = &event.data.object;
+        let outcome = match event.kind.as_str() {
+            "payment_intent.succeeded" => PaymentOutcome::Succeeded { provider_ref: object.id.clone() },
+            "payment_intent.payment_failed" => PaymentOutcome::Failed {
+                reason: object
+                    .last_payment_error
+                    .as_ref()
+                    .and_then(|e| e.code.clone())
+                    .unwrap_or_else(|| "payment_failed".into()),
+            },
+            "charge.refunded" => PaymentOutcome::Refunded,
+            other => {
+                tracing::debug!(kind = other, "webhook type ignored");
+                return Ok(None);
+            }
+        };
+        let provider_ref = object.payment_intent.as_deref().unwrap_or(&object.id);
+        let Some(order_id) = object.metadata.order_id.as_deref().and_then(|id| id.parse::<OrderId>().ok()) else {
+            tracing::info!(event = %event.id, "webhook without our order id ignored");
+            return Ok(None);
+        };
+        let ticket_id = match self.resolve_ticket(order_id, None).await {
+            Ok(ticket_id) => ticket_id,
+            Err(CommandError::Refused(_)) => {
+                tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
+        let by_metadata = object.metadata.payment_id.as_deref().and_then(|id| id.parse::<PaymentId>().ok());
+        let payment_id = loaded
+            .state
+            .payments
+            .values()
+            .find(|p| p.provider_ref.as_deref() == Some(provider_ref))
+            .map(|p| p.id)
+            .or(by_metadata.filter(|id| loaded.state.payments.contains_key(id)))
+            .or_else(|| loaded.state.orders.get(&order_id).and_then(|o| o.payment));
+        let Some(payment_id) = payment_id else {
+            tracing::info!(event = %event.id, %order_id, "webhook for an order without payments ignored");
+            return Ok(None);
+        };
+        self.settle(ticket_id, payment_id, outcome).await.map(Some)
+    }
+}

@@ -1,0 +1,22 @@
+//! `command-service`: see the library docs.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let config = command_service::config::Config::parse();
+    if let Err(problem) = config.validate() {
+        eprintln!("command-service: bad configuration: {problem}");
+        return std::process::ExitCode::from(2);
+    }
+    match command_service::run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("command-service: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Stripe's PaymentIntents API (`PAYMENT_PROVIDER=stripe`).
+//!
+//! A charge is `POST /v1/payment_intents` with `confirm=true` and the payment method token, form
+//! encoded, authenticated with `STRIPE_API_KEY` and made idempotent with an `Idempotency-Key`
+//! header. The order and payment ids travel as metadata so webhooks can be matched. A refund is
+//! `POST /v1/refunds` with the PaymentIntent id.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{ChargeRequest, ChargeResult, PaymentProvider, ProviderError};
+
+/// The Stripe provider.
+#[derive(Debug, Clone)]
+pub struct StripeProvider {
+    http: reqwest::Client,
+    base: String,
+    api_key: String,
+}
+
+#[derive(Deserialize)]
+struct Intent {
+    id: String,
+    status: String,
+    #[serde(default)]
+    last_payment_error: Option<ApiErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    error: ApiErrorBody,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    decline_code: Option<String>,
+}
+
+impl StripeProvider {
+    /// A provider for the API at `base` (e.g. `https://api.stripe.com`).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(base: &str, api_key: &str) -> Result<Self, ProviderError> {
+        // rustls needs a process-wide crypto provider; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), api_key: api_key.to_owned() })
+    }
+
+    async fn post(&self, path: &str, key: &str, form: &[(&str, String)]) -> Result<reqwest::Response, ProviderError> {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.api_key)
+            .header("Idempotency-Key", key)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))
+    }
+}
+
+impl PaymentProvider for StripeProvider {
+    fn accepts_token(&self, token: &str) -> bool {
+        !token.is_empty() && token.len() <= 255 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
+
+    fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, ProviderError>> {
+        Box::pin(async move {
+            let form = [
+                ("amount", request.amount_cents.to_string()),
+                ("currency", request.currency.clone()),
+                ("payment_method", request.token.clone()),
+                ("confirm", "true".to_owned()),
+                ("automatic_payment_methods[enabled]", "true".to_owned()),
+                ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
+                ("metadata[order_id]", request.order_id.to_string()),
+                ("metadata[payment_id]", request.payment_id.to_string()),
+            ];
+            let response = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+            if status.is_success() {
+                let intent: Intent =
+                    serde_json::from_slice(&body).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+                return Ok(match intent.status.as_str() {
+                    "succeeded" => ChargeResult::Succeeded { provider_ref: intent.id },
+                    "processing" => ChargeResult::Pending { provider_ref: intent.id },
+                    // Anything needing the customer (3-D Secure, a new method) cannot finish here.
+                    other => ChargeResult::Declined {
+                        reason: intent
+                            .last_payment_error
+                            .and_then(|e| e.decline_code.or(e.code))
+                            .unwrap_or_else(|| other.to_owned()),
+                    },
+                });
+            }
+            let error = serde_json::from_slice::<ErrorEnvelope>(&body).ok().map(|e| e.error);
+            match error {
+                Some(error) if status.as_u16() == 402 || error.kind.as_deref() == Some("card_error") => {
+                    Ok(ChargeResult::Declined {
+                        reason: error.decline_code.or(error.code).unwrap_or_else(|| "card_declined".into()),
+                    })
+                }
+                Some(error) if error.code.as_deref() == Some("resource_missing") => Err(ProviderError::InvalidToken),
+                _ => Err(ProviderError::Unavailable(format!("Stripe answered HTTP {}", status.as_u16()))),
+            }
+        })
+    }
+
+    fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let response = self.post("/v1/refunds", &idempotency_key, &[("payment_intent", provider_ref)]).await?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(ProviderError::Unavailable(format!("Stripe refund answered HTTP {}", response.status().as_u16())))
+            }
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Answering commands: a queue subscription on `ticketing.cmd.>`, one task per request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::ErrorCode;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+use crate::api::{Command, Failure, QUEUE_GROUP, Reply, Request, Success};
+use crate::{CommandError, Service};
+
+/// Requests handled at once per replica; more wait in NATS.
+const MAX_IN_FLIGHT: usize = 2048;
+
+impl Service {
+    /// Answers commands until the subscription ends.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        let requests = self.subscribe().await?;
+        self.serve_subscription(requests).await
+    }
+
+    /// Joins the queue group on the command subjects; [`Service::serve_subscription`] answers.
+    /// Split from [`Service::serve`] so a caller can know the subscription is in place.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub async fn subscribe(&self) -> anyhow::Result<async_nats::Subscriber> {
+        let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
+        let client = self.store().client();
+        let requests = client.queue_subscribe(format!("{prefix}.>"), QUEUE_GROUP.to_owned()).await?;
+        // `flush` only writes the socket; a round trip on the same connection proves the server
+        // has processed the subscription, so commands sent from now on find us.
+        client.request("$JS.API.INFO", bytes::Bytes::new()).await?;
+        Ok(requests)
+    }
+
+    /// Answers the commands arriving on a subscription until it ends.
+    ///
+    /// # Errors
+    /// Only when the subscription ends.
+    pub async fn serve_subscription(self, mut requests: async_nats::Subscriber) -> anyhow::Result<()> {
+        let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
+        let client = self.store().client().clone();
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        while let Some(message) = requests.next().await {
+            let Some(reply_to) = message.reply.clone() else { continue };
+            let permit = permits.clone().acquire_owned().await?;
+            let service = self.clone();
+            let client = client.clone();
+            let name = message.subject.strip_prefix(&format!("{prefix}.")).unwrap_or_default().to_owned();
+            tokio::spawn(async move {
+                let reply = service.answer(&name, &message.payload).await;
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                if let Err(error) = client.publish(reply_to, Bytes::from(body)).await {
+                    tracing::warn!(%error, "could not send a reply");
+                }
+                drop(permit);
+            });
+        }
+        anyhow::bail!("the command subscription ended")
+    }
+
+    /// Decodes, checks and handles one request.
+    pub async fn answer(&self, name: &str, payload: &[u8]) -> Reply {
+        let request: Request = match serde_json::from_slice(payload) {
+            Ok(request) => request,
+            Err(error) => {
+                return Reply::Error(Failure::new(ErrorCode::BadUserInput, format!("malformed command: {error}")));
+            }
+        };
+        if request.command.name() != name {
+            return Reply::Error(Failure::new(
+                ErrorCode::BadUserInput,
+                format!("command {} sent to the subject for {name}", request.command.name()),
+            ));
+        }
+        let correlation = request.correlation_id.clone().unwrap_or_default();
+        match self.handle(request).await {
+            Ok(success) => Reply::Ok(success),
+            Err(error) => {
+                if !matches!(error, CommandError::Refused(_)) {
+                    tracing::error!(command = name, %correlation, %error, "command failed");
+                }
+                Reply::Error(error.to_failure())
+            }
+        }
+    }
+
+    async fn handle(&self, request: Request) -> Result<Success, CommandError> {
+        let signed_in = || {
+            request
+                .actor
+                .ok_or_else(|| CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "sign in first")))
+        };
+        let key = request.idempotency_key.as_deref();
+        if key.is_some_and(|k| k.is_empty() || k.len() > 255) {
+            return Err(CommandError::Refused(Failure::field(
+                ErrorCode::BadUserInput,
+                "idempotencyKey",
+                "idempotency key must be 1 to 255 characters",
+            )));
+        }
+        match &request.command {
+            Command::SignUp { email, password } => self.sign_up(email, password).await,
+            Command::SignIn { email, password, client_addr } => {
+                self.sign_in(email, password, client_addr.as_deref()).await
+            }
+            Command::SignOut { session_id, expires_at } => self.sign_out(signed_in()?, *session_id, *expires_at).await,
+            Command::Authenticate { account_id, session_id } => self.authenticate(*account_id, *session_id).await,
+            Command::CreateTicket { title, price_cents } => self.create_ticket(signed_in()?, title, *price_cents).await,
+            Command::UpdateTicket { ticket_id, title, price_cents } => {
+                self.update_ticket(signed_in()?, *ticket_id, title.as_deref(), *price_cents).await
+            }
+            Command::CreateOrder { ticket_id } => self.create_order(signed_in()?, *ticket_id, key).await,
+            Command::CancelOrder { order_id, ticket_id } => {
+                self.cancel_order(signed_in()?, *order_id, *ticket_id).await
+            }
+            Command::PayOrder { order_id, ticket_id, token } => {
+                self.pay_order(signed_in()?, *order_id, *ticket_id, token, key).await
+            }
+            Command::PaymentWebhook { body, signature } => self.payment_webhook(body, signature.as_deref()).await,
+        }
+    }
+}
