@@ -304,7 +304,14 @@ impl Service {
             _ => None,
         };
         let settled = self.settle(ticket_id, payment_id, outcome).await?;
+        let refunded = settled
+            .state
+            .payments
+            .get(&payment_id)
+            .is_some_and(|p| p.refund_due || p.status == PaymentStatus::Refunded);
         match failed_reason.as_deref() {
+            // The hold lapsed while the provider was charging: the money went back.
+            None if refunded => Err(CommandError::refused(&PaymentError::OrderClosed)),
             None => payment_outcome(&settled, payment_id),
             Some("invalid_token") => {
                 Err(CommandError::Refused(Failure::field(ErrorCode::BadUserInput, "token", "unknown payment token")))

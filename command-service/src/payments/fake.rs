@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
@@ -19,11 +20,17 @@ use super::{ChargeRequest, ChargeResult, PaymentProvider, ProviderError};
 pub struct FakeProvider {
     seen: Mutex<HashMap<String, ChargeResult>>,
     refunds: Mutex<HashMap<String, String>>,
+    latency: Duration,
 }
 
 const TOKENS: [&str; 3] = ["tok_visa", "tok_chargeDeclined", "tok_async"];
 
 impl FakeProvider {
+    /// A fake that takes `latency` to answer each charge, like a real provider over a network.
+    pub fn with_latency(latency: Duration) -> Self {
+        Self { latency, ..Self::default() }
+    }
+
     /// How many distinct charges succeeded or are pending (declines move no money).
     pub fn charges(&self) -> usize {
         self.seen
@@ -45,6 +52,9 @@ impl PaymentProvider for FakeProvider {
 
     fn charge(&self, request: ChargeRequest) -> BoxFuture<'_, Result<ChargeResult, ProviderError>> {
         Box::pin(async move {
+            if !self.latency.is_zero() {
+                tokio::time::sleep(self.latency).await;
+            }
             let mut seen = self.seen.lock().map_err(|_| ProviderError::Unavailable("poisoned".into()))?;
             if let Some(first) = seen.get(&request.idempotency_key) {
                 return Ok(first.clone());

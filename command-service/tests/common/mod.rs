@@ -30,11 +30,26 @@ impl System {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_provider(tweak, FakeProvider::default()).await
+    }
+
+    pub async fn start_with_provider(tweak: impl FnOnce(&mut Config), provider: FakeProvider) -> Self {
+        Self::start_inner(tweak, Some(provider)).await
+    }
+
+    /// Starts with the provider the configuration names (e.g. Stripe at a stub server).
+    pub async fn start_configured(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_inner(tweak, None).await
+    }
+
+    async fn start_inner(tweak: impl FnOnce(&mut Config), fake: Option<FakeProvider>) -> Self {
         let nats = testkit::nats().await.unwrap_or_else(|e| panic!("{e:#}"));
         let mut config = test_config(&nats);
         tweak(&mut config);
-        let provider = Arc::new(FakeProvider::default());
-        let (service, tasks) = launch(&config, &nats, Some(provider.clone() as Arc<dyn PaymentProvider>)).await;
+        let use_fake = fake.is_some();
+        let provider = Arc::new(fake.unwrap_or_default());
+        let chosen = use_fake.then(|| provider.clone() as Arc<dyn PaymentProvider>);
+        let (service, tasks) = launch(&config, &nats, chosen).await;
         Self { nats, config, service, provider, tasks }
     }
 
