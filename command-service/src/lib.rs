@@ -252,13 +252,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .connect(&config.nats_url)
         .await?;
     let service = Service::connect(config, client, None).await?;
-    let serving = tokio::spawn(service.clone().serve());
+    let requests = service.subscribe().await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(service.clone().serve_until(requests, async move {
+        let _ = stopped.await;
+    }));
     let expiring = tokio::spawn(service.clone().run_expiry());
     tracing::info!("command-service ready");
     tokio::select! {
-        result = serving => result??,
+        result = &mut serving => result??,
         result = expiring => result??,
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: answering the commands already delivered");
+            let _ = stop.send(());
+            serving.await??;
+        }
     }
     Ok(())
 }

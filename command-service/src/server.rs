@@ -23,6 +23,40 @@ impl Service {
         self.serve_subscription(requests).await
     }
 
+    /// Answers commands until `shutdown` completes, then leaves gracefully: unsubscribes (so the
+    /// server routes new commands to the other replicas), answers what was already delivered,
+    /// and waits for every command in flight. No command delivered to this replica goes
+    /// unanswered, which makes rolling restarts lossless.
+    ///
+    /// # Errors
+    /// When the subscription fails.
+    pub async fn serve_until(
+        self,
+        mut requests: async_nats::Subscriber,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                message = requests.next() => match message {
+                    Some(message) => self.dispatch(message, &permits).await?,
+                    None => anyhow::bail!("the command subscription ended"),
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        // Drain: the client unsubscribes, keeps delivering what the server routed here before it
+        // processed that, and ends the subscription once the server confirms.
+        requests.drain().await?;
+        while let Ok(Some(message)) = tokio::time::timeout(std::time::Duration::from_secs(10), requests.next()).await {
+            self.dispatch(message, &permits).await?;
+        }
+        let all = u32::try_from(MAX_IN_FLIGHT).unwrap_or(u32::MAX);
+        let _drained = permits.acquire_many(all).await?;
+        Ok(())
+    }
+
     /// Joins the queue group on the command subjects; [`Service::serve_subscription`] answers.
     /// Split from [`Service::serve`] so a caller can know the subscription is in place.
     ///
@@ -42,26 +76,26 @@ impl Service {
     ///
     /// # Errors
     /// Only when the subscription ends.
-    pub async fn serve_subscription(self, mut requests: async_nats::Subscriber) -> anyhow::Result<()> {
+    pub async fn serve_subscription(self, requests: async_nats::Subscriber) -> anyhow::Result<()> {
+        self.serve_until(requests, std::future::pending()).await
+    }
+
+    /// Answers one request on a task of its own, holding a permit while it runs.
+    async fn dispatch(&self, message: async_nats::Message, permits: &Arc<Semaphore>) -> anyhow::Result<()> {
+        let Some(reply_to) = message.reply.clone() else { return Ok(()) };
+        let permit = permits.clone().acquire_owned().await?;
         let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
-        let client = self.store().client().clone();
-        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-        while let Some(message) = requests.next().await {
-            let Some(reply_to) = message.reply.clone() else { continue };
-            let permit = permits.clone().acquire_owned().await?;
-            let service = self.clone();
-            let client = client.clone();
-            let name = message.subject.strip_prefix(&format!("{prefix}.")).unwrap_or_default().to_owned();
-            tokio::spawn(async move {
-                let reply = service.answer(&name, &message.payload).await;
-                let body = serde_json::to_vec(&reply).unwrap_or_default();
-                if let Err(error) = client.publish(reply_to, Bytes::from(body)).await {
-                    tracing::warn!(%error, "could not send a reply");
-                }
-                drop(permit);
-            });
-        }
-        anyhow::bail!("the command subscription ended")
+        let name = message.subject.strip_prefix(&format!("{prefix}.")).unwrap_or_default().to_owned();
+        let service = self.clone();
+        tokio::spawn(async move {
+            let reply = service.answer(&name, &message.payload).await;
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            if let Err(error) = service.store().client().publish(reply_to, Bytes::from(body)).await {
+                tracing::warn!(%error, "could not send a reply");
+            }
+            drop(permit);
+        });
+        Ok(())
     }
 
     /// Decodes, checks and handles one request.

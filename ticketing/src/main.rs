@@ -59,12 +59,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     let client = async_nats::connect(&url).await.with_context(|| format!("connecting to NATS at {url}"))?;
-    let store = EventStore::connect(client, &StreamSettings::default()).await?;
+    let store = EventStore::connect(client.clone(), &StreamSettings::default()).await?;
     say(&format!("NATS JetStream ready at {url}: streams {} and {}", store.stream(), store.settings().timers_name()));
-    say("not built yet: command-service (issue 3), projector and PostgreSQL (issue 4),");
-    say("               GraphQL gateway on HTTP_ADDR (issue 5), web app (issue 6)");
+
+    // The command service, configured from the same environment as when it runs alone.
+    let mut config = command_service::config::Config::try_parse_from(["command-service"])
+        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
+    config.nats_url.clone_from(&url);
+    let service = command_service::Service::connect(config, client, None).await?;
+    let requests = service.subscribe().await?;
+    let serving = tokio::spawn(service.clone().serve_subscription(requests));
+    let expiring = tokio::spawn(service.run_expiry());
+    say("command-service answering on ticketing.cmd.> (queue group command-service)");
+    say("not built yet: projector and PostgreSQL (issue 4), GraphQL gateway on HTTP_ADDR (issue 5),");
+    say("               web app (issue 6)");
     say("press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
+    tokio::select! {
+        result = serving => say(&format!("command-service stopped: {result:?}")),
+        result = expiring => say(&format!("hold expiry stopped: {result:?}")),
+        result = tokio::signal::ctrl_c() => result?,
+    }
     if let Some(mut child) = own_nats {
         say("stopping NATS");
         stop(&mut child).await;
