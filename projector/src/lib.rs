@@ -1,4 +1,338 @@
-//! The read side's writer: durable JetStream consumers that project events into PostgreSQL read
-//! models, idempotently, with the checkpoint in the same transaction.
+//! The read side's writer: projects every event from JetStream into PostgreSQL read models.
 //!
-//! Built in issue 4.
+//! - **Batches.** The projector pulls whatever is available (up to `batch_max`) and applies it in
+//!   one transaction, so batches grow under load and the projector keeps up with the write path.
+//! - **Exactly once in effect.** The checkpoint (the last applied stream sequence) is read with
+//!   `FOR UPDATE` and written in the same transaction as the batch; events at or below it are
+//!   skipped. Messages are acknowledged only after commit, and whenever a projector (re)starts or
+//!   takes over, its durable consumer is repositioned at checkpoint + 1: the database, not the
+//!   consumer, says what has been applied. A crash between commit and ack changes nothing.
+//! - **Poison events.** An event that fails is retried (each attempt in its own savepoint), then
+//!   parked in `parked_events` with its error; the batch goes on without it (see the README for
+//!   what that means for the affected aggregate).
+//! - **Notifications.** Each commit sends `pg_notify('ticketing_changes', …)` with the new
+//!   position and the tickets and orders that changed; PostgreSQL delivers it only on commit.
+//! - **Replicas.** Any number may run: one holds a PostgreSQL advisory lock and projects, the
+//!   others wait to take over.
+//! - **Rebuild.** [`rebuild::rebuild`] replays the stream into a new generation and switches
+//!   readers over in one transaction ([`schema`]).
+
+pub mod models;
+pub mod rebuild;
+pub mod schema;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use domain::EventEnvelope;
+use event_store::StreamSettings;
+use futures::{FutureExt, StreamExt};
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::models::{Applied, Changes};
+
+/// The channel change notifications are sent on.
+pub const NOTIFY_CHANNEL: &str = "ticketing_changes";
+
+/// The advisory lock the projecting replica holds.
+const LEADER_LOCK: i64 = 0x7469_636b_6574_0002;
+
+/// Attempts per event before it is parked.
+const ATTEMPTS: u32 = 3;
+
+/// The durable consumer's name.
+pub const CONSUMER: &str = "projector";
+
+/// Counters an operator can watch.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Events applied.
+    pub applied: AtomicU64,
+    /// Events parked.
+    pub parked: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// The last committed position.
+    pub position: AtomicU64,
+}
+
+/// A stored message to project.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// Stream sequence.
+    pub position: u64,
+    /// Subject in the domain's naming.
+    pub subject: String,
+    /// When the server stored it.
+    pub recorded_at: time::OffsetDateTime,
+    /// The raw body.
+    pub payload: bytes::Bytes,
+}
+
+/// The projector.
+#[derive(Clone)]
+pub struct Projector {
+    pool: PgPool,
+    js: jetstream::Context,
+    settings: StreamSettings,
+    batch_max: usize,
+    stats: Arc<Stats>,
+}
+
+/// What committing a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The checkpoint after the batch.
+    pub position: u64,
+    /// Events applied (not skipped, not parked).
+    pub applied: u64,
+    /// Events parked.
+    pub parked: u64,
+}
+
+impl Projector {
+    /// A projector on `pool` for the stream `settings` describe.
+    pub fn new(pool: PgPool, client: async_nats::Client, settings: StreamSettings, batch_max: usize) -> Self {
+        Self { pool, js: jetstream::new(client), settings, batch_max: batch_max.max(1), stats: Arc::default() }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Projects forever: waits for leadership, then follows the stream; after losing the
+    /// database connection it starts over from the checkpoint.
+    ///
+    /// # Errors
+    /// Only when the read models cannot be created at all.
+    pub async fn run(self) -> anyhow::Result<()> {
+        schema::ensure_live(&self.pool).await?;
+        loop {
+            if let Err(error) = self.lead().await {
+                tracing::warn!(error = %format!("{error:#}"), "projector interrupted; starting over from the checkpoint");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+
+    /// Holds the leader lock on one connection and projects while it holds.
+    async fn lead(&self) -> anyhow::Result<()> {
+        // A connection of its own, outside the pool: if this projector dies, the connection dies
+        // with it and PostgreSQL releases the lock for a standby.
+        let mut leader = self.pool.acquire().await?.detach();
+        loop {
+            let got: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut leader).await?;
+            if got {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        tracing::info!("projecting (leader)");
+        let result = self.follow().await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut leader).await;
+        result
+    }
+
+    /// Follows the stream from the live generation's checkpoint until the generation changes.
+    async fn follow(&self) -> anyhow::Result<()> {
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            let live = schema::live(&mut conn).await?;
+            let from = checkpoint(&mut conn, &live).await? + 1;
+            drop(conn);
+            let consumer = self.position_consumer(from).await?;
+            let mut messages = consumer.stream().max_messages_per_batch(self.batch_max.min(10_000)).messages().await?;
+            'batches: loop {
+                let Some(first) = messages.next().await else { break 'batches };
+                let mut batch = vec![first?];
+                while batch.len() < self.batch_max {
+                    match messages.next().now_or_never() {
+                        Some(Some(message)) => batch.push(message?),
+                        _ => break,
+                    }
+                }
+                let incoming: Vec<Incoming> = batch.iter().filter_map(|m| self.incoming(m)).collect();
+                match self.commit(&live, &incoming).await? {
+                    Some(_) => {
+                        if let Some(last) = batch.last() {
+                            last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                        }
+                    }
+                    // Another generation went live: start over from its checkpoint.
+                    None => break 'batches,
+                }
+            }
+        }
+    }
+
+    /// Creates (or recreates) the durable consumer so it delivers from `from` on.
+    async fn position_consumer(&self, from: u64) -> anyhow::Result<consumer::PullConsumer> {
+        let stream = self.js.get_stream(&self.settings.name).await?;
+        let _ = stream.delete_consumer(CONSUMER).await;
+        let consumer = stream
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(CONSUMER.to_owned()),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
+                ack_policy: consumer::AckPolicy::All,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: i64::try_from(self.batch_max * 4).unwrap_or(i64::MAX),
+                ..Default::default()
+            })
+            .await?;
+        Ok(consumer)
+    }
+
+    fn incoming(&self, message: &jetstream::Message) -> Option<Incoming> {
+        let info = message.info().ok()?;
+        Some(Incoming {
+            position: info.stream_sequence,
+            subject: self.settings.domain_subject(&message.subject),
+            recorded_at: info.published,
+            payload: message.payload.clone(),
+        })
+    }
+
+    /// Applies a batch to `generation` and commits it with the checkpoint; returns `None`, having
+    /// written nothing, when `generation` is no longer live. Does not acknowledge anything.
+    ///
+    /// # Errors
+    /// A database error (the batch is not committed).
+    pub async fn commit(&self, generation: &str, batch: &[Incoming]) -> anyhow::Result<Option<Committed>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        // FOR SHARE: a rebuild's switch (FOR UPDATE) waits for this batch, and vice versa.
+        let live: String =
+            sqlx::query_scalar("SELECT active FROM public.projection_generation FOR SHARE").fetch_one(&mut *tx).await?;
+        if live != generation {
+            return Ok(None);
+        }
+        let committed = apply_batch(&mut tx, generation, batch).await?;
+        tx.commit().await?;
+        self.stats.applied.fetch_add(committed.applied, Ordering::Relaxed);
+        self.stats.parked.fetch_add(committed.parked, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.position.store(committed.position, Ordering::Relaxed);
+        Ok(Some(committed))
+    }
+}
+
+/// The checkpoint of a generation.
+///
+/// # Errors
+/// A database error.
+pub fn checkpoint<'a>(
+    conn: &'a mut PgConnection,
+    generation: &'a str,
+) -> futures::future::BoxFuture<'a, anyhow::Result<u64>> {
+    Box::pin(checkpoint_inner(conn, generation))
+}
+
+async fn checkpoint_inner(conn: &mut PgConnection, generation: &str) -> anyhow::Result<u64> {
+    let position: i64 =
+        sqlx::query_scalar(&format!("SELECT position FROM {generation}.checkpoint")).fetch_one(conn).await?;
+    Ok(u64::try_from(position).unwrap_or(0))
+}
+
+/// Applies a batch inside the caller's transaction: skips what the checkpoint covers, retries
+/// then parks what fails, advances the checkpoint and queues the change notifications.
+///
+/// # Errors
+/// A database error that is not the event's fault (the caller's transaction is then unusable).
+pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incoming]) -> anyhow::Result<Committed> {
+    sqlx::query(&format!("SET LOCAL search_path TO {generation}")).execute(&mut *tx).await?;
+    let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE").fetch_one(&mut *tx).await?;
+    let mut position = checkpoint;
+    let mut changes = Changes::default();
+    let mut committed = Committed::default();
+    for message in batch {
+        let Ok(seq) = i64::try_from(message.position) else { continue };
+        if seq <= position {
+            continue;
+        }
+        position = seq;
+        let event = match EventEnvelope::decode(&message.payload) {
+            Ok(event) => event,
+            Err(error) => {
+                park(tx, message, &error.to_string(), 1).await?;
+                committed.parked += 1;
+                continue;
+            }
+        };
+        let applied =
+            Applied { position: seq, subject: &message.subject, recorded_at: message.recorded_at, event: &event };
+        let mut last_error = String::new();
+        let mut done = false;
+        for _ in 0..ATTEMPTS {
+            sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
+            let mut attempt_changes = changes.clone();
+            match models::apply(tx, applied, &mut attempt_changes).await {
+                Ok(()) => {
+                    sqlx::query("RELEASE SAVEPOINT event").execute(&mut *tx).await?;
+                    changes = attempt_changes;
+                    done = true;
+                    break;
+                }
+                Err(error) => {
+                    last_error = error.to_string();
+                    // If even this fails the connection is gone: the whole batch is retried.
+                    sqlx::query("ROLLBACK TO SAVEPOINT event").execute(&mut *tx).await?;
+                }
+            }
+        }
+        if done {
+            committed.applied += 1;
+        } else {
+            tracing::error!(position = seq, subject = %message.subject, error = %last_error, "event parked");
+            park(tx, message, &last_error, ATTEMPTS).await?;
+            committed.parked += 1;
+        }
+    }
+    sqlx::query("UPDATE checkpoint SET position = $1, updated_at = now()").bind(position).execute(&mut *tx).await?;
+    notify(tx, position, &changes).await?;
+    committed.position = u64::try_from(position).unwrap_or(0);
+    Ok(committed)
+}
+
+async fn park(tx: &mut PgConnection, message: &Incoming, error: &str, attempts: u32) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO parked_events (position, subject, payload, error, attempts) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (position) DO NOTHING",
+    )
+    .bind(i64::try_from(message.position).unwrap_or(i64::MAX))
+    .bind(&message.subject)
+    .bind(message.payload.as_ref())
+    .bind(error)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// Ids per notification: PostgreSQL limits a payload to 8000 bytes.
+const IDS_PER_NOTIFICATION: usize = 150;
+
+/// Queues the change notifications; PostgreSQL sends them when the transaction commits.
+async fn notify(tx: &mut PgConnection, position: i64, changes: &Changes) -> sqlx::Result<()> {
+    let tickets: Vec<String> = changes.tickets.iter().map(ToString::to_string).collect();
+    let orders: Vec<String> = changes.orders.iter().map(ToString::to_string).collect();
+    let mut first = true;
+    let (mut t, mut o) = (tickets.as_slice(), orders.as_slice());
+    while first || !t.is_empty() || !o.is_empty() {
+        first = false;
+        let (tn, on) =
+            (t.len().min(IDS_PER_NOTIFICATION), o.len().min(IDS_PER_NOTIFICATION - t.len().min(IDS_PER_NOTIFICATION)));
+        let payload = serde_json::json!({ "position": position, "tickets": &t[..tn], "orders": &o[..on] });
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(NOTIFY_CHANNEL)
+            .bind(payload.to_string())
+            .execute(&mut *tx)
+            .await?;
+        t = &t[tn..];
+        o = &o[on..];
+    }
+    Ok(())
+}

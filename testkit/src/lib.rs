@@ -196,12 +196,12 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let name = self.name.clone();
-        let pool = self.pool.clone();
-        // Drop runs outside async: drop the database on a thread of its own.
+        // Drop runs outside async: drop the database on a thread of its own. No waiting for the
+        // pools to close (a connection being returned needs the test's runtime, which this very
+        // drop is blocking); FORCE ends every session on the database instead.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async move {
-                pool.close().await;
                 let mut conn = admin.connect().await.ok()?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.ok()
             })
