@@ -245,6 +245,33 @@ async fn checkpoint_inner(conn: &mut PgConnection, generation: &str) -> anyhow::
 pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incoming]) -> anyhow::Result<Committed> {
     sqlx::query(&format!("SET LOCAL search_path TO {generation}")).execute(&mut *tx).await?;
     let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE").fetch_one(&mut *tx).await?;
+    // Fast path: the whole batch under one savepoint. Only when something fails is the batch
+    // redone event by event, each in its own savepoint, to find and park the culprit.
+    sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
+    let (position, changes, committed) = match apply_events(tx, batch, checkpoint, false).await {
+        Ok(outcome) => {
+            sqlx::query("RELEASE SAVEPOINT batch").execute(&mut *tx).await?;
+            outcome
+        }
+        Err(error) => {
+            tracing::warn!(%error, "a batch failed; applying it event by event");
+            sqlx::query("ROLLBACK TO SAVEPOINT batch").execute(&mut *tx).await?;
+            apply_events(tx, batch, checkpoint, true).await?
+        }
+    };
+    sqlx::query("UPDATE checkpoint SET position = $1, updated_at = now()").bind(position).execute(&mut *tx).await?;
+    notify(tx, position, &changes).await?;
+    Ok(Committed { position: u64::try_from(position).unwrap_or(0), ..committed })
+}
+
+/// Applies the events after `checkpoint`. Without `isolate`, the first failure fails the call;
+/// with it, each event gets savepoints and retries, and a failing one is parked.
+async fn apply_events(
+    tx: &mut PgConnection,
+    batch: &[Incoming],
+    checkpoint: i64,
+    isolate: bool,
+) -> anyhow::Result<(i64, Changes, Committed)> {
     let mut position = checkpoint;
     let mut changes = Changes::default();
     let mut committed = Committed::default();
@@ -257,6 +284,7 @@ pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incom
         let event = match EventEnvelope::decode(&message.payload) {
             Ok(event) => event,
             Err(error) => {
+                tracing::error!(position = seq, subject = %message.subject, %error, "unreadable event parked");
                 park(tx, message, &error.to_string(), 1).await?;
                 committed.parked += 1;
                 continue;
@@ -264,6 +292,11 @@ pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incom
         };
         let applied =
             Applied { position: seq, subject: &message.subject, recorded_at: message.recorded_at, event: &event };
+        if !isolate {
+            models::apply(tx, applied, &mut changes).await?;
+            committed.applied += 1;
+            continue;
+        }
         let mut last_error = String::new();
         let mut done = false;
         for _ in 0..ATTEMPTS {
@@ -291,10 +324,7 @@ pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incom
             committed.parked += 1;
         }
     }
-    sqlx::query("UPDATE checkpoint SET position = $1, updated_at = now()").bind(position).execute(&mut *tx).await?;
-    notify(tx, position, &changes).await?;
-    committed.position = u64::try_from(position).unwrap_or(0);
-    Ok(committed)
+    Ok((position, changes, committed))
 }
 
 async fn park(tx: &mut PgConnection, message: &Incoming, error: &str, attempts: u32) -> sqlx::Result<()> {
