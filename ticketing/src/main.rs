@@ -34,6 +34,9 @@ struct UpArgs {
     /// Port of the NATS server `ticketing up` runs itself (4222 is often taken by an older one).
     #[arg(long, env = "TICKETING_NATS_PORT", default_value_t = 14222)]
     nats_port: u16,
+    /// PostgreSQL for the read models.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
     /// Where `ticketing up` keeps its data and tools.
     #[arg(long, env = "TICKETING_HOME", default_value = ".ticketing")]
     home: PathBuf,
@@ -71,10 +74,26 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let serving = tokio::spawn(service.clone().serve_subscription(requests));
     let expiring = tokio::spawn(service.run_expiry());
     say("command-service answering on ticketing.cmd.> (queue group command-service)");
-    say("not built yet: projector and PostgreSQL (issue 4), GraphQL gateway on HTTP_ADDR (issue 5),");
-    say("               web app (issue 6)");
+    let projecting = match args.database_url.filter(|u| !u.is_empty()) {
+        Some(database_url) => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(4)
+                .connect(&database_url)
+                .await
+                .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
+            let projector = projector::Projector::new(pool, store.client().clone(), store.settings().clone(), 1000);
+            say("projector writing read models to DATABASE_URL");
+            tokio::spawn(projector.run())
+        }
+        None => {
+            say("no DATABASE_URL: the projector is not started (ticketing up runs its own PostgreSQL from issue 7 on)");
+            tokio::spawn(std::future::pending())
+        }
+    };
+    say("not built yet: GraphQL gateway on HTTP_ADDR (issue 5), web app (issue 6)");
     say("press Ctrl-C to stop");
     tokio::select! {
+        result = projecting => say(&format!("projector stopped: {result:?}")),
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
         result = tokio::signal::ctrl_c() => result?,
