@@ -13,6 +13,10 @@ use crate::payments::webhook::{self, WebhookEvent};
 use crate::payments::{ChargeRequest, ChargeResult, ProviderError};
 use crate::{CommandError, Executed, Service, Target, now};
 
+/// How long a payment attempt may wait for its provider before a retry with the same key takes
+/// over (longer than the provider client's timeout).
+const IN_FLIGHT: time::Duration = time::Duration::seconds(30);
+
 /// The listing boundary of a ticket.
 fn listing(ticket: TicketId) -> Target {
     Target { boundary: subjects::listing(ticket), wildcard: true }
@@ -269,16 +273,11 @@ impl Service {
         let payment =
             started.state.payments.get(&payment_id).ok_or_else(|| CommandError::Internal("payment vanished".into()))?;
         if started.events.is_empty() {
-            // The same key again: answer with the first attempt's result.
-            match payment.status {
-                PaymentStatus::Failed => return Err(declined()),
-                PaymentStatus::Succeeded | PaymentStatus::Refunded => return payment_outcome(&started, payment_id),
-                PaymentStatus::Pending if payment.provider_ref.is_some() => {
-                    return payment_outcome(&started, payment_id);
-                }
-                // Started but never answered (a crash, a lost reply): ask the provider again with
-                // the same idempotency key, which cannot charge twice.
-                PaymentStatus::Pending => {}
+            // The same key again: the first attempt's result, waiting for it while it is still
+            // talking to the provider. An attempt abandoned long ago (a crash, a lost reply) is
+            // resumed below with the same idempotency key, which cannot charge twice.
+            if let Some(first) = self.first_attempt(ticket_id, payment_id).await? {
+                return first;
             }
         }
         let request = ChargeRequest {
@@ -318,6 +317,35 @@ impl Service {
             }
             Some("provider_unavailable") => Err(CommandError::Internal("payment provider unavailable".into())),
             Some(_) => Err(declined()),
+        }
+    }
+
+    /// Waits while the first attempt with this key is still in flight (started less than
+    /// [`IN_FLIGHT`] ago, no provider answer yet). Returns its answer once it has one, or `None`
+    /// when the attempt looks abandoned and should be resumed.
+    async fn first_attempt(
+        &self,
+        ticket_id: TicketId,
+        payment_id: PaymentId,
+    ) -> Result<Option<Result<Success, CommandError>>, CommandError> {
+        loop {
+            let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
+            let version = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+            let Some(payment) = loaded.state.payments.get(&payment_id) else { return Ok(None) };
+            let answered = payment.status != PaymentStatus::Pending || payment.provider_ref.is_some();
+            if answered {
+                let done = Executed { state: loaded.state.clone(), events: vec![], position: loaded.version, version };
+                let refunded = payment.refund_due || payment.status == PaymentStatus::Refunded;
+                return Ok(Some(match payment.status {
+                    PaymentStatus::Failed => Err(declined()),
+                    _ if refunded => Err(CommandError::refused(&PaymentError::OrderClosed)),
+                    _ => payment_outcome(&done, payment_id),
+                }));
+            }
+            if now() - payment.created_at > IN_FLIGHT {
+                return Ok(None);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
 

@@ -107,6 +107,7 @@ async fn a_charge_is_one_idempotent_authenticated_payment_intent() {
     }
     let requests = stub.requests.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let intents: Vec<_> = requests.iter().filter(|(path, ..)| path == "payment_intents").collect();
+    // Concurrent retries of one key wait for the first attempt instead of calling again.
     assert_eq!(intents.len(), 1, "one HTTP call for one key");
     let (_, headers, form) = intents[0];
     let payment_id = domain::PaymentId::for_idempotency_key(order, "k1");
