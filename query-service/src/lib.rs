@@ -1,5 +1,196 @@
-//! The GraphQL gateway (axum + async-graphql): queries read PostgreSQL, mutations become
-//! commands, subscriptions push changes over WebSocket; it also serves the web app and the
-//! payment webhook.
+//! The GraphQL gateway (axum + async-graphql): queries read PostgreSQL, mutations become commands
+//! sent over NATS and answer once the projector has caught up (read-your-writes), and the payment
+//! webhook is forwarded to the command service.
 //!
-//! Built in issue 5.
+//! - [`schema`] builds the code-first schema ([`gql`]); `schema.graphql` at the repository root is
+//!   generated from it and checked by a test.
+//! - [`app`] is the HTTP surface: `POST /graphql`, `POST /webhooks/payments`, `/healthz`,
+//!   `/readyz`.
+//! - Sessions are HS256 JWTs in the `session` cookie ([`session`]); a signed-out session is
+//!   refused through the projected `revoked_sessions`.
+
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod gql;
+pub mod session;
+
+use async_graphql::{EmptySubscription, Schema};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use command_service::api::{Command, Outcome, Reply, Request};
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::session::{Claims, Sessions};
+
+/// The schema type.
+pub type GatewaySchema = Schema<gql::Query, gql::Mutation, EmptySubscription>;
+
+/// The deepest query accepted.
+pub const MAX_DEPTH: usize = 12;
+/// The most complex query accepted.
+pub const MAX_COMPLEXITY: usize = 1000;
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every request shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The read models.
+    pub pool: sqlx::PgPool,
+    /// Commands go here.
+    pub nats: async_nats::Client,
+    /// Session tokens.
+    pub sessions: Sessions,
+    /// Settings.
+    pub config: Config,
+    /// The latest projected stream position.
+    pub projected: watch::Receiver<u64>,
+    /// The first token of command subjects.
+    pub subject_root: String,
+    /// The schema.
+    pub schema: GatewaySchema,
+}
+
+/// The signed-in user of a request, if any.
+pub struct Viewer(pub Option<Claims>);
+
+/// The client's network address (for sign-in throttling).
+pub struct ClientAddr(pub String);
+
+/// Builds the schema (without request data).
+pub fn schema(introspection: bool) -> GatewaySchema {
+    let builder = Schema::build(gql::Query, gql::Mutation, EmptySubscription).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY);
+    if introspection { builder.finish() } else { builder.disable_introspection().finish() }
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    schema(true).sdl()
+}
+
+impl AppState {
+    /// State for a gateway on `pool` and `nats`; starts following the projection.
+    pub async fn new(config: Config, pool: sqlx::PgPool, nats: async_nats::Client) -> Self {
+        let initial = db::checkpoint(&pool).await.ok().and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
+        let (tx, projected) = watch::channel(initial);
+        tokio::spawn(commands::follow_projection(pool.clone(), tx));
+        let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
+        let subject_root = config.subject_root.clone();
+        let schema = schema(config.graphql_introspection);
+        Self { pool, nats, sessions, config, projected, subject_root, schema }
+    }
+
+    /// The viewer a `Cookie` header names: a valid token whose session is not revoked.
+    async fn viewer(&self, headers: &HeaderMap) -> Option<Claims> {
+        let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
+        let claims = self.sessions.verify(session::from_cookie_header(cookies)?)?;
+        match db::is_revoked(&self.pool, claims.jti.0).await {
+            Ok(false) => Some(claims),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP surface.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", post(graphql))
+        .route("/webhooks/payments", post(webhook))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_USER_INPUT", "requests must be application/json");
+    }
+    let has_cookie = headers.get(header::COOKIE).is_some();
+    if has_cookie && !origin_allowed(&state.config, &headers) {
+        return json_error(StatusCode::FORBIDDEN, "FORBIDDEN", "origin not allowed");
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed GraphQL request"),
+    };
+    let viewer = state.viewer(&headers).await;
+    let request = request.data(Viewer(viewer)).data(state.clone());
+    let response = state.schema.execute(request).await;
+    let mut out = (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&response).unwrap_or_default(),
+    )
+        .into_response();
+    for (name, value) in response.http_headers.iter() {
+        out.headers_mut().append(name, value.clone());
+    }
+    out
+}
+
+/// A request with the cookie must come from an allowed origin; without an `Origin` header
+/// (same-origin navigation, non-browser clients) it is accepted.
+fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => config.allowed_origins.iter().any(|allowed| allowed.trim() == origin),
+    }
+}
+
+async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Ok(body) = String::from_utf8(body.to_vec()) else { return StatusCode::BAD_REQUEST.into_response() };
+    let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let subject = format!("{}.cmd.paymentWebhook", state.subject_root);
+    let request = Request::new(Command::PaymentWebhook { body, signature });
+    let Ok(payload) = serde_json::to_vec(&request) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    match state.nats.request(subject, payload.into()).await.map(|m| serde_json::from_slice::<Reply>(&m.payload)) {
+        Ok(Ok(Reply::Ok(success))) => match success.result {
+            Outcome::Webhook { http_status } => StatusCode::from_u16(http_status).unwrap_or(StatusCode::OK).into_response(),
+            _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        // Anything else: 500, so the provider retries later.
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let database = db::checkpoint(&state.pool).await.is_ok();
+    let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
+    if database && nats {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("database: {database}, nats: {nats}")).into_response()
+    }
+}
+
+/// Runs the gateway until Ctrl-C.
+///
+/// # Errors
+/// When a server cannot be reached or the address cannot be bound.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&config.database_url).await?;
+    let nats = async_nats::ConnectOptions::new().name("query-service").retry_on_initial_connect().connect(&config.nats_url).await?;
+    let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    let state = AppState::new(config, pool, nats).await;
+    tracing::info!(addr = %listener.local_addr()?, "query-service ready");
+    axum::serve(listener, app(state)).with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Mutations become commands: sent over NATS, then answered once the projector has caught up.
+
+use std::time::Duration;
+
+use command_service::api::{Failure, Reply, Request, Success};
+use domain::ErrorCode;
+use tokio::sync::watch;
+
+use crate::AppState;
+
+/// How long a mutation waits for its write to be projected before answering anyway.
+pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+impl AppState {
+    /// Sends a command and waits until the read models reflect it.
+    ///
+    /// # Errors
+    /// The command's refusal, or an internal failure (NATS unreachable, timeout).
+    pub async fn command(&self, request: Request) -> Result<Success, Failure> {
+        let subject = format!("{}{}", self.subject_root, request.subject().trim_start_matches("ticketing"));
+        let body = serde_json::to_vec(&request).map_err(|_| Failure::internal())?;
+        let reply = match tokio::time::timeout(Duration::from_secs(15), self.nats.request(subject, body.into())).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => {
+                tracing::error!(%error, command = request.command.name(), "command request failed");
+                return Err(Failure::internal());
+            }
+            Err(_) => {
+                tracing::error!(command = request.command.name(), "command timed out");
+                return Err(Failure::internal());
+            }
+        };
+        match serde_json::from_slice::<Reply>(&reply.payload) {
+            Ok(Reply::Ok(success)) => {
+                self.wait_projected(success.position).await;
+                Ok(success)
+            }
+            Ok(Reply::Error(failure)) => Err(failure),
+            Err(_) => Err(Failure::new(ErrorCode::InternalServerError, "internal error")),
+        }
+    }
+
+    /// Waits (bounded by [`READ_YOUR_WRITES`]) until the projector has passed `position`.
+    pub async fn wait_projected(&self, position: u64) {
+        let mut projected: watch::Receiver<u64> = self.projected.clone();
+        let reached = tokio::time::timeout(READ_YOUR_WRITES, projected.wait_for(|p| *p >= position)).await;
+        if reached.is_err() {
+            tracing::warn!(position, "read-your-writes wait timed out; answering from the read model as it is");
+        }
+    }
+}
+
+/// Follows the projector's notifications (and, as a fallback, polls the checkpoint) to keep
+/// `projected` at the latest projected position.
+pub async fn follow_projection(pool: sqlx::PgPool, projected: watch::Sender<u64>) {
+    loop {
+        let result: anyhow::Result<()> = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(projector::NOTIFY_CHANNEL).await?;
+            if let Ok(position) = crate::db::checkpoint(&pool).await {
+                projected.send_if_modified(|p| bump(p, position));
+            }
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+                    Ok(notification) => {
+                        let notification = notification?;
+                        let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
+                        if let Some(position) = body["position"].as_i64() {
+                            projected.send_if_modified(|p| bump(p, position));
+                        }
+                    }
+                    // Quiet: check the checkpoint in case a notification was missed.
+                    Err(_) => {
+                        let position = crate::db::checkpoint(&pool).await?;
+                        projected.send_if_modified(|p| bump(p, position));
+                    }
+                }
+            }
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "projection follower restarting");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn bump(current: &mut u64, position: i64) -> bool {
+    let position = u64::try_from(position).unwrap_or(0);
+    if position > *current {
+        *current = position;
+        true
+    } else {
+        false
+    }
+}

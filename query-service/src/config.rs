@@ -1,0 +1,72 @@
+//! Configuration: environment variables, each also a flag.
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use domain::Email;
+
+/// query-service settings.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "query-service", version, about = "The GraphQL gateway of the ticketing platform")]
+pub struct Config {
+    /// Where to listen for HTTP.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// NATS server URL (commands go there).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// PostgreSQL with the read models.
+    #[arg(long, env = "DATABASE_URL", default_value = "")]
+    pub database_url: String,
+    /// Secret that signs session tokens (HS256), at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, default_value = "")]
+    pub jwt_secret: String,
+    /// Session lifetime in seconds.
+    #[arg(long, env = "SESSION_SECONDS", default_value_t = 86_400)]
+    pub session_seconds: i64,
+    /// Whether the session cookie is `Secure` (set `false` for plain-HTTP development).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub cookie_secure: bool,
+    /// Comma-separated origins allowed to call with the cookie (e.g. `https://tickets.example`).
+    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Whether introspection is on.
+    #[arg(long, env = "GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub graphql_introspection: bool,
+    /// Comma-separated emails of administrators (their `roles` include `ADMIN`).
+    #[arg(long, env = "ADMIN_EMAILS", default_value = "", value_delimiter = ',')]
+    pub admin_emails: Vec<String>,
+    /// The first token of every subject (must match command-service).
+    #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing")]
+    pub subject_root: String,
+}
+
+impl Config {
+    /// Checks values that clap cannot.
+    ///
+    /// # Errors
+    /// One line naming the setting at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.jwt_secret.len() < 32 {
+            return Err("JWT_SECRET must be set to at least 32 bytes".into());
+        }
+        if self.database_url.is_empty() {
+            return Err("DATABASE_URL is required".into());
+        }
+        if self.session_seconds <= 0 {
+            return Err("SESSION_SECONDS must be positive".into());
+        }
+        for email in &self.admin_emails {
+            if !email.trim().is_empty() && Email::parse(email).is_err() {
+                return Err(format!("ADMIN_EMAILS has an invalid address: {email:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an address is an administrator's.
+    pub fn is_admin(&self, email: &str) -> bool {
+        let Ok(email) = Email::parse(email) else { return false };
+        self.admin_emails.iter().filter_map(|e| Email::parse(e).ok()).any(|admin| admin == email)
+    }
+}

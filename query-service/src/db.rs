@@ -1,0 +1,203 @@
+//! Reads from the read models (the views in schema `read`, maintained by the projector).
+
+use sqlx::{FromRow, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A row of `read.tickets`.
+#[derive(Debug, Clone, FromRow)]
+pub struct TicketRow {
+    /// Id.
+    pub id: Uuid,
+    /// Seller.
+    pub seller_id: Uuid,
+    /// Title.
+    pub title: String,
+    /// Price.
+    pub price_cents: i64,
+    /// Currency.
+    pub currency: String,
+    /// Status.
+    pub status: String,
+    /// Version.
+    pub version: i32,
+    /// Listed at.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+    /// Stream position of the listing (the cursor).
+    pub created_position: i64,
+}
+
+/// A row of `read.orders`.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderRow {
+    /// Id.
+    pub id: Uuid,
+    /// Ticket.
+    pub ticket_id: Uuid,
+    /// Buyer.
+    pub buyer_id: Uuid,
+    /// Status.
+    pub status: String,
+    /// Why cancelled.
+    pub cancel_reason: Option<String>,
+    /// Hold expiry.
+    pub expires_at: OffsetDateTime,
+    /// Latest payment.
+    pub payment_id: Option<Uuid>,
+    /// Version.
+    pub version: i32,
+    /// Placed at.
+    pub created_at: OffsetDateTime,
+    /// Stream position of the placement (the cursor).
+    pub created_position: i64,
+}
+
+/// A row of `read.payments`.
+#[derive(Debug, Clone, FromRow)]
+pub struct PaymentRow {
+    /// Id.
+    pub id: Uuid,
+    /// Order.
+    pub order_id: Uuid,
+    /// Amount.
+    pub amount_cents: i64,
+    /// Currency.
+    pub currency: String,
+    /// Status.
+    pub status: String,
+    /// Provider reference.
+    pub provider_ref: Option<String>,
+    /// Started at.
+    pub created_at: OffsetDateTime,
+}
+
+/// A row of `read.accounts`.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    /// Id.
+    pub id: Uuid,
+    /// Email.
+    pub email: String,
+}
+
+/// A row of `read.ticket_history`.
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryRow {
+    /// Event type.
+    pub event_type: String,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Ticket version after it.
+    pub version: i32,
+}
+
+const TICKET: &str = "SELECT id, seller_id, title, price_cents, currency, status, version, created_at, updated_at, created_position FROM read.tickets";
+const ORDER: &str = "SELECT id, ticket_id, buyer_id, status, cancel_reason, expires_at, payment_id, version, created_at, created_position FROM read.orders";
+
+/// One ticket.
+///
+/// # Errors
+/// A database error.
+pub async fn ticket(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<TicketRow>> {
+    sqlx::query_as(&format!("{TICKET} WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// A page of tickets, newest first, optionally by status or seller; one row more than asked
+/// tells whether there is a next page.
+///
+/// # Errors
+/// A database error.
+pub async fn tickets(
+    pool: &PgPool,
+    limit: i64,
+    before_position: Option<i64>,
+    status: Option<&str>,
+    seller: Option<Uuid>,
+) -> sqlx::Result<Vec<TicketRow>> {
+    sqlx::query_as(&format!(
+        "{TICKET} WHERE ($1::bigint IS NULL OR created_position < $1) AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR seller_id = $3) ORDER BY created_position DESC LIMIT $4"
+    ))
+    .bind(before_position)
+    .bind(status)
+    .bind(seller)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One order.
+///
+/// # Errors
+/// A database error.
+pub async fn order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(&format!("{ORDER} WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// A page of a buyer's orders, newest first.
+///
+/// # Errors
+/// A database error.
+pub async fn orders_of(pool: &PgPool, buyer: Uuid, limit: i64, before_position: Option<i64>) -> sqlx::Result<Vec<OrderRow>> {
+    sqlx::query_as(&format!(
+        "{ORDER} WHERE buyer_id = $1 AND ($2::bigint IS NULL OR created_position < $2) ORDER BY created_position DESC LIMIT $3"
+    ))
+    .bind(buyer)
+    .bind(before_position)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One payment.
+///
+/// # Errors
+/// A database error.
+pub async fn payment(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
+    sqlx::query_as(
+        "SELECT id, order_id, amount_cents, currency, status, provider_ref, created_at FROM read.payments WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// One account.
+///
+/// # Errors
+/// A database error.
+pub async fn account(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AccountRow>> {
+    sqlx::query_as("SELECT id, email FROM read.accounts WHERE id = $1").bind(id).fetch_optional(pool).await
+}
+
+/// A ticket's history, oldest first.
+///
+/// # Errors
+/// A database error.
+pub async fn history(pool: &PgPool, ticket: Uuid) -> sqlx::Result<Vec<HistoryRow>> {
+    sqlx::query_as("SELECT event_type, at, version FROM read.ticket_history WHERE ticket_id = $1 ORDER BY position")
+        .bind(ticket)
+        .fetch_all(pool)
+        .await
+}
+
+/// Whether a session was signed out.
+///
+/// # Errors
+/// A database error.
+pub async fn is_revoked(pool: &PgPool, session: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read.revoked_sessions WHERE session_id = $1)")
+        .bind(session)
+        .fetch_one(pool)
+        .await
+}
+
+/// The projected position.
+///
+/// # Errors
+/// A database error.
+pub async fn checkpoint(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT position FROM read.checkpoint").fetch_one(pool).await
+}

@@ -1,0 +1,576 @@
+//! The GraphQL schema, code first: every type, query and mutation of PRODUCT.md §3.
+
+use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, SimpleObject};
+use command_service::api::{Command, Failure, Outcome, Request};
+use domain::{ErrorCode, OrderId, TicketId};
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::db::{self, AccountRow, HistoryRow, OrderRow, PaymentRow, TicketRow};
+use crate::session::Claims;
+use crate::{AppState, Viewer};
+
+/// The largest page a connection returns.
+const MAX_PAGE: i32 = 100;
+
+/// A GraphQL error with `extensions.code` (and `field`).
+pub fn error(code: ErrorCode, message: impl Into<String>, field: Option<&str>) -> async_graphql::Error {
+    async_graphql::Error::new(message.into()).extend_with(|_, e| {
+        e.set("code", code.as_str());
+        if let Some(field) = field {
+            e.set("field", field);
+        }
+    })
+}
+
+fn from_failure(failure: Failure) -> async_graphql::Error {
+    error(failure.code, failure.message, failure.field.as_deref())
+}
+
+fn internal(detail: impl std::fmt::Display) -> async_graphql::Error {
+    tracing::error!(%detail, "internal error");
+    error(ErrorCode::InternalServerError, "internal error", None)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
+    ctx.data::<AppState>()
+}
+
+fn viewer<'a>(ctx: &Context<'a>) -> Option<&'a Claims> {
+    ctx.data_opt::<Viewer>().and_then(|v| v.0.as_ref())
+}
+
+fn signed_in<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Claims> {
+    viewer(ctx).ok_or_else(|| error(ErrorCode::Unauthenticated, "sign in first", None))
+}
+
+fn parse_id(id: &ID, field: &str) -> async_graphql::Result<Uuid> {
+    Uuid::parse_str(id).map_err(|_| error(ErrorCode::BadUserInput, format!("{field} is not a valid id"), Some(field)))
+}
+
+/// A user's role.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum Role {
+    /// Every signed-up account.
+    User,
+    /// Accounts in `ADMIN_EMAILS`.
+    Admin,
+}
+
+/// Where a ticket is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum TicketStatus {
+    /// Anyone but the seller may hold it.
+    Available,
+    /// An open order holds it.
+    Reserved,
+    /// Sold.
+    Sold,
+}
+
+/// Where an order is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum OrderStatus {
+    /// Held, unpaid.
+    Created,
+    /// A payment is under way.
+    AwaitingPayment,
+    /// Paid; the ticket is sold.
+    Complete,
+    /// Cancelled; the ticket was released.
+    Cancelled,
+}
+
+/// Why an order was cancelled.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum CancelReason {
+    /// By the buyer.
+    User,
+    /// The hold lapsed.
+    Expired,
+    /// By an admin.
+    Admin,
+}
+
+/// Where a payment is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum PaymentStatus {
+    /// Being charged or settling.
+    Pending,
+    /// The money arrived.
+    Succeeded,
+    /// The charge failed.
+    Failed,
+    /// The money went back.
+    Refunded,
+}
+
+fn ticket_status(s: &str) -> TicketStatus {
+    match s {
+        "RESERVED" => TicketStatus::Reserved,
+        "SOLD" => TicketStatus::Sold,
+        _ => TicketStatus::Available,
+    }
+}
+
+fn ticket_status_text(s: TicketStatus) -> &'static str {
+    match s {
+        TicketStatus::Available => "AVAILABLE",
+        TicketStatus::Reserved => "RESERVED",
+        TicketStatus::Sold => "SOLD",
+    }
+}
+
+/// A person with an account.
+pub struct User {
+    row: AccountRow,
+}
+
+#[Object]
+impl User {
+    /// The account id.
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+
+    /// The email address: shown to the user themselves and to admins only.
+    async fn email(&self, ctx: &Context<'_>) -> Option<String> {
+        let me = viewer(ctx)?;
+        (me.sub.0 == self.row.id || me.actor().is_admin).then(|| self.row.email.clone())
+    }
+
+    /// `USER`, and `ADMIN` for administrators.
+    async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
+        let mut roles = vec![Role::User];
+        if state(ctx)?.config.is_admin(&self.row.email) {
+            roles.push(Role::Admin);
+        }
+        Ok(roles)
+    }
+}
+
+async fn user(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<User> {
+    let row = db::account(&state(ctx)?.pool, id).await.map_err(internal)?;
+    // Accounts are projected before anything they do, so a missing one is an inconsistency.
+    row.map(|row| User { row }).ok_or_else(|| internal(format!("account {id} not in the read model")))
+}
+
+/// One line of a ticket's history.
+#[derive(SimpleObject)]
+pub struct TicketEvent {
+    /// The event type (`TicketListed`, `OrderPlaced`, …).
+    #[graphql(name = "type")]
+    pub kind: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The ticket's version after it.
+    pub version: i32,
+}
+
+impl From<HistoryRow> for TicketEvent {
+    fn from(row: HistoryRow) -> Self {
+        Self { kind: row.event_type, at: rfc3339(row.at), version: row.version }
+    }
+}
+
+/// A ticket for sale.
+pub struct Ticket {
+    row: TicketRow,
+}
+
+#[Object]
+impl Ticket {
+    /// The ticket id.
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// The title.
+    async fn title(&self) -> &str {
+        &self.row.title
+    }
+    /// The price in cents.
+    async fn price_cents(&self) -> i64 {
+        self.row.price_cents
+    }
+    /// The currency (`USD`).
+    async fn currency(&self) -> &str {
+        &self.row.currency
+    }
+    /// The status.
+    async fn status(&self) -> TicketStatus {
+        ticket_status(&self.row.status)
+    }
+    /// How many changes the ticket has seen (its listing events).
+    async fn version(&self) -> i32 {
+        self.row.version
+    }
+    /// Who sells it.
+    async fn seller(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        user(ctx, self.row.seller_id).await
+    }
+    /// When it was listed (RFC 3339).
+    async fn created_at(&self) -> String {
+        rfc3339(self.row.created_at)
+    }
+    /// When it last changed (RFC 3339).
+    async fn updated_at(&self) -> String {
+        rfc3339(self.row.updated_at)
+    }
+    /// Every event of the ticket, oldest first: for its seller and admins only.
+    async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
+        let me = signed_in(ctx)?;
+        if me.sub.0 != self.row.seller_id && !me.actor().is_admin {
+            return Err(error(ErrorCode::Forbidden, "only the seller or an admin may read the history", None));
+        }
+        Ok(db::history(&state(ctx)?.pool, self.row.id).await.map_err(internal)?.into_iter().map(Into::into).collect())
+    }
+}
+
+/// An order: a buyer's hold on a ticket.
+pub struct Order {
+    row: OrderRow,
+}
+
+#[Object]
+impl Order {
+    /// The order id.
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// The ticket it holds.
+    async fn ticket(&self, ctx: &Context<'_>) -> async_graphql::Result<Ticket> {
+        let row = db::ticket(&state(ctx)?.pool, self.row.ticket_id).await.map_err(internal)?;
+        row.map(|row| Ticket { row }).ok_or_else(|| internal("order without ticket"))
+    }
+    /// The buyer.
+    async fn buyer(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        user(ctx, self.row.buyer_id).await
+    }
+    /// The status.
+    async fn status(&self) -> OrderStatus {
+        match self.row.status.as_str() {
+            "AWAITING_PAYMENT" => OrderStatus::AwaitingPayment,
+            "COMPLETE" => OrderStatus::Complete,
+            "CANCELLED" => OrderStatus::Cancelled,
+            _ => OrderStatus::Created,
+        }
+    }
+    /// Why it was cancelled.
+    async fn cancel_reason(&self) -> Option<CancelReason> {
+        self.row.cancel_reason.as_deref().map(|r| match r {
+            "EXPIRED" => CancelReason::Expired,
+            "ADMIN" => CancelReason::Admin,
+            _ => CancelReason::User,
+        })
+    }
+    /// When the hold lapses unless paid (RFC 3339).
+    async fn expires_at(&self) -> String {
+        rfc3339(self.row.expires_at)
+    }
+    /// When it was placed (RFC 3339).
+    async fn created_at(&self) -> String {
+        rfc3339(self.row.created_at)
+    }
+    /// The latest payment attempt.
+    async fn payment(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Payment>> {
+        let Some(id) = self.row.payment_id else { return Ok(None) };
+        Ok(db::payment(&state(ctx)?.pool, id).await.map_err(internal)?.map(|row| Payment { row }))
+    }
+    /// How many changes the order has seen.
+    async fn version(&self) -> i32 {
+        self.row.version
+    }
+}
+
+/// A payment attempt.
+pub struct Payment {
+    row: PaymentRow,
+}
+
+#[Object]
+impl Payment {
+    /// The payment id.
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// The order it pays for.
+    async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Order> {
+        let row = db::order(&state(ctx)?.pool, self.row.order_id).await.map_err(internal)?;
+        row.map(|row| Order { row }).ok_or_else(|| internal("payment without order"))
+    }
+    /// The amount in cents.
+    async fn amount_cents(&self) -> i64 {
+        self.row.amount_cents
+    }
+    /// The currency.
+    async fn currency(&self) -> &str {
+        &self.row.currency
+    }
+    /// The status.
+    async fn status(&self) -> PaymentStatus {
+        match self.row.status.as_str() {
+            "SUCCEEDED" => PaymentStatus::Succeeded,
+            "FAILED" => PaymentStatus::Failed,
+            "REFUNDED" => PaymentStatus::Refunded,
+            _ => PaymentStatus::Pending,
+        }
+    }
+    /// The provider's reference.
+    async fn provider_ref(&self) -> Option<&str> {
+        self.row.provider_ref.as_deref()
+    }
+    /// When it started (RFC 3339).
+    async fn created_at(&self) -> String {
+        rfc3339(self.row.created_at)
+    }
+}
+
+/// Where a page ends.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// Whether more items follow.
+    pub has_next_page: bool,
+    /// The cursor to pass as `after` for the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// A page of tickets, newest first.
+#[derive(SimpleObject)]
+pub struct TicketConnection {
+    /// The tickets.
+    pub nodes: Vec<Ticket>,
+    /// Paging.
+    pub page_info: PageInfo,
+}
+
+/// A page of orders, newest first.
+#[derive(SimpleObject)]
+pub struct OrderConnection {
+    /// The orders.
+    pub nodes: Vec<Order>,
+    /// Paging.
+    pub page_info: PageInfo,
+}
+
+fn page_limit(first: i32) -> async_graphql::Result<i64> {
+    if !(1..=MAX_PAGE).contains(&first) {
+        return Err(error(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_PAGE}"), Some("first")));
+    }
+    Ok(i64::from(first) + 1)
+}
+
+fn cursor(after: Option<&str>) -> async_graphql::Result<Option<i64>> {
+    after
+        .map(|c| c.parse::<i64>().map_err(|_| error(ErrorCode::BadUserInput, "after is not a cursor", Some("after"))))
+        .transpose()
+}
+
+fn page<R, T>(mut rows: Vec<R>, first: i32, position: impl Fn(&R) -> i64, wrap: impl Fn(R) -> T) -> (Vec<T>, PageInfo) {
+    let wanted = usize::try_from(first).unwrap_or(0);
+    let has_next_page = rows.len() > wanted;
+    rows.truncate(wanted);
+    let end_cursor = rows.last().map(|r| position(r).to_string());
+    (rows.into_iter().map(wrap).collect(), PageInfo { has_next_page, end_cursor })
+}
+
+/// Queries.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The signed-in user, or null.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        match viewer(ctx) {
+            Some(me) => Ok(Some(user(ctx, me.sub.0).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Tickets, newest first, optionally with one status.
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        status: Option<TicketStatus>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let rows = db::tickets(&state(ctx)?.pool, page_limit(first)?, cursor(after.as_deref())?, status.map(ticket_status_text), None)
+            .await
+            .map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        Ok(TicketConnection { nodes, page_info })
+    }
+
+    /// One ticket, or null when unknown.
+    async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
+        let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
+        Ok(db::ticket(&state(ctx)?.pool, id).await.map_err(internal)?.map(|row| Ticket { row }))
+    }
+
+    /// The tickets I sell, newest first.
+    async fn my_tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let me = signed_in(ctx)?;
+        let rows = db::tickets(&state(ctx)?.pool, page_limit(first)?, cursor(after.as_deref())?, None, Some(me.sub.0))
+            .await
+            .map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        Ok(TicketConnection { nodes, page_info })
+    }
+
+    /// My orders, newest first.
+    async fn my_orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        let me = signed_in(ctx)?;
+        let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, page_limit(first)?, cursor(after.as_deref())?)
+            .await
+            .map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Order { row });
+        Ok(OrderConnection { nodes, page_info })
+    }
+
+    /// One order: for its buyer and admins.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
+        let me = signed_in(ctx)?;
+        let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
+        let Some(row) = db::order(&state(ctx)?.pool, id).await.map_err(internal)? else { return Ok(None) };
+        if row.buyer_id != me.sub.0 && !me.actor().is_admin {
+            return Err(error(ErrorCode::Forbidden, "only the buyer or an admin may read this order", None));
+        }
+        Ok(Some(Order { row }))
+    }
+}
+
+/// Mutations. Each sends a command and answers once the read models reflect it.
+pub struct Mutation;
+
+impl Mutation {
+    async fn session(&self, ctx: &Context<'_>, command: Command) -> async_graphql::Result<User> {
+        let state = state(ctx)?;
+        let success = state.command(Request::new(command)).await.map_err(from_failure)?;
+        let Outcome::Session { account_id, email, roles, session_id } = success.result else {
+            return Err(internal("unexpected command result"));
+        };
+        let roles = if state.config.is_admin(&email) { vec!["USER".into(), "ADMIN".into()] } else { roles };
+        let (token, _) = state.sessions.issue(account_id, session_id, &email, roles).map_err(internal)?;
+        ctx.append_http_header("Set-Cookie", state.sessions.cookie(&token));
+        Ok(User { row: AccountRow { id: account_id.0, email } })
+    }
+
+    async fn ticket_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Ticket> {
+        let state = state(ctx)?;
+        let success = state.command(request).await.map_err(from_failure)?;
+        let Outcome::Ticket { ticket_id, .. } = success.result else { return Err(internal("unexpected command result")) };
+        let row = db::ticket(&state.pool, ticket_id.0).await.map_err(internal)?;
+        row.map(|row| Ticket { row }).ok_or_else(|| internal("ticket not projected in time"))
+    }
+
+    async fn order_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Order> {
+        let state = state(ctx)?;
+        let success = state.command(request).await.map_err(from_failure)?;
+        let Outcome::Order { order_id, .. } = success.result else { return Err(internal("unexpected command result")) };
+        let row = db::order(&state.pool, order_id.0).await.map_err(internal)?;
+        row.map(|row| Order { row }).ok_or_else(|| internal("order not projected in time"))
+    }
+
+    async fn ticket_of(ctx: &Context<'_>, order: Uuid) -> async_graphql::Result<Option<TicketId>> {
+        Ok(db::order(&state(ctx)?.pool, order).await.map_err(internal)?.map(|o| TicketId(o.ticket_id)))
+    }
+}
+
+#[Object]
+impl Mutation {
+    /// Creates an account and signs it in (sets the `session` cookie).
+    async fn sign_up(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<User> {
+        self.session(ctx, Command::SignUp { email, password }).await
+    }
+
+    /// Signs in (sets the `session` cookie). Repeated failures are throttled.
+    async fn sign_in(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<User> {
+        let client_addr = ctx.data_opt::<crate::ClientAddr>().map(|a| a.0.clone());
+        self.session(ctx, Command::SignIn { email, password, client_addr }).await
+    }
+
+    /// Signs out: clears the cookie and revokes the session.
+    async fn sign_out(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let state = state(ctx)?;
+        if let Some(me) = viewer(ctx) {
+            let expires_at = time::OffsetDateTime::from_unix_timestamp(me.exp).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+            let request = Request::new(Command::SignOut { session_id: me.jti, expires_at }).by(me.actor());
+            state.command(request).await.map_err(from_failure)?;
+        }
+        ctx.append_http_header("Set-Cookie", state.sessions.clear_cookie());
+        Ok(true)
+    }
+
+    /// Lists a ticket for sale.
+    async fn create_ticket(&self, ctx: &Context<'_>, title: String, price_cents: i32) -> async_graphql::Result<Ticket> {
+        let me = signed_in(ctx)?;
+        let command = Command::CreateTicket { title, price_cents: i64::from(price_cents) };
+        Self::ticket_result(ctx, Request::new(command).by(me.actor())).await
+    }
+
+    /// Edits a ticket while it is available (seller or admin).
+    async fn update_ticket(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        title: Option<String>,
+        price_cents: Option<i32>,
+    ) -> async_graphql::Result<Ticket> {
+        let me = signed_in(ctx)?;
+        let ticket_id = TicketId(parse_id(&id, "id")?);
+        let command = Command::UpdateTicket { ticket_id, title, price_cents: price_cents.map(i64::from) };
+        Self::ticket_result(ctx, Request::new(command).by(me.actor())).await
+    }
+
+    /// Holds a ticket for `ORDER_HOLD_SECONDS`.
+    async fn create_order(&self, ctx: &Context<'_>, ticket_id: ID, idempotency_key: Option<String>) -> async_graphql::Result<Order> {
+        let me = signed_in(ctx)?;
+        let ticket_id = TicketId(parse_id(&ticket_id, "ticketId")?);
+        let mut request = Request::new(Command::CreateOrder { ticket_id }).by(me.actor());
+        request.idempotency_key = idempotency_key;
+        Self::order_result(ctx, request).await
+    }
+
+    /// Cancels an open order (buyer or admin).
+    async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
+        let me = signed_in(ctx)?;
+        let order_id = parse_id(&id, "id")?;
+        let ticket_id = Self::ticket_of(ctx, order_id).await?;
+        let command = Command::CancelOrder { order_id: OrderId(order_id), ticket_id };
+        Self::order_result(ctx, Request::new(command).by(me.actor())).await
+    }
+
+    /// Pays for an order (buyer only).
+    async fn pay_order(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        token: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Payment> {
+        let me = signed_in(ctx)?;
+        let state = state(ctx)?;
+        let order = parse_id(&order_id, "orderId")?;
+        let ticket_id = Self::ticket_of(ctx, order).await?;
+        let mut request = Request::new(Command::PayOrder { order_id: OrderId(order), ticket_id, token }).by(me.actor());
+        request.idempotency_key = idempotency_key;
+        let success = state.command(request).await.map_err(from_failure)?;
+        let Outcome::Payment { payment_id, .. } = success.result else { return Err(internal("unexpected command result")) };
+        let row = db::payment(&state.pool, payment_id.0).await.map_err(internal)?;
+        row.map(|row| Payment { row }).ok_or_else(|| internal("payment not projected in time"))
+    }
+}

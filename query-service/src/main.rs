@@ -1,0 +1,22 @@
+//! `query-service`: see the library docs.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .init();
+    let config = query_service::config::Config::parse();
+    if let Err(problem) = config.validate() {
+        eprintln!("query-service: bad configuration: {problem}");
+        return std::process::ExitCode::from(2);
+    }
+    match query_service::run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("query-service: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
