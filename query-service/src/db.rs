@@ -140,7 +140,12 @@ pub async fn order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
 ///
 /// # Errors
 /// A database error.
-pub async fn orders_of(pool: &PgPool, buyer: Uuid, limit: i64, before_position: Option<i64>) -> sqlx::Result<Vec<OrderRow>> {
+pub async fn orders_of(
+    pool: &PgPool,
+    buyer: Uuid,
+    limit: i64,
+    before_position: Option<i64>,
+) -> sqlx::Result<Vec<OrderRow>> {
     sqlx::query_as(&format!(
         "{ORDER} WHERE buyer_id = $1 AND ($2::bigint IS NULL OR created_position < $2) ORDER BY created_position DESC LIMIT $3"
     ))

@@ -398,9 +398,15 @@ impl Query {
         after: Option<String>,
         status: Option<TicketStatus>,
     ) -> async_graphql::Result<TicketConnection> {
-        let rows = db::tickets(&state(ctx)?.pool, page_limit(first)?, cursor(after.as_deref())?, status.map(ticket_status_text), None)
-            .await
-            .map_err(internal)?;
+        let rows = db::tickets(
+            &state(ctx)?.pool,
+            page_limit(first)?,
+            cursor(after.as_deref())?,
+            status.map(ticket_status_text),
+            None,
+        )
+        .await
+        .map_err(internal)?;
         let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
         Ok(TicketConnection { nodes, page_info })
     }
@@ -472,7 +478,9 @@ impl Mutation {
     async fn ticket_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Ticket> {
         let state = state(ctx)?;
         let success = state.command(request).await.map_err(from_failure)?;
-        let Outcome::Ticket { ticket_id, .. } = success.result else { return Err(internal("unexpected command result")) };
+        let Outcome::Ticket { ticket_id, .. } = success.result else {
+            return Err(internal("unexpected command result"));
+        };
         let row = db::ticket(&state.pool, ticket_id.0).await.map_err(internal)?;
         row.map(|row| Ticket { row }).ok_or_else(|| internal("ticket not projected in time"))
     }
@@ -507,7 +515,8 @@ impl Mutation {
     async fn sign_out(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
         let state = state(ctx)?;
         if let Some(me) = viewer(ctx) {
-            let expires_at = time::OffsetDateTime::from_unix_timestamp(me.exp).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
+            let expires_at =
+                time::OffsetDateTime::from_unix_timestamp(me.exp).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
             let request = Request::new(Command::SignOut { session_id: me.jti, expires_at }).by(me.actor());
             state.command(request).await.map_err(from_failure)?;
         }
@@ -537,7 +546,12 @@ impl Mutation {
     }
 
     /// Holds a ticket for `ORDER_HOLD_SECONDS`.
-    async fn create_order(&self, ctx: &Context<'_>, ticket_id: ID, idempotency_key: Option<String>) -> async_graphql::Result<Order> {
+    async fn create_order(
+        &self,
+        ctx: &Context<'_>,
+        ticket_id: ID,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Order> {
         let me = signed_in(ctx)?;
         let ticket_id = TicketId(parse_id(&ticket_id, "ticketId")?);
         let mut request = Request::new(Command::CreateOrder { ticket_id }).by(me.actor());
@@ -569,7 +583,9 @@ impl Mutation {
         let mut request = Request::new(Command::PayOrder { order_id: OrderId(order), ticket_id, token }).by(me.actor());
         request.idempotency_key = idempotency_key;
         let success = state.command(request).await.map_err(from_failure)?;
-        let Outcome::Payment { payment_id, .. } = success.result else { return Err(internal("unexpected command result")) };
+        let Outcome::Payment { payment_id, .. } = success.result else {
+            return Err(internal("unexpected command result"));
+        };
         let row = db::payment(&state.pool, payment_id.0).await.map_err(internal)?;
         row.map(|row| Payment { row }).ok_or_else(|| internal("payment not projected in time"))
     }

@@ -65,7 +65,9 @@ pub struct ClientAddr(pub String);
 
 /// Builds the schema (without request data).
 pub fn schema(introspection: bool) -> GatewaySchema {
-    let builder = Schema::build(gql::Query, gql::Mutation, EmptySubscription).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY);
+    let builder = Schema::build(gql::Query, gql::Mutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
     if introspection { builder.finish() } else { builder.disable_introspection().finish() }
 }
 
@@ -132,10 +134,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let viewer = state.viewer(&headers).await;
     let request = request.data(Viewer(viewer)).data(state.clone());
     let response = state.schema.execute(request).await;
-    let mut out = (
-        [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_string(&response).unwrap_or_default(),
-    )
+    let mut out = ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&response).unwrap_or_default())
         .into_response();
     for (name, value) in response.http_headers.iter() {
         out.headers_mut().append(name, value.clone());
@@ -160,7 +159,9 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let Ok(payload) = serde_json::to_vec(&request) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     match state.nats.request(subject, payload.into()).await.map(|m| serde_json::from_slice::<Reply>(&m.payload)) {
         Ok(Ok(Reply::Ok(success))) => match success.result {
-            Outcome::Webhook { http_status } => StatusCode::from_u16(http_status).unwrap_or(StatusCode::OK).into_response(),
+            Outcome::Webhook { http_status } => {
+                StatusCode::from_u16(http_status).unwrap_or(StatusCode::OK).into_response()
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         },
         // Anything else: 500, so the provider retries later.
@@ -184,13 +185,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// When a server cannot be reached or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&config.database_url).await?;
-    let nats = async_nats::ConnectOptions::new().name("query-service").retry_on_initial_connect().connect(&config.nats_url).await?;
+    let nats = async_nats::ConnectOptions::new()
+        .name("query-service")
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let state = AppState::new(config, pool, nats).await;
     tracing::info!(addr = %listener.local_addr()?, "query-service ready");
-    axum::serve(listener, app(state)).with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(())
 }

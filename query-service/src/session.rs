@@ -62,7 +62,13 @@ impl Sessions {
     ///
     /// # Errors
     /// When signing fails.
-    pub fn issue(&self, sub: AccountId, jti: SessionId, email: &str, roles: Vec<String>) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        sub: AccountId,
+        jti: SessionId,
+        email: &str,
+        roles: Vec<String>,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims { sub, jti, email: email.to_owned(), roles, iat: now, exp: now + self.lifetime };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
@@ -89,7 +95,11 @@ impl Sessions {
 
 /// The session cookie's value in a `Cookie` header.
 pub fn from_cookie_header(header: &str) -> Option<&str> {
-    header.split(';').filter_map(|part| part.trim().split_once('=')).find(|(name, _)| *name == COOKIE).map(|(_, value)| value)
+    header
+        .split(';')
+        .filter_map(|part| part.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]
@@ -103,7 +113,12 @@ mod tests {
     #[test]
     fn a_token_round_trips_and_a_tampered_one_is_refused() {
         let (token, claims) = sessions()
-            .issue(AccountId(uuid::Uuid::from_u128(1)), SessionId(uuid::Uuid::from_u128(2)), "a@b.co", vec!["USER".into()])
+            .issue(
+                AccountId(uuid::Uuid::from_u128(1)),
+                SessionId(uuid::Uuid::from_u128(2)),
+                "a@b.co",
+                vec!["USER".into()],
+            )
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sessions().verify(&token), Some(claims));
         let mut tampered = token.clone();

@@ -1,0 +1,230 @@
+//! The gateway over HTTP against the real system: NATS, command-service, projector, PostgreSQL.
+
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Stack {
+    app: axum::Router,
+    _nats: testkit::TestNats,
+    _db: testkit::TestDb,
+    _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+const SECRET: &str = "test-secret-test-secret-test-secret-42";
+
+async fn stack() -> Stack {
+    let nats = testkit::nats().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let mut commands = command_service::config::Config::with_nats_url(&nats.url);
+    commands.stream_name = nats.stream.clone();
+    commands.subject_root = nats.root.clone();
+    let client = testkit::connect(&nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let service =
+        command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let settings = service.store().settings().clone();
+    let projector = projector::Projector::new(db.pool.clone(), client.clone(), settings, 500);
+    projector::schema::ensure_live(&db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let tasks = vec![
+        tokio::spawn(service.clone().serve_subscription(requests)),
+        tokio::spawn(service.run_expiry()),
+        tokio::spawn(projector.run()),
+    ];
+    let config = query_service::config::Config {
+        jwt_secret: SECRET.into(),
+        database_url: db.url.clone(),
+        nats_url: nats.url.clone(),
+        subject_root: nats.root.clone(),
+        cookie_secure: false,
+        allowed_origins: vec!["https://tickets.example".into()],
+        admin_emails: vec!["boss@example.com".into()],
+        ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
+    };
+    let state = query_service::AppState::new(config, db.pool.clone(), client).await;
+    Stack { app: query_service::app(state), _nats: nats, _db: db, _tasks: tasks }
+}
+
+/// A browser-like client: keeps the session cookie.
+#[derive(Default, Clone)]
+struct Client {
+    cookie: Option<String>,
+}
+
+impl Client {
+    async fn gql(&mut self, stack: &Stack, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(stack, json!({"query": query, "variables": variables}).to_string(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    async fn post(&mut self, stack: &Stack, body: String, origin: Option<&str>) -> (StatusCode, Value) {
+        let mut request = HttpRequest::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, format!("session={cookie}"));
+        }
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        let response = stack
+            .app
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status();
+        for value in response.headers().get_all(header::SET_COOKIE) {
+            let value = value.to_str().unwrap_or_default();
+            let token = value.split(';').next().and_then(|kv| kv.strip_prefix("session=")).unwrap_or_default();
+            self.cookie = (!token.is_empty()).then(|| token.to_owned());
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
+}
+
+const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"correct horse\") { id email roles } }";
+
+#[tokio::test]
+async fn a_sale_end_to_end_with_read_your_writes() {
+    let stack = stack().await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    let me = seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
+    assert_eq!(me["data"]["signUp"]["roles"], json!(["USER"]));
+    assert!(seller.cookie.is_some());
+    buyer.gql(&stack, SIGN_UP, json!({"e": "buyer@example.com"})).await;
+
+    let created = seller
+        .gql(
+            &stack,
+            "mutation { createTicket(title: \"Opera\", priceCents: 2500) { id status version seller { email } } }",
+            json!({}),
+        )
+        .await;
+    let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(created["data"]["createTicket"]["status"], "AVAILABLE");
+    assert_eq!(created["data"]["createTicket"]["seller"]["email"], "seller@example.com");
+
+    // Read-your-writes: the list shows it immediately.
+    let list =
+        buyer.gql(&stack, "{ tickets(first: 5) { nodes { id } pageInfo { hasNextPage endCursor } } }", json!({})).await;
+    assert_eq!(list["data"]["tickets"]["nodes"][0]["id"], ticket.as_str());
+
+    let order = buyer
+        .gql(
+            &stack,
+            "mutation($t: ID!) { createOrder(ticketId: $t) { id status expiresAt ticket { status } } }",
+            json!({"t": ticket}),
+        )
+        .await;
+    assert_eq!(order["data"]["createOrder"]["status"], "CREATED");
+    assert_eq!(order["data"]["createOrder"]["ticket"]["status"], "RESERVED");
+    let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+
+    // The seller sees the history; the buyer may not.
+    let history = seller
+        .gql(&stack, "query($t: ID!) { ticket(id: $t) { history { type version } } }", json!({"t": ticket}))
+        .await;
+    assert_eq!(history["data"]["ticket"]["history"][1]["type"], "OrderPlaced");
+    let denied =
+        buyer.gql(&stack, "query($t: ID!) { ticket(id: $t) { history { type } } }", json!({"t": ticket})).await;
+    assert_eq!(code(&denied), "FORBIDDEN");
+    // Only the buyer (or an admin) reads the order.
+    assert_eq!(
+        code(&seller.gql(&stack, "query($o: ID!) { order(id: $o) { id } }", json!({"o": order_id})).await),
+        "FORBIDDEN"
+    );
+
+    let declined = buyer
+        .gql(
+            &stack,
+            "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_chargeDeclined\") { id } }",
+            json!({"o": order_id}),
+        )
+        .await;
+    assert_eq!(code(&declined), "PAYMENT_DECLINED");
+    let paid = buyer.gql(&stack, "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { status amountCents order { status ticket { status } } } }", json!({"o": order_id})).await;
+    assert_eq!(paid["data"]["payOrder"]["status"], "SUCCEEDED");
+    assert_eq!(paid["data"]["payOrder"]["amountCents"], 2500);
+    assert_eq!(paid["data"]["payOrder"]["order"]["status"], "COMPLETE");
+    assert_eq!(paid["data"]["payOrder"]["order"]["ticket"]["status"], "SOLD");
+    let mine = buyer.gql(&stack, "{ myOrders { nodes { id status payment { status } } } }", json!({})).await;
+    assert_eq!(mine["data"]["myOrders"]["nodes"][0]["status"], "COMPLETE");
+}
+
+#[tokio::test]
+async fn errors_carry_codes_and_fields() {
+    let stack = stack().await;
+    let mut anonymous = Client::default();
+    let refused =
+        anonymous.gql(&stack, "mutation { createTicket(title: \"x\", priceCents: 1) { id } }", json!({})).await;
+    assert_eq!(code(&refused), "UNAUTHENTICATED");
+    assert_eq!(anonymous.gql(&stack, "{ me { id } }", json!({})).await["data"]["me"], Value::Null);
+
+    let mut seller = Client::default();
+    seller.gql(&stack, SIGN_UP, json!({"e": "s@example.com"})).await;
+    let bad = seller.gql(&stack, "mutation { createTicket(title: \"  \", priceCents: 100) { id } }", json!({})).await;
+    assert_eq!((code(&bad), bad["errors"][0]["extensions"]["field"].as_str()), ("BAD_USER_INPUT", Some("title")));
+    let taken = Client::default().gql(&stack, SIGN_UP, json!({"e": "S@example.com"})).await;
+    assert_eq!((code(&taken), taken["errors"][0]["extensions"]["field"].as_str()), ("CONFLICT", Some("email")));
+    let unknown = seller
+        .gql(&stack, "mutation { createOrder(ticketId: \"00000000-0000-0000-0000-000000000000\") { id } }", json!({}))
+        .await;
+    assert_eq!(code(&unknown), "NOT_FOUND");
+    let page = seller.gql(&stack, "{ tickets(first: 1000) { nodes { id } } }", json!({})).await;
+    assert_eq!(code(&page), "BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn signing_out_revokes_the_token_and_tampered_tokens_are_anonymous() {
+    let stack = stack().await;
+    let mut user = Client::default();
+    user.gql(&stack, SIGN_UP, json!({"e": "leaver@example.com"})).await;
+    let token = user.cookie.clone().unwrap_or_default();
+    assert_eq!(user.gql(&stack, "{ me { email } }", json!({})).await["data"]["me"]["email"], "leaver@example.com");
+
+    let mut tampered = Client { cookie: Some(format!("{token}x")) };
+    assert_eq!(tampered.gql(&stack, "{ me { email } }", json!({})).await["data"]["me"], Value::Null);
+
+    assert_eq!(user.gql(&stack, "mutation { signOut }", json!({})).await["data"]["signOut"], true);
+    assert_eq!(user.cookie, None, "the cookie is cleared");
+    let mut replayed = Client { cookie: Some(token) };
+    assert_eq!(
+        replayed.gql(&stack, "{ me { email } }", json!({})).await["data"]["me"],
+        Value::Null,
+        "a revoked token no longer works"
+    );
+}
+
+#[tokio::test]
+async fn protection_json_only_origin_checks_and_depth_limit() {
+    let stack = stack().await;
+    let mut user = Client::default();
+    user.gql(&stack, SIGN_UP, json!({"e": "careful@example.com"})).await;
+
+    let form = HttpRequest::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("query={me{id}}"))
+        .unwrap_or_default();
+    let response = stack.app.clone().oneshot(form).await.unwrap_or_else(|e| match e {});
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let body = json!({"query": "{ me { id } }"}).to_string();
+    let (status, _) = user.post(&stack, body.clone(), Some("https://evil.example")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = user.post(&stack, body, Some("https://tickets.example")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let deep = format!(
+        "{{ myOrders {{ nodes {{ {} id {} }} }} }}",
+        "payment { order { ticket { seller { id } } } payment { order {".repeat(3),
+        "} } }".repeat(3)
+    );
+    let response = user.gql(&stack, &deep, json!({})).await;
+    assert!(response["errors"][0]["message"].as_str().unwrap_or("").to_lowercase().contains("nested"), "{response}");
+}
