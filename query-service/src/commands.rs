@@ -52,7 +52,11 @@ impl AppState {
 
 /// Follows the projector's notifications (and, as a fallback, polls the checkpoint) to keep
 /// `projected` at the latest projected position.
-pub async fn follow_projection(pool: sqlx::PgPool, projected: watch::Sender<u64>) {
+pub async fn follow_projection(
+    pool: sqlx::PgPool,
+    projected: watch::Sender<u64>,
+    changes: tokio::sync::broadcast::Sender<std::sync::Arc<crate::Changed>>,
+) {
     loop {
         let result: anyhow::Result<()> = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
@@ -65,8 +69,25 @@ pub async fn follow_projection(pool: sqlx::PgPool, projected: watch::Sender<u64>
                     Ok(notification) => {
                         let notification = notification?;
                         let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
+                        let ids = |key: &str| -> Vec<uuid::Uuid> {
+                            body[key]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|v| v.as_str()?.parse().ok())
+                                .collect()
+                        };
+                        let changed = crate::Changed {
+                            position: body["position"].as_u64().unwrap_or(0),
+                            tickets: ids("tickets"),
+                            orders: ids("orders"),
+                        };
                         if let Some(position) = body["position"].as_i64() {
                             projected.send_if_modified(|p| bump(p, position));
+                        }
+                        if !changed.tickets.is_empty() || !changed.orders.is_empty() {
+                            // Nobody listening is fine.
+                            let _ = changes.send(std::sync::Arc::new(changed));
                         }
                     }
                     // Quiet: check the checkpoint in case a notification was missed.

@@ -1,8 +1,9 @@
 //! The GraphQL schema, code first: every type, query and mutation of PRODUCT.md §3.
 
-use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, SimpleObject};
+use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, SimpleObject, Subscription as SubscriptionRoot};
 use command_service::api::{Command, Failure, Outcome, Request};
 use domain::{ErrorCode, OrderId, TicketId};
+use futures::{Stream, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -588,5 +589,73 @@ impl Mutation {
         };
         let row = db::payment(&state.pool, payment_id.0).await.map_err(internal)?;
         row.map(|row| Payment { row }).ok_or_else(|| internal("payment not projected in time"))
+    }
+}
+
+/// Subscriptions: pushed after every projector commit that touches what you watch.
+pub struct Subscription;
+
+/// Follows the projector's commits, yielding the rows `pick` chooses from each.
+fn follow<T, F, Fut>(state: &AppState, pick: F) -> impl Stream<Item = T> + use<T, F, Fut>
+where
+    T: Send + 'static,
+    F: Fn(AppState, std::sync::Arc<crate::Changed>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Vec<T>> + Send,
+{
+    let receiver = state.changes.subscribe();
+    futures::stream::unfold((receiver, state.clone(), pick), |(mut receiver, state, pick)| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(changed) => {
+                    let items = pick(state.clone(), changed).await;
+                    return Some((futures::stream::iter(items), (receiver, state, pick)));
+                }
+                // A slow subscriber skipped some commits: the next one brings the latest state.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flatten()
+}
+
+#[SubscriptionRoot]
+impl Subscription {
+    /// The ticket after every change; every ticket when `id` is null.
+    async fn ticket_changed(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = Ticket>> {
+        let wanted = id.map(|id| parse_id(&id, "id")).transpose()?;
+        Ok(follow(state(ctx)?, move |state, changed| async move {
+            let mut tickets = Vec::new();
+            for ticket in changed.tickets.iter().filter(|t| wanted.is_none_or(|w| w == **t)) {
+                if let Ok(Some(row)) = db::ticket(&state.pool, *ticket).await {
+                    tickets.push(Ticket { row });
+                }
+            }
+            tickets
+        }))
+    }
+
+    /// The order after every change: for its buyer and admins only.
+    async fn order_changed(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<impl Stream<Item = Order>> {
+        let me = signed_in(ctx)?;
+        let order = parse_id(&id, "id")?;
+        let row = db::order(&state(ctx)?.pool, order).await.map_err(internal)?;
+        match row {
+            None => return Err(error(ErrorCode::NotFound, "order not found", None)),
+            Some(row) if row.buyer_id != me.sub.0 && !me.actor().is_admin => {
+                return Err(error(ErrorCode::Forbidden, "only the buyer or an admin may follow this order", None));
+            }
+            Some(_) => {}
+        }
+        Ok(follow(state(ctx)?, move |state, changed| async move {
+            if !changed.orders.contains(&order) {
+                return vec![];
+            }
+            db::order(&state.pool, order).await.ok().flatten().map(|row| Order { row }).into_iter().collect()
+        }))
     }
 }

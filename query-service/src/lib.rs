@@ -15,10 +15,15 @@ pub mod db;
 pub mod gql;
 pub mod session;
 
-use async_graphql::{EmptySubscription, Schema};
+use std::sync::Arc;
+
+use async_graphql::Schema;
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,7 +34,18 @@ use crate::config::Config;
 use crate::session::{Claims, Sessions};
 
 /// The schema type.
-pub type GatewaySchema = Schema<gql::Query, gql::Mutation, EmptySubscription>;
+pub type GatewaySchema = Schema<gql::Query, gql::Mutation, gql::Subscription>;
+
+/// What one projector commit changed (from its notification).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The position projected.
+    pub position: u64,
+    /// Tickets that changed.
+    pub tickets: Vec<uuid::Uuid>,
+    /// Orders that changed.
+    pub orders: Vec<uuid::Uuid>,
+}
 
 /// The deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
@@ -55,6 +71,8 @@ pub struct AppState {
     pub subject_root: String,
     /// The schema.
     pub schema: GatewaySchema,
+    /// Every projector commit, for subscriptions.
+    pub changes: tokio::sync::broadcast::Sender<Arc<Changed>>,
 }
 
 /// The signed-in user of a request, if any.
@@ -65,7 +83,7 @@ pub struct ClientAddr(pub String);
 
 /// Builds the schema (without request data).
 pub fn schema(introspection: bool) -> GatewaySchema {
-    let builder = Schema::build(gql::Query, gql::Mutation, EmptySubscription)
+    let builder = Schema::build(gql::Query, gql::Mutation, gql::Subscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
     if introspection { builder.finish() } else { builder.disable_introspection().finish() }
@@ -81,11 +99,12 @@ impl AppState {
     pub async fn new(config: Config, pool: sqlx::PgPool, nats: async_nats::Client) -> Self {
         let initial = db::checkpoint(&pool).await.ok().and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
         let (tx, projected) = watch::channel(initial);
-        tokio::spawn(commands::follow_projection(pool.clone(), tx));
+        let (changes, _) = tokio::sync::broadcast::channel(4096);
+        tokio::spawn(commands::follow_projection(pool.clone(), tx, changes.clone()));
         let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
         let subject_root = config.subject_root.clone();
         let schema = schema(config.graphql_introspection);
-        Self { pool, nats, sessions, config, projected, subject_root, schema }
+        Self { pool, nats, sessions, config, projected, subject_root, schema, changes }
     }
 
     /// The viewer a `Cookie` header names: a valid token whose session is not revoked.
@@ -102,7 +121,7 @@ impl AppState {
 /// The HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/graphql", post(graphql))
+        .route("/graphql", post(graphql).get(graphql_ws))
         .route("/webhooks/payments", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -140,6 +159,27 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         out.headers_mut().append(name, value.clone());
     }
     out
+}
+
+/// Subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`). The
+/// handshake is authenticated by the cookie, and refused from a foreign origin that carries it.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+) -> Response {
+    if headers.get(header::COOKIE).is_some() && !origin_allowed(&state.config, &headers) {
+        return json_error(StatusCode::FORBIDDEN, "FORBIDDEN", "origin not allowed");
+    }
+    let viewer = state.viewer(&headers).await;
+    let mut data = async_graphql::Data::default();
+    data.insert(Viewer(viewer));
+    data.insert(state.clone());
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).with_data(data).serve())
 }
 
 /// A request with the cookie must come from an allowed origin; without an `Origin` header

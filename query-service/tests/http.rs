@@ -228,3 +228,139 @@ async fn protection_json_only_origin_checks_and_depth_limit() {
     let response = user.gql(&stack, &deep, json!({})).await;
     assert!(response["errors"][0]["message"].as_str().unwrap_or("").to_lowercase().contains("nested"), "{response}");
 }
+
+mod live {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    async fn serve(stack: &Stack) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let app = stack.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    async fn connect(addr: std::net::SocketAddr, cookie: Option<&str>, origin: Option<&str>) -> Result<Socket, String> {
+        let mut request = format!("ws://{addr}/graphql").into_client_request().map_err(|e| e.to_string())?;
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().map_err(|_| "header")?);
+        if let Some(cookie) = cookie {
+            request.headers_mut().insert("Cookie", format!("session={cookie}").parse().map_err(|_| "header")?);
+        }
+        if let Some(origin) = origin {
+            request.headers_mut().insert("Origin", origin.parse().map_err(|_| "header")?);
+        }
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.map_err(|e| e.to_string())?;
+        socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await.map_err(|e| e.to_string())?;
+        let ack = next(&mut socket).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        Ok(socket)
+    }
+
+    async fn next(socket: &mut Socket) -> Value {
+        loop {
+            let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no message within 10 s"))
+                .unwrap_or_else(|| panic!("socket closed"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap_or_default();
+                if value["type"] != "ping" && value["type"] != "pong" {
+                    return value;
+                }
+            }
+        }
+    }
+
+    async fn subscribe(socket: &mut Socket, id: &str, query: &str) {
+        let message = json!({"id": id, "type": "subscribe", "payload": {"query": query}}).to_string();
+        socket.send(Message::text(message)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_sellers_subscription_sees_another_clients_hold_and_payment_without_polling() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let (mut seller, mut buyer, mut stranger) = (Client::default(), Client::default(), Client::default());
+        seller.gql(&stack, SIGN_UP, json!({"e": "live-seller@example.com"})).await;
+        buyer.gql(&stack, SIGN_UP, json!({"e": "live-buyer@example.com"})).await;
+        stranger.gql(&stack, SIGN_UP, json!({"e": "live-stranger@example.com"})).await;
+        let created = seller
+            .gql(&stack, "mutation { createTicket(title: \"Live show\", priceCents: 900) { id } }", json!({}))
+            .await;
+        let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+
+        let mut socket = connect(addr, seller.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe(
+            &mut socket,
+            "t",
+            &format!("subscription {{ ticketChanged(id: \"{ticket}\") {{ id status version }} }}"),
+        )
+        .await;
+        // The subscription is registered once the server has the subscribe message; a ping
+        // round trip after it makes sure of that without sleeping.
+        socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+
+        let order =
+            buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+        let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+        let held = next(&mut socket).await;
+        assert_eq!(
+            (held["type"].as_str(), held["payload"]["data"]["ticketChanged"]["status"].as_str()),
+            (Some("next"), Some("RESERVED")),
+            "{held}"
+        );
+
+        // The buyer follows the order; a stranger may not.
+        let mut buyer_socket = connect(addr, buyer.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe(&mut buyer_socket, "o", &format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status }} }}"))
+            .await;
+        let mut stranger_socket =
+            connect(addr, stranger.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe(
+            &mut stranger_socket,
+            "o",
+            &format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status }} }}"),
+        )
+        .await;
+        let refused = next(&mut stranger_socket).await;
+        assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
+        buyer_socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+
+        buyer
+            .gql(
+                &stack,
+                "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { id } }",
+                json!({"o": order_id}),
+            )
+            .await;
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("SOLD") {
+            let update = next(&mut socket).await;
+            seen.push(update["payload"]["data"]["ticketChanged"]["status"].as_str().unwrap_or_default().to_owned());
+        }
+        let mut order_seen = Vec::new();
+        while order_seen.last().map(String::as_str) != Some("COMPLETE") {
+            let update = next(&mut buyer_socket).await;
+            order_seen
+                .push(update["payload"]["data"]["orderChanged"]["status"].as_str().unwrap_or_default().to_owned());
+        }
+        assert!(order_seen.contains(&"COMPLETE".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_websocket_handshake_with_the_cookie_from_a_foreign_origin_is_refused() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let mut user = Client::default();
+        user.gql(&stack, SIGN_UP, json!({"e": "ws@example.com"})).await;
+        let refused = connect(addr, user.cookie.as_deref(), Some("https://evil.example")).await;
+        assert!(refused.is_err_and(|e| e.contains("403")), "a foreign origin must be refused");
+        connect(addr, user.cookie.as_deref(), Some("https://tickets.example")).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
