@@ -93,8 +93,14 @@ pub struct HistoryRow {
     pub version: i32,
 }
 
-const TICKET: &str = "SELECT id, seller_id, title, price_cents, currency, status, version, created_at, updated_at, created_position FROM read.tickets";
-const ORDER: &str = "SELECT id, ticket_id, buyer_id, status, cancel_reason, expires_at, payment_id, version, created_at, created_position FROM read.orders";
+/// Every column of a ticket row.
+pub const TICKET: &str = "SELECT id, seller_id, title, price_cents, currency, status, version, created_at, updated_at, created_position FROM read.tickets";
+/// Every column of an order row.
+pub const ORDER: &str = "SELECT id, ticket_id, buyer_id, status, cancel_reason, expires_at, payment_id, version, created_at, created_position FROM read.orders";
+
+/// Every column of a payment row.
+pub const PAYMENT: &str =
+    "SELECT id, order_id, amount_cents, currency, status, provider_ref, created_at FROM read.payments";
 
 /// One ticket.
 ///
@@ -161,12 +167,7 @@ pub async fn orders_of(
 /// # Errors
 /// A database error.
 pub async fn payment(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<PaymentRow>> {
-    sqlx::query_as(
-        "SELECT id, order_id, amount_cents, currency, status, provider_ref, created_at FROM read.payments WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(&format!("{PAYMENT} WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// One account.

@@ -154,8 +154,12 @@ impl User {
     }
 }
 
+fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a crate::loaders::Loaders> {
+    ctx.data::<crate::loaders::Loaders>()
+}
+
 async fn user(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<User> {
-    let row = db::account(&state(ctx)?.pool, id).await.map_err(internal)?;
+    let row = loaders(ctx)?.load_one(crate::loaders::AccountKey(id)).await.map_err(internal)?;
     // Accounts are projected before anything they do, so a missing one is an inconsistency.
     row.map(|row| User { row }).ok_or_else(|| internal(format!("account {id} not in the read model")))
 }
@@ -244,7 +248,7 @@ impl Order {
     }
     /// The ticket it holds.
     async fn ticket(&self, ctx: &Context<'_>) -> async_graphql::Result<Ticket> {
-        let row = db::ticket(&state(ctx)?.pool, self.row.ticket_id).await.map_err(internal)?;
+        let row = loaders(ctx)?.load_one(crate::loaders::TicketKey(self.row.ticket_id)).await.map_err(internal)?;
         row.map(|row| Ticket { row }).ok_or_else(|| internal("order without ticket"))
     }
     /// The buyer.
@@ -279,7 +283,8 @@ impl Order {
     /// The latest payment attempt.
     async fn payment(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Payment>> {
         let Some(id) = self.row.payment_id else { return Ok(None) };
-        Ok(db::payment(&state(ctx)?.pool, id).await.map_err(internal)?.map(|row| Payment { row }))
+        let row = loaders(ctx)?.load_one(crate::loaders::PaymentKey(id)).await.map_err(internal)?;
+        Ok(row.map(|row| Payment { row }))
     }
     /// How many changes the order has seen.
     async fn version(&self) -> i32 {
@@ -300,7 +305,7 @@ impl Payment {
     }
     /// The order it pays for.
     async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Order> {
-        let row = db::order(&state(ctx)?.pool, self.row.order_id).await.map_err(internal)?;
+        let row = loaders(ctx)?.load_one(crate::loaders::OrderKey(self.row.order_id)).await.map_err(internal)?;
         row.map(|row| Order { row }).ok_or_else(|| internal("payment without order"))
     }
     /// The amount in cents.

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod gql;
+pub mod loaders;
 pub mod session;
 
 use std::sync::Arc;
@@ -120,12 +121,21 @@ impl AppState {
 
 /// The HTTP surface.
 pub fn app(state: AppState) -> Router {
+    let origins: Vec<axum::http::HeaderValue> =
+        state.config.allowed_origins.iter().filter_map(|o| o.trim().parse().ok()).collect();
+    // Browsers on the allowed origins may call with the cookie; no other origin gets CORS.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_credentials(true)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::CONTENT_TYPE]);
     Router::new()
         .route("/graphql", post(graphql).get(graphql_ws))
         .route("/webhooks/payments", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(cors)
         .with_state(state)
 }
 
@@ -151,7 +161,7 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed GraphQL request"),
     };
     let viewer = state.viewer(&headers).await;
-    let request = request.data(Viewer(viewer)).data(state.clone());
+    let request = request.data(Viewer(viewer)).data(state.clone()).data(loaders::loaders(state.pool.clone()));
     let response = state.schema.execute(request).await;
     let mut out = ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&response).unwrap_or_default())
         .into_response();
@@ -176,6 +186,7 @@ async fn graphql_ws(
     let mut data = async_graphql::Data::default();
     data.insert(Viewer(viewer));
     data.insert(state.clone());
+    data.insert(loaders::loaders(state.pool.clone()));
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)

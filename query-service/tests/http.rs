@@ -364,3 +364,47 @@ mod live {
         connect(addr, user.cookie.as_deref(), Some("https://tickets.example")).await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+#[tokio::test]
+async fn cors_introspection_complexity_body_size_and_the_webhook_route() {
+    let stack = stack().await;
+    // CORS: the allowed origin gets credentials, another gets nothing.
+    let preflight = |origin: &str| {
+        HttpRequest::options("/graphql")
+            .header(header::ORIGIN, origin)
+            .header("Access-Control-Request-Method", "POST")
+            .body(Body::empty())
+            .unwrap_or_default()
+    };
+    let allowed = stack.app.clone().oneshot(preflight("https://tickets.example")).await.unwrap_or_else(|e| match e {});
+    assert_eq!(
+        allowed.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://tickets.example")
+    );
+    assert_eq!(allowed.headers().get("access-control-allow-credentials").and_then(|v| v.to_str().ok()), Some("true"));
+    let other = stack.app.clone().oneshot(preflight("https://evil.example")).await.unwrap_or_else(|e| match e {});
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Introspection is on here; a schema built with it off refuses it.
+    let mut anyone = Client::default();
+    let on = anyone.gql(&stack, "{ __schema { queryType { name } } }", json!({})).await;
+    assert_eq!(on["data"]["__schema"]["queryType"]["name"], "Query");
+    let off = query_service::schema(false).execute("{ __schema { queryType { name } } }").await;
+    let off = off.data.into_json().unwrap_or_default();
+    assert_eq!(off["__schema"], Value::Null, "introspection must reveal nothing: {off}");
+
+    // Alias abuse runs into the complexity limit.
+    let aliases: String = (0..400).map(|n| format!("a{n}: tickets(first: 100) {{ nodes {{ id title }} }} ")).collect();
+    let heavy = anyone.gql(&stack, &format!("{{ {aliases} }}"), json!({})).await;
+    assert!(heavy["errors"][0]["message"].as_str().unwrap_or("").to_lowercase().contains("complex"), "{heavy}");
+
+    // Oversized bodies are refused before parsing.
+    let huge = json!({"query": format!("{{ me {{ id }} }} #{}", "x".repeat(query_service::MAX_BODY))}).to_string();
+    let (status, _) = anyone.post(&stack, huge, None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // The webhook route forwards to the command service: unsigned is 400.
+    let webhook = HttpRequest::post("/webhooks/payments").body(Body::from("{}")).unwrap_or_default();
+    let response = stack.app.clone().oneshot(webhook).await.unwrap_or_else(|e| match e {});
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
