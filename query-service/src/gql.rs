@@ -129,6 +129,8 @@ fn ticket_status_text(s: TicketStatus) -> &'static str {
 /// A person with an account.
 pub struct User {
     row: AccountRow,
+    /// Answering `signUp`/`signIn`: the cookie is only being set, but this is the viewer.
+    is_viewer: bool,
 }
 
 #[Object]
@@ -140,8 +142,8 @@ impl User {
 
     /// The email address: shown to the user themselves and to admins only.
     async fn email(&self, ctx: &Context<'_>) -> Option<String> {
-        let me = viewer(ctx)?;
-        (me.sub.0 == self.row.id || me.actor().is_admin).then(|| self.row.email.clone())
+        let visible = self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.row.id || me.actor().is_admin);
+        visible.then(|| self.row.email.clone())
     }
 
     /// `USER`, and `ADMIN` for administrators.
@@ -161,7 +163,7 @@ fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a crate::loaders::L
 async fn user(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<User> {
     let row = loaders(ctx)?.load_one(crate::loaders::AccountKey(id)).await.map_err(internal)?;
     // Accounts are projected before anything they do, so a missing one is an inconsistency.
-    row.map(|row| User { row }).ok_or_else(|| internal(format!("account {id} not in the read model")))
+    row.map(|row| User { row, is_viewer: false }).ok_or_else(|| internal(format!("account {id} not in the read model")))
 }
 
 /// One line of a ticket's history.
@@ -478,7 +480,7 @@ impl Mutation {
         let roles = if state.config.is_admin(&email) { vec!["USER".into(), "ADMIN".into()] } else { roles };
         let (token, _) = state.sessions.issue(account_id, session_id, &email, roles).map_err(internal)?;
         ctx.append_http_header("Set-Cookie", state.sessions.cookie(&token));
-        Ok(User { row: AccountRow { id: account_id.0, email } })
+        Ok(User { row: AccountRow { id: account_id.0, email }, is_viewer: true })
     }
 
     async fn ticket_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Ticket> {

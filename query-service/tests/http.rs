@@ -96,6 +96,7 @@ async fn a_sale_end_to_end_with_read_your_writes() {
     let (mut seller, mut buyer) = (Client::default(), Client::default());
     let me = seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
     assert_eq!(me["data"]["signUp"]["roles"], json!(["USER"]));
+    assert_eq!(me["data"]["signUp"]["email"], "seller@example.com", "you see your own email");
     assert!(seller.cookie.is_some());
     buyer.gql(&stack, SIGN_UP, json!({"e": "buyer@example.com"})).await;
 
@@ -125,6 +126,17 @@ async fn a_sale_end_to_end_with_read_your_writes() {
     assert_eq!(order["data"]["createOrder"]["status"], "CREATED");
     assert_eq!(order["data"]["createOrder"]["ticket"]["status"], "RESERVED");
     let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+
+    // Other users' emails are private; an admin sees them.
+    let seller_seen =
+        buyer.gql(&stack, "query($t: ID!) { ticket(id: $t) { seller { email roles } } }", json!({"t": ticket})).await;
+    assert_eq!(seller_seen["data"]["ticket"]["seller"]["email"], Value::Null);
+    let mut admin = Client::default();
+    let boss = admin.gql(&stack, SIGN_UP, json!({"e": "boss@example.com"})).await;
+    assert_eq!(boss["data"]["signUp"]["roles"], json!(["USER", "ADMIN"]));
+    let admin_seen =
+        admin.gql(&stack, "query($t: ID!) { ticket(id: $t) { seller { email } } }", json!({"t": ticket})).await;
+    assert_eq!(admin_seen["data"]["ticket"]["seller"]["email"], "seller@example.com");
 
     // The seller sees the history; the buyer may not.
     let history = seller

@@ -74,25 +74,48 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let serving = tokio::spawn(service.clone().serve_subscription(requests));
     let expiring = tokio::spawn(service.run_expiry());
     say("command-service answering on ticketing.cmd.> (queue group command-service)");
-    let projecting = match args.database_url.filter(|u| !u.is_empty()) {
+    let (projecting, gateway) = match args.database_url.filter(|u| !u.is_empty()) {
         Some(database_url) => {
             let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(4)
+                .max_connections(16)
                 .connect(&database_url)
                 .await
                 .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
-            let projector = projector::Projector::new(pool, store.client().clone(), store.settings().clone(), 1000);
+            let projector =
+                projector::Projector::new(pool.clone(), store.client().clone(), store.settings().clone(), 1000);
+            projector::schema::ensure_live(&pool).await?;
             say("projector writing read models to DATABASE_URL");
-            tokio::spawn(projector.run())
+            let projecting = tokio::spawn(projector.run());
+            let mut config = query_service::config::Config::try_parse_from(["query-service"]).map_err(|e| {
+                anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default())
+            })?;
+            config.database_url = database_url;
+            config.nats_url.clone_from(&url);
+            if config.jwt_secret.is_empty() {
+                config.jwt_secret = local_secret(&args.home)?;
+            }
+            config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+            let listener = tokio::net::TcpListener::bind(config.http_addr)
+                .await
+                .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
+            say(&format!("GraphQL API on http://{}/graphql (webhook: /webhooks/payments)", listener.local_addr()?));
+            let state = query_service::AppState::new(config, pool, store.client().clone()).await;
+            let gateway = tokio::spawn(async move {
+                axum::serve(listener, query_service::app(state)).await.map_err(anyhow::Error::from)
+            });
+            (projecting, gateway)
         }
         None => {
-            say("no DATABASE_URL: the projector is not started (ticketing up runs its own PostgreSQL from issue 7 on)");
-            tokio::spawn(std::future::pending())
+            say(
+                "no DATABASE_URL: projector and GraphQL API not started (ticketing up runs its own PostgreSQL from issue 7 on)",
+            );
+            (tokio::spawn(std::future::pending()), tokio::spawn(std::future::pending()))
         }
     };
-    say("not built yet: GraphQL gateway on HTTP_ADDR (issue 5), web app (issue 6)");
+    say("not built yet: web app (issue 6)");
     say("press Ctrl-C to stop");
     tokio::select! {
+        result = gateway => say(&format!("GraphQL API stopped: {result:?}")),
         result = projecting => say(&format!("projector stopped: {result:?}")),
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
@@ -103,6 +126,21 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut child).await;
     }
     Ok(())
+}
+
+/// A JWT secret for a local run, made once and kept in `<home>/jwt-secret` so sessions survive
+/// restarts. Production sets `JWT_SECRET`.
+fn local_secret(home: &Path) -> anyhow::Result<String> {
+    let path = home.join("jwt-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path)
+        && secret.trim().len() >= 32
+    {
+        return Ok(secret.trim().to_owned());
+    }
+    std::fs::create_dir_all(home)?;
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
 }
 
 fn say(line: &str) {
