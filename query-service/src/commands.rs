@@ -23,21 +23,27 @@ impl AppState {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
                 tracing::error!(%error, command = request.command.name(), "command request failed");
-                return Err(Failure::internal());
+                let failed = Err(Failure::internal());
+                self.metrics.count_command(&failed);
+                return failed;
             }
             Err(_) => {
                 tracing::error!(command = request.command.name(), "command timed out");
-                return Err(Failure::internal());
+                let failed = Err(Failure::internal());
+                self.metrics.count_command(&failed);
+                return failed;
             }
         };
-        match serde_json::from_slice::<Reply>(&reply.payload) {
+        let outcome = match serde_json::from_slice::<Reply>(&reply.payload) {
             Ok(Reply::Ok(success)) => {
                 self.wait_projected(success.position).await;
                 Ok(success)
             }
             Ok(Reply::Error(failure)) => Err(failure),
             Err(_) => Err(Failure::new(ErrorCode::InternalServerError, "internal error")),
-        }
+        };
+        self.metrics.count_command(&outcome);
+        outcome
     }
 
     /// Waits (bounded by [`READ_YOUR_WRITES`]) until the projector has passed `position`.

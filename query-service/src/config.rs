@@ -36,6 +36,9 @@ pub struct Config {
     /// Comma-separated emails of administrators (their `roles` include `ADMIN`).
     #[arg(long, env = "ADMIN_EMAILS", default_value = "", value_delimiter = ',')]
     pub admin_emails: Vec<String>,
+    /// The event stream's name (for the projection-lag metric).
+    #[arg(long, env = "STREAM_NAME", default_value = "TICKETING")]
+    pub stream_name: String,
     /// The first token of every subject (must match command-service).
     #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing")]
     pub subject_root: String,

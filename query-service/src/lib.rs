@@ -14,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod gql;
 pub mod loaders;
+pub mod metrics;
 pub mod session;
 
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub schema: GatewaySchema,
     /// Every projector commit, for subscriptions.
     pub changes: tokio::sync::broadcast::Sender<Arc<Changed>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 /// The signed-in user of a request, if any.
@@ -105,7 +108,7 @@ impl AppState {
         let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
         let subject_root = config.subject_root.clone();
         let schema = schema(config.graphql_introspection);
-        Self { pool, nats, sessions, config, projected, subject_root, schema, changes }
+        Self { pool, nats, sessions, config, projected, subject_root, schema, changes, metrics: Arc::default() }
     }
 
     /// The viewer a `Cookie` header names: a valid token whose session is not revoked.
@@ -134,6 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/webhooks/payments", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(cors)
         .with_state(state)
@@ -145,6 +149,7 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    state.metrics.graphql_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -203,6 +208,7 @@ fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
 }
 
 async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    state.metrics.webhook_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Ok(body) = String::from_utf8(body.to_vec()) else { return StatusCode::BAD_REQUEST.into_response() };
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let subject = format!("{}.cmd.paymentWebhook", state.subject_root);

@@ -37,6 +37,7 @@ async fn stack() -> Stack {
         database_url: db.url.clone(),
         nats_url: nats.url.clone(),
         subject_root: nats.root.clone(),
+        stream_name: nats.stream.clone(),
         cookie_secure: false,
         allowed_origins: vec!["https://tickets.example".into()],
         admin_emails: vec!["boss@example.com".into()],
@@ -167,6 +168,24 @@ async fn a_sale_end_to_end_with_read_your_writes() {
     assert_eq!(paid["data"]["payOrder"]["order"]["ticket"]["status"], "SOLD");
     let mine = buyer.gql(&stack, "{ myOrders { nodes { id status payment { status } } } }", json!({})).await;
     assert_eq!(mine["data"]["myOrders"]["nodes"][0]["status"], "COMPLETE");
+
+    let metrics = stack
+        .app
+        .clone()
+        .oneshot(HttpRequest::get("/metrics").body(Body::empty()).unwrap_or_default())
+        .await
+        .unwrap_or_else(|e| match e {});
+    let text = String::from_utf8(axum::body::to_bytes(metrics.into_body(), 1 << 20).await.unwrap_or_default().to_vec())
+        .unwrap_or_default();
+    assert!(text.contains("ticketing_commands_total{outcome=\"ok\"} 6"), "{text}");
+    assert!(text.contains("ticketing_commands_total{outcome=\"refused\"} 1"), "{text}");
+    // A slot release may still be on its way to the projector: the lag is small, not always 0.
+    let lag: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ticketing_projection_lag_events "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no lag metric in {text}"));
+    assert!(lag <= 2, "{text}");
 }
 
 #[tokio::test]
