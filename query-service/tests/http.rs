@@ -439,3 +439,115 @@ async fn cors_introspection_complexity_body_size_and_the_webhook_route() {
     let response = stack.app.clone().oneshot(webhook).await.unwrap_or_else(|e| match e {});
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Who may do what: every operation as anonymous, owner, another user and admin.
+#[tokio::test]
+async fn authorization_matrix_for_every_operation() {
+    let stack = stack().await;
+    let mut anon = Client::default();
+    let (mut seller, mut buyer, mut other, mut admin) =
+        (Client::default(), Client::default(), Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "m-seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "m-buyer@example.com"})).await;
+    other.gql(&stack, SIGN_UP, json!({"e": "m-other@example.com"})).await;
+    admin.gql(&stack, SIGN_UP, json!({"e": "boss@example.com"})).await;
+
+    let new_ticket = |c: &mut Client| {
+        let mut c = c.clone();
+        let stack = &stack;
+        async move {
+            let r = c.gql(stack, "mutation { createTicket(title: \"T\", priceCents: 100) { id } }", json!({})).await;
+            r["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let new_order = |c: &mut Client, ticket: String| {
+        let mut c = c.clone();
+        let stack = &stack;
+        async move {
+            let r = c.gql(stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+            r["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    // `None` means allowed; `Some(code)` the refusal expected.
+    async fn expect(stack: &Stack, who: &mut Client, query: &str, vars: Value, expected: Option<&str>, label: &str) {
+        let body = who.gql(stack, query, vars).await;
+        match expected {
+            None => assert!(body["errors"].is_null(), "{label}: expected success, got {body}"),
+            Some(code_expected) => assert_eq!(code(&body), code_expected, "{label}: {body}"),
+        }
+    }
+
+    let ticket = new_ticket(&mut seller).await;
+    let order = new_order(&mut buyer, ticket.clone()).await;
+    let t = json!({"t": ticket});
+    let o = json!({"o": order});
+
+    // Queries.
+    for (who, name) in [(&mut anon, "anonymous"), (&mut buyer, "buyer")] {
+        expect(&stack, who, "{ tickets { nodes { id } } }", json!({}), None, &format!("tickets as {name}")).await;
+        expect(&stack, who, "query($t: ID!) { ticket(id: $t) { id } }", t.clone(), None, &format!("ticket as {name}"))
+            .await;
+    }
+    expect(
+        &stack,
+        &mut anon,
+        "{ myTickets { nodes { id } } }",
+        json!({}),
+        Some("UNAUTHENTICATED"),
+        "myTickets anonymous",
+    )
+    .await;
+    expect(
+        &stack,
+        &mut anon,
+        "{ myOrders { nodes { id } } }",
+        json!({}),
+        Some("UNAUTHENTICATED"),
+        "myOrders anonymous",
+    )
+    .await;
+    expect(&stack, &mut other, "{ myOrders { nodes { id } } }", json!({}), None, "myOrders other").await;
+    let order_q = "query($o: ID!) { order(id: $o) { id } }";
+    expect(&stack, &mut anon, order_q, o.clone(), Some("UNAUTHENTICATED"), "order anonymous").await;
+    expect(&stack, &mut buyer, order_q, o.clone(), None, "order owner").await;
+    expect(&stack, &mut other, order_q, o.clone(), Some("FORBIDDEN"), "order other").await;
+    expect(&stack, &mut seller, order_q, o.clone(), Some("FORBIDDEN"), "order seller").await;
+    expect(&stack, &mut admin, order_q, o.clone(), None, "order admin").await;
+    let history_q = "query($t: ID!) { ticket(id: $t) { history { type } } }";
+    expect(&stack, &mut anon, history_q, t.clone(), Some("UNAUTHENTICATED"), "history anonymous").await;
+    expect(&stack, &mut seller, history_q, t.clone(), None, "history seller").await;
+    expect(&stack, &mut other, history_q, t.clone(), Some("FORBIDDEN"), "history other").await;
+    expect(&stack, &mut admin, history_q, t.clone(), None, "history admin").await;
+
+    // Mutations on tickets.
+    let create = "mutation { createTicket(title: \"X\", priceCents: 1) { id } }";
+    expect(&stack, &mut anon, create, json!({}), Some("UNAUTHENTICATED"), "createTicket anonymous").await;
+    let spare = new_ticket(&mut seller).await;
+    let update = "mutation($t: ID!) { updateTicket(id: $t, title: \"New\") { id } }";
+    let s = json!({"t": spare});
+    expect(&stack, &mut anon, update, s.clone(), Some("UNAUTHENTICATED"), "updateTicket anonymous").await;
+    expect(&stack, &mut other, update, s.clone(), Some("FORBIDDEN"), "updateTicket other").await;
+    expect(&stack, &mut seller, update, s.clone(), None, "updateTicket owner").await;
+    expect(&stack, &mut admin, update, s.clone(), None, "updateTicket admin").await;
+
+    // Mutations on orders.
+    let create_order = "mutation($t: ID!) { createOrder(ticketId: $t) { id } }";
+    expect(&stack, &mut anon, create_order, s.clone(), Some("UNAUTHENTICATED"), "createOrder anonymous").await;
+    expect(&stack, &mut seller, create_order, s.clone(), Some("FORBIDDEN"), "createOrder own ticket").await;
+    let pay = "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { id } }";
+    expect(&stack, &mut anon, pay, o.clone(), Some("UNAUTHENTICATED"), "payOrder anonymous").await;
+    expect(&stack, &mut other, pay, o.clone(), Some("FORBIDDEN"), "payOrder other").await;
+    expect(&stack, &mut admin, pay, o.clone(), Some("FORBIDDEN"), "payOrder admin").await;
+    let cancel = "mutation($o: ID!) { cancelOrder(id: $o) { id status } }";
+    expect(&stack, &mut anon, cancel, o.clone(), Some("UNAUTHENTICATED"), "cancelOrder anonymous").await;
+    expect(&stack, &mut other, cancel, o.clone(), Some("FORBIDDEN"), "cancelOrder other").await;
+    expect(&stack, &mut seller, cancel, o.clone(), Some("FORBIDDEN"), "cancelOrder seller").await;
+    expect(&stack, &mut buyer, cancel, o.clone(), None, "cancelOrder owner").await;
+    let second = new_order(&mut other, ticket.clone()).await;
+    expect(&stack, &mut admin, cancel, json!({"o": second}), None, "cancelOrder admin").await;
+    let third = new_order(&mut buyer, ticket.clone()).await;
+    expect(&stack, &mut buyer, pay, json!({"o": third}), None, "payOrder owner").await;
+
+    // Signing out without a session is harmless.
+    expect(&stack, &mut anon, "mutation { signOut }", json!({}), None, "signOut anonymous").await;
+}
