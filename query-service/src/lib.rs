@@ -133,7 +133,7 @@ pub fn app(state: AppState) -> Router {
         .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
         .allow_headers([header::CONTENT_TYPE]);
     Router::new()
-        .route("/graphql", post(graphql).get(graphql_ws))
+        .route("/graphql", post(graphql).get(graphql_get))
         .route("/webhooks/payments", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -175,6 +175,31 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     }
     out
 }
+
+/// `GET /graphql`: a WebSocket upgrade for subscriptions, or the GraphiQL-style explorer page
+/// when introspection is on.
+async fn graphql_get(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _body) = request.into_parts();
+    if parts.headers.contains_key(header::UPGRADE) {
+        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
+            Ok(protocol) => protocol,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => return rejection.into_response(),
+        };
+        return graphql_ws(State(state), protocol, upgrade, parts.headers).await;
+    }
+    if !state.config.graphql_introspection {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], EXPLORER).into_response()
+}
+
+/// A small, self-contained query explorer (nothing is loaded from elsewhere).
+const EXPLORER: &str = include_str!("explorer.html");
 
 /// Subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`). The
 /// handshake is authenticated by the cookie, and refused from a foreign origin that carries it.

@@ -15,11 +15,16 @@ struct Stack {
 const SECRET: &str = "test-secret-test-secret-test-secret-42";
 
 async fn stack() -> Stack {
+    stack_with(900, |_| {}).await
+}
+
+async fn stack_with(hold_seconds: u64, tweak: impl FnOnce(&mut query_service::config::Config)) -> Stack {
     let nats = testkit::nats().await.unwrap_or_else(|e| panic!("{e:#}"));
     let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
     let mut commands = command_service::config::Config::with_nats_url(&nats.url);
     commands.stream_name = nats.stream.clone();
     commands.subject_root = nats.root.clone();
+    commands.order_hold_seconds = hold_seconds;
     let client = testkit::connect(&nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
     let service =
         command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -32,7 +37,7 @@ async fn stack() -> Stack {
         tokio::spawn(service.run_expiry()),
         tokio::spawn(projector.run()),
     ];
-    let config = query_service::config::Config {
+    let mut config = query_service::config::Config {
         jwt_secret: SECRET.into(),
         database_url: db.url.clone(),
         nats_url: nats.url.clone(),
@@ -43,6 +48,7 @@ async fn stack() -> Stack {
         admin_emails: vec!["boss@example.com".into()],
         ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
     };
+    tweak(&mut config);
     let state = query_service::AppState::new(config, db.pool.clone(), client).await;
     Stack { app: query_service::app(state), _nats: nats, _db: db, _tasks: tasks }
 }
@@ -382,6 +388,83 @@ mod live {
                 .push(update["payload"]["data"]["orderChanged"]["status"].as_str().unwrap_or_default().to_owned());
         }
         assert!(order_seen.contains(&"COMPLETE".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn an_expiry_reaches_the_buyers_order_subscription_and_the_legacy_protocol_works() {
+        let stack = stack_with(1, |_| {}).await;
+        let addr = serve(&stack).await;
+        let (mut seller, mut buyer) = (Client::default(), Client::default());
+        seller.gql(&stack, SIGN_UP, json!({"e": "x-seller@example.com"})).await;
+        buyer.gql(&stack, SIGN_UP, json!({"e": "x-buyer@example.com"})).await;
+
+        // Legacy `graphql-ws` (subscriptions-transport-ws): connection_init, start, data.
+        let mut request = format!("ws://{addr}/graphql").into_client_request().unwrap_or_else(|e| panic!("{e}"));
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", "graphql-ws".parse().unwrap_or_else(|_| panic!("header")));
+        let (mut legacy, _) = tokio_tungstenite::connect_async(request).await.unwrap_or_else(|e| panic!("{e}"));
+        legacy
+            .send(Message::text(json!({"type": "connection_init"}).to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(next(&mut legacy).await["type"], "connection_ack");
+        let start =
+            json!({"id": "all", "type": "start", "payload": {"query": "subscription { ticketChanged { id status } }"}});
+        legacy.send(Message::text(start.to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+
+        let created = seller
+            .gql(&stack, "mutation { createTicket(title: \"Short hold\", priceCents: 300) { id } }", json!({}))
+            .await;
+        let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+        let seen = next(&mut legacy).await;
+        assert_eq!(
+            (seen["type"].as_str(), seen["payload"]["data"]["ticketChanged"]["id"].as_str()),
+            (Some("data"), Some(ticket.as_str())),
+            "{seen}"
+        );
+
+        let order =
+            buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+        let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+        let mut socket = connect(addr, buyer.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe(
+            &mut socket,
+            "o",
+            &format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status cancelReason }} }}"),
+        )
+        .await;
+        // The hold lapses after 1 s: the buyer's page hears about it without asking.
+        let expired = next(&mut socket).await;
+        assert_eq!(expired["payload"]["data"]["orderChanged"]["status"], "CANCELLED", "{expired}");
+        assert_eq!(expired["payload"]["data"]["orderChanged"]["cancelReason"], "EXPIRED");
+    }
+
+    #[tokio::test]
+    async fn the_explorer_is_served_only_with_introspection_on() {
+        let on = stack().await;
+        let page = on
+            .app
+            .clone()
+            .oneshot(HttpRequest::get("/graphql").body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(page.status(), StatusCode::OK);
+        let html =
+            String::from_utf8(axum::body::to_bytes(page.into_body(), 1 << 20).await.unwrap_or_default().to_vec())
+                .unwrap_or_default();
+        assert!(
+            html.contains("Ticketing GraphQL") && !html.contains("http://") && !html.contains("https://"),
+            "self-contained"
+        );
+        let off = stack_with(900, |c| c.graphql_introspection = false).await;
+        let page = off
+            .app
+            .clone()
+            .oneshot(HttpRequest::get("/graphql").body(Body::empty()).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]
