@@ -148,7 +148,12 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     state.metrics.graphql_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -166,7 +171,11 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed GraphQL request"),
     };
     let viewer = state.viewer(&headers).await;
-    let request = request.data(Viewer(viewer)).data(state.clone()).data(loaders::loaders(state.pool.clone()));
+    let mut request = request.data(Viewer(viewer)).data(state.clone()).data(loaders::loaders(state.pool.clone()));
+    // The peer address throttles sign-ins per client (set when served with connect info).
+    if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
+        request = request.data(ClientAddr(addr.ip().to_string()));
+    }
     let response = state.schema.execute(request).await;
     let mut out = ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&response).unwrap_or_default())
         .into_response();

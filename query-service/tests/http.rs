@@ -236,6 +236,47 @@ async fn signing_out_revokes_the_token_and_tampered_tokens_are_anonymous() {
         Value::Null,
         "a revoked token no longer works"
     );
+
+    // A token signed with the right key but already expired is refused too.
+    let expired = query_service::session::Sessions::new(SECRET, -10, false)
+        .issue(
+            domain::AccountId(uuid::Uuid::new_v4()),
+            domain::SessionId(uuid::Uuid::new_v4()),
+            "x@example.com",
+            vec!["ADMIN".into()],
+        )
+        .map(|(token, _)| token)
+        .unwrap_or_default();
+    let mut stale = Client { cookie: Some(expired) };
+    assert_eq!(code(&stale.gql(&stack, "{ myOrders { nodes { id } } }", json!({})).await), "UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn sign_in_is_throttled_per_client_address_over_http() {
+    let stack = stack().await;
+    Client::default().gql(&stack, SIGN_UP, json!({"e": "target@example.com"})).await;
+    let attempt = |addr: &str, email: &str, password: &str| {
+        let query = format!("mutation {{ signIn(email: \"{email}\", password: \"{password}\") {{ id }} }}");
+        let mut request = HttpRequest::post("/graphql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(json!({"query": query}).to_string()))
+            .unwrap_or_default();
+        let addr: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{e}"));
+        request.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+        let app = stack.app.clone();
+        async move {
+            let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+            serde_json::from_slice::<Value>(&bytes).unwrap_or_default()
+        }
+    };
+    for n in 0..20 {
+        let body = attempt("203.0.113.9:4000", &format!("probe{n}@example.com"), "guess").await;
+        assert_eq!(code(&body), "UNAUTHENTICATED");
+    }
+    assert_eq!(code(&attempt("203.0.113.9:4001", "target@example.com", "correct horse").await), "RATE_LIMITED");
+    let elsewhere = attempt("198.51.100.2:4000", "target@example.com", "correct horse").await;
+    assert!(elsewhere["errors"].is_null(), "{elsewhere}");
 }
 
 #[tokio::test]
@@ -438,6 +479,16 @@ mod live {
         let expired = next(&mut socket).await;
         assert_eq!(expired["payload"]["data"]["orderChanged"]["status"], "CANCELLED", "{expired}");
         assert_eq!(expired["payload"]["data"]["orderChanged"]["cancelReason"], "EXPIRED");
+        // Another client, following every ticket, saw the hold and then the release.
+        let mut statuses = Vec::new();
+        while statuses.last().map(String::as_str) != Some("AVAILABLE") || statuses.len() < 2 {
+            let update = next(&mut legacy).await;
+            if update["payload"]["data"]["ticketChanged"]["id"] == ticket.as_str() {
+                statuses
+                    .push(update["payload"]["data"]["ticketChanged"]["status"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        assert_eq!(statuses, ["RESERVED", "AVAILABLE"]);
     }
 
     #[tokio::test]

@@ -101,7 +101,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             say(&format!("GraphQL API on http://{}/graphql (webhook: /webhooks/payments)", listener.local_addr()?));
             let state = query_service::AppState::new(config, pool, store.client().clone()).await;
             let gateway = tokio::spawn(async move {
-                axum::serve(listener, query_service::app(state)).await.map_err(anyhow::Error::from)
+                let service = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, service).await.map_err(anyhow::Error::from)
             });
             (projecting, gateway)
         }
