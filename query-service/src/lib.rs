@@ -171,7 +171,10 @@ async fn graphql(
         Err(_) => return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed GraphQL request"),
     };
     let viewer = state.viewer(&headers).await;
-    let mut request = request.data(Viewer(viewer)).data(state.clone()).data(loaders::loaders(state.pool.clone()));
+    let mut request = request
+        .data(Viewer(viewer))
+        .data(state.clone())
+        .data(loaders::loaders(state.pool.clone(), state.metrics.clone()));
     // The peer address throttles sign-ins per client (set when served with connect info).
     if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
         request = request.data(ClientAddr(addr.ip().to_string()));
@@ -225,7 +228,7 @@ async fn graphql_ws(
     let mut data = async_graphql::Data::default();
     data.insert(Viewer(viewer));
     data.insert(state.clone());
-    data.insert(loaders::loaders(state.pool.clone()));
+    data.insert(loaders::loaders(state.pool.clone(), state.metrics.clone()));
     let schema = state.schema.clone();
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)

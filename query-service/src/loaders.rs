@@ -3,6 +3,8 @@
 //! never costs a query per item.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use sqlx::PgPool;
@@ -14,13 +16,14 @@ use crate::db::{AccountRow, OrderRow, PaymentRow, TicketRow};
 pub type Loaders = DataLoader<ReadModels>;
 
 /// Creates the loaders for a request.
-pub fn loaders(pool: PgPool) -> Loaders {
-    DataLoader::new(ReadModels { pool }, tokio::spawn)
+pub fn loaders(pool: PgPool, metrics: Arc<crate::metrics::Metrics>) -> Loaders {
+    DataLoader::new(ReadModels { pool, metrics }, tokio::spawn)
 }
 
 /// Batched reads of the read models.
 pub struct ReadModels {
     pool: PgPool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Key of an account.
@@ -36,11 +39,18 @@ pub struct OrderKey(pub Uuid);
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PaymentKey(pub Uuid);
 
-async fn by_ids<R>(pool: &PgPool, select: &str, ids: Vec<Uuid>) -> Result<Vec<R>, String>
-where
-    R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    sqlx::query_as(&format!("{select} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await.map_err(|e| e.to_string())
+impl ReadModels {
+    async fn by_ids<R>(&self, select: &str, ids: Vec<Uuid>) -> Result<Vec<R>, String>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+    {
+        self.metrics.loader_queries.fetch_add(1, Ordering::Relaxed);
+        sqlx::query_as(&format!("{select} WHERE id = ANY($1)"))
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Loader<AccountKey> for ReadModels {
@@ -49,7 +59,7 @@ impl Loader<AccountKey> for ReadModels {
 
     async fn load(&self, keys: &[AccountKey]) -> Result<HashMap<AccountKey, AccountRow>, String> {
         let rows: Vec<AccountRow> =
-            by_ids(&self.pool, "SELECT id, email FROM read.accounts", keys.iter().map(|k| k.0).collect()).await?;
+            self.by_ids("SELECT id, email FROM read.accounts", keys.iter().map(|k| k.0).collect()).await?;
         Ok(rows.into_iter().map(|r| (AccountKey(r.id), r)).collect())
     }
 }
@@ -59,7 +69,7 @@ impl Loader<TicketKey> for ReadModels {
     type Error = String;
 
     async fn load(&self, keys: &[TicketKey]) -> Result<HashMap<TicketKey, TicketRow>, String> {
-        let rows: Vec<TicketRow> = by_ids(&self.pool, crate::db::TICKET, keys.iter().map(|k| k.0).collect()).await?;
+        let rows: Vec<TicketRow> = self.by_ids(crate::db::TICKET, keys.iter().map(|k| k.0).collect()).await?;
         Ok(rows.into_iter().map(|r| (TicketKey(r.id), r)).collect())
     }
 }
@@ -69,7 +79,7 @@ impl Loader<OrderKey> for ReadModels {
     type Error = String;
 
     async fn load(&self, keys: &[OrderKey]) -> Result<HashMap<OrderKey, OrderRow>, String> {
-        let rows: Vec<OrderRow> = by_ids(&self.pool, crate::db::ORDER, keys.iter().map(|k| k.0).collect()).await?;
+        let rows: Vec<OrderRow> = self.by_ids(crate::db::ORDER, keys.iter().map(|k| k.0).collect()).await?;
         Ok(rows.into_iter().map(|r| (OrderKey(r.id), r)).collect())
     }
 }
@@ -79,7 +89,7 @@ impl Loader<PaymentKey> for ReadModels {
     type Error = String;
 
     async fn load(&self, keys: &[PaymentKey]) -> Result<HashMap<PaymentKey, PaymentRow>, String> {
-        let rows: Vec<PaymentRow> = by_ids(&self.pool, crate::db::PAYMENT, keys.iter().map(|k| k.0).collect()).await?;
+        let rows: Vec<PaymentRow> = self.by_ids(crate::db::PAYMENT, keys.iter().map(|k| k.0).collect()).await?;
         Ok(rows.into_iter().map(|r| (PaymentKey(r.id), r)).collect())
     }
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub commands_refused: AtomicU64,
     /// Commands that failed (internal errors, timeouts).
     pub commands_failed: AtomicU64,
+    /// Batched queries made by the dataloaders.
+    pub loader_queries: AtomicU64,
 }
 
 impl Metrics {
@@ -66,6 +68,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
             ("{outcome=\"refused\"}", m.commands_refused.load(Ordering::Relaxed)),
             ("{outcome=\"failed\"}", m.commands_failed.load(Ordering::Relaxed)),
         ],
+    );
+    line(
+        "ticketing_loader_queries_total",
+        "counter",
+        "Batched read-model queries made by dataloaders.",
+        &[("", m.loader_queries.load(Ordering::Relaxed))],
     );
     let projected = *state.projected.borrow();
     line("ticketing_projected_position", "gauge", "Stream position the read models reflect.", &[("", projected)]);

@@ -195,6 +195,40 @@ async fn a_sale_end_to_end_with_read_your_writes() {
 }
 
 #[tokio::test]
+async fn a_list_loads_related_rows_in_one_batch_not_one_query_per_item() {
+    let stack = stack().await;
+    let mut sellers = Vec::new();
+    for n in 0..8 {
+        let mut seller = Client::default();
+        seller.gql(&stack, SIGN_UP, json!({"e": format!("batch{n}@example.com")})).await;
+        seller.gql(&stack, "mutation { createTicket(title: \"B\", priceCents: 100) { id } }", json!({})).await;
+        sellers.push(seller);
+    }
+    let loader_queries = |stack: &Stack| {
+        let app = stack.app.clone();
+        async move {
+            let response = app
+                .oneshot(HttpRequest::get("/metrics").body(Body::empty()).unwrap_or_default())
+                .await
+                .unwrap_or_else(|e| match e {});
+            let text = String::from_utf8(
+                axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default().to_vec(),
+            )
+            .unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("ticketing_loader_queries_total "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        }
+    };
+    let before = loader_queries(&stack).await;
+    let list =
+        Client::default().gql(&stack, "{ tickets(first: 8) { nodes { id seller { id roles } } } }", json!({})).await;
+    assert_eq!(list["data"]["tickets"]["nodes"].as_array().map(Vec::len), Some(8));
+    assert_eq!(loader_queries(&stack).await - before, 1, "eight sellers, one query");
+}
+
+#[tokio::test]
 async fn errors_carry_codes_and_fields() {
     let stack = stack().await;
     let mut anonymous = Client::default();
@@ -215,6 +249,32 @@ async fn errors_carry_codes_and_fields() {
     assert_eq!(code(&unknown), "NOT_FOUND");
     let page = seller.gql(&stack, "{ tickets(first: 1000) { nodes { id } } }", json!({})).await;
     assert_eq!(code(&page), "BAD_USER_INPUT");
+
+    // CONFLICT: a held ticket cannot be held again or edited; a paid order cannot be cancelled.
+    let ticket = seller.gql(&stack, "mutation { createTicket(title: \"C\", priceCents: 100) { id } }", json!({})).await;
+    let t = json!({"t": ticket["data"]["createTicket"]["id"]});
+    let (mut first, mut second) = (Client::default(), Client::default());
+    first.gql(&stack, SIGN_UP, json!({"e": "first@example.com"})).await;
+    second.gql(&stack, SIGN_UP, json!({"e": "second@example.com"})).await;
+    let order = first.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", t.clone()).await;
+    assert_eq!(
+        code(&second.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", t.clone()).await),
+        "CONFLICT"
+    );
+    assert_eq!(
+        code(&seller.gql(&stack, "mutation($t: ID!) { updateTicket(id: $t, title: \"D\") { id } }", t).await),
+        "CONFLICT"
+    );
+    let o = json!({"o": order["data"]["createOrder"]["id"]});
+    first.gql(&stack, "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { id } }", o.clone()).await;
+    assert_eq!(
+        code(&first.gql(&stack, "mutation($o: ID!) { cancelOrder(id: $o) { id } }", o.clone()).await),
+        "CONFLICT"
+    );
+    assert_eq!(
+        code(&first.gql(&stack, "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { id } }", o).await),
+        "CONFLICT"
+    );
 }
 
 #[tokio::test]
