@@ -35,12 +35,7 @@ async fn an_unpaid_hold_expires_within_two_seconds_and_frees_ticket_and_slot() {
         .await;
     assert_eq!(listing.orders[&order_id].cancel_reason, Some(CancelReason::Expired));
     assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Available));
-    let history = system
-        .service
-        .store()
-        .load::<domain::Listing>(&domain::subjects::listing(ticket))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let history = system.loaded_listing(ticket).await;
     let at = cancelled_at(&history.history, order_id).unwrap_or_else(|| panic!("no expiry event"));
     assert!(at >= expires_at, "expired early: {at} < {expires_at}");
     assert!(at - expires_at <= EXPIRY_SLACK, "expired {} after expiresAt", at - expires_at);
@@ -48,12 +43,7 @@ async fn an_unpaid_hold_expires_within_two_seconds_and_frees_ticket_and_slot() {
     // The slot came back: the buyer's limit no longer counts this order.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let account = system
-            .service
-            .store()
-            .load::<domain::Account>(&domain::subjects::account(buyer.id))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let account = system.account(buyer.id).await;
         if account.state.hold_slots.is_empty() {
             break;
         }
@@ -159,12 +149,7 @@ async fn a_hold_still_expires_on_time_when_command_service_is_killed_and_restart
         .wait_for_listing(ticket, Duration::from_secs(10), |l| l.orders[&order_id].status == OrderStatus::Cancelled)
         .await;
     assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Available));
-    let history = system
-        .service
-        .store()
-        .load::<domain::Listing>(&domain::subjects::listing(ticket))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let history = system.loaded_listing(ticket).await;
     let at = cancelled_at(&history.history, order_id).unwrap_or_else(|| panic!("no expiry event"));
     assert!(at - expires_at <= EXPIRY_SLACK, "expired {} after expiresAt", at - expires_at);
     binary.kill().await;

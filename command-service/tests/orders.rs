@@ -79,16 +79,7 @@ async fn an_order_holds_the_ticket_at_its_price_until_the_hold_expires() {
     let listing = system.listing(ticket).await;
     assert_eq!(listing.ticket.map(|t| (t.status, t.holder)), Some((TicketStatus::Reserved, Some(order_id))));
     assert_eq!(listing.orders[&order_id].amount.cents(), 4200);
-    assert_eq!(
-        ok.position,
-        system
-            .service
-            .store()
-            .load::<domain::Listing>(&domain::subjects::listing(ticket))
-            .await
-            .map(|l| l.version)
-            .unwrap_or(0)
-    );
+    assert_eq!(ok.position, system.loaded_listing(ticket).await.version);
 }
 
 #[tokio::test]
@@ -133,12 +124,7 @@ async fn of_two_hundred_simultaneous_buyers_for_one_ticket_exactly_one_wins() {
         replies.iter().find(|r| !matches!(r, Reply::Ok(_) | Reply::Error(_)))
     );
 
-    let history = system
-        .service
-        .store()
-        .load::<domain::Listing>(&domain::subjects::listing(ticket))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let history = system.loaded_listing(ticket).await;
     let holds = history.history.iter().filter(|e| matches!(e.event, Event::OrderPlaced { .. })).count();
     assert_eq!(holds, 1, "exactly one hold is stored");
     // Every loser got its slot back.
@@ -197,12 +183,7 @@ async fn the_same_idempotency_key_returns_the_first_order() {
     assert_eq!(first.result, again.result);
     let listing = system.listing(ticket).await;
     assert_eq!(listing.orders.len(), 1);
-    let account = system
-        .service
-        .store()
-        .load::<domain::Account>(&domain::subjects::account(buyer.id))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let account = system.account(buyer.id).await;
     assert_eq!(account.state.hold_slots.len(), 1);
 }
 

@@ -43,12 +43,7 @@ async fn a_visa_payment_completes_the_order_and_sells_the_ticket_once() {
     assert_eq!(system.code(Request::new(pay(order, "tok_visa")).by(buyer)).await, ErrorCode::Conflict);
     assert_eq!(system.provider.charges(), 1);
     // A completed order frees the buyer's hold slot.
-    let account = system
-        .service
-        .store()
-        .load::<domain::Account>(&domain::subjects::account(buyer.id))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let account = system.account(buyer.id).await;
     assert!(account.state.hold_slots.is_empty());
 }
 
@@ -144,21 +139,9 @@ async fn an_asynchronous_payment_awaits_its_webhook_then_completes() {
     assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Sold));
 
     // The same event again: 200 and no second effect.
-    let before = system
-        .service
-        .store()
-        .load::<domain::Listing>(&domain::subjects::listing(ticket))
-        .await
-        .map(|l| l.version)
-        .unwrap_or(0);
+    let before = system.loaded_listing(ticket).await.version;
     assert_eq!(system.webhook(&body).await, 200);
-    let after = system
-        .service
-        .store()
-        .load::<domain::Listing>(&domain::subjects::listing(ticket))
-        .await
-        .map(|l| l.version)
-        .unwrap_or(0);
+    let after = system.loaded_listing(ticket).await.version;
     assert_eq!(before, after);
 
     // A refund from the provider is recorded.

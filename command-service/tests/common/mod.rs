@@ -126,6 +126,16 @@ impl System {
             .state
     }
 
+    /// A listing with its history and version, straight from the stream.
+    pub async fn loaded_listing(&self, ticket_id: TicketId) -> event_store::Loaded<Listing> {
+        self.service.store().load::<Listing>(&subjects::listing(ticket_id)).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An account with its history, straight from the stream.
+    pub async fn account(&self, id: domain::AccountId) -> event_store::Loaded<domain::Account> {
+        self.service.store().load::<domain::Account>(&subjects::account(id)).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Waits for a condition on a listing, checking as events arrive, up to `within`.
     pub async fn wait_for_listing(
         &self,
