@@ -17,8 +17,7 @@ struct World {
     db: testkit::TestDb,
     service: Service,
     settings: StreamSettings,
-    _serving: tokio::task::JoinHandle<anyhow::Result<()>>,
-    _expiring: tokio::task::JoinHandle<anyhow::Result<()>>,
+    commands: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl World {
@@ -35,7 +34,18 @@ impl World {
         let serving = tokio::spawn(service.clone().serve_subscription(requests));
         let expiring = tokio::spawn(service.clone().run_expiry());
         let settings = service.store().settings().clone();
-        Self { nats, db, service, settings, _serving: serving, _expiring: expiring }
+        Self { nats, db, service, settings, commands: vec![serving, expiring] }
+    }
+
+    /// Stops the command service, so nothing more is written (expiry timers included), and
+    /// waits until the projection has everything: the state to compare with a rebuild.
+    async fn quiesce(&mut self) {
+        for task in self.commands.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+        let head = self.head().await;
+        wait_projected(&self.db.pool, head).await;
     }
 
     async fn projector(&self) -> Projector {
@@ -178,14 +188,26 @@ async fn rebuild(world: &World) -> projector::rebuild::Report {
 
 #[tokio::test]
 async fn the_live_projection_equals_a_rebuild_table_by_table() {
-    let world = World::start().await;
+    let mut world = World::start().await;
     let projector = world.projector().await;
     let running = tokio::spawn(projector.clone().run());
     world.workload(24).await;
     // Let the left-open holds expire, so the stream has expiries too.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM read.orders WHERE status IN ('CREATED', 'AWAITING_PAYMENT')")
+                .fetch_one(&world.db.pool)
+                .await
+                .unwrap_or(-1);
+        if open == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{open} holds never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    world.quiesce().await;
     let head = world.head().await;
-    wait_projected(&world.db.pool, head).await;
 
     let counts: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM read.tickets), (SELECT count(*) FROM read.orders), (SELECT count(*) FROM read.payments)")
         .fetch_one(&world.db.pool)
@@ -240,7 +262,7 @@ async fn applying_the_same_batch_twice_changes_nothing() {
 
 #[tokio::test]
 async fn a_crash_between_commit_and_ack_causes_no_double_effect() {
-    let world = World::start().await;
+    let mut world = World::start().await;
     world.workload(10).await;
     schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     // Commit the first half through the consumer path, then "crash": nothing is acknowledged.
@@ -261,8 +283,7 @@ async fn a_crash_between_commit_and_ack_causes_no_double_effect() {
     // A new projector starts: it must not apply the first half again.
     let projector = world.projector().await;
     let running = tokio::spawn(projector.clone().run());
-    let head = world.head().await;
-    wait_projected(&world.db.pool, head).await;
+    world.quiesce().await;
     running.abort();
     let live = dump(&world.db.pool).await;
     rebuild(&world).await;
@@ -271,7 +292,7 @@ async fn a_crash_between_commit_and_ack_causes_no_double_effect() {
 
 #[tokio::test]
 async fn two_replicas_converge_and_the_standby_takes_over() {
-    let world = World::start().await;
+    let mut world = World::start().await;
     let (a, b) = (world.projector().await, world.projector().await);
     let first = tokio::spawn(a.clone().run());
     let second = tokio::spawn(b.clone().run());
@@ -282,7 +303,7 @@ async fn two_replicas_converge_and_the_standby_takes_over() {
     first.abort();
     let _ = first.await;
     world.workload(12).await;
-    wait_projected(&world.db.pool, world.head().await).await;
+    world.quiesce().await;
     let applied = a.stats().applied.load(std::sync::atomic::Ordering::Relaxed)
         + b.stats().applied.load(std::sync::atomic::Ordering::Relaxed);
     let parked = a.stats().parked.load(std::sync::atomic::Ordering::Relaxed)
@@ -382,7 +403,7 @@ async fn a_commit_notifies_its_position_and_what_changed() {
 
 #[tokio::test]
 async fn a_rebuild_under_live_traffic_switches_readers_without_losing_events() {
-    let world = World::start().await;
+    let mut world = World::start().await;
     let projector = world.projector().await;
     let running = tokio::spawn(projector.clone().run());
     world.workload(10).await;
@@ -390,7 +411,7 @@ async fn a_rebuild_under_live_traffic_switches_readers_without_losing_events() {
     // Traffic continues while the rebuild runs and switches.
     let (report, ()) = tokio::join!(rebuild(&world), world.workload(10));
     assert_eq!(report.schema, "projection_2");
-    wait_projected(&world.db.pool, world.head().await).await;
+    world.quiesce().await;
     let live = dump(&world.db.pool).await;
     running.abort();
     rebuild(&world).await;
