@@ -37,13 +37,18 @@ impl World {
         Self { nats, db, service, settings, commands: vec![serving, expiring] }
     }
 
-    /// Stops the command service, so nothing more is written (expiry timers included), and
-    /// waits until the projection has everything: the state to compare with a rebuild.
-    async fn quiesce(&mut self) {
+    /// Stops the command service (and its expiry timers): nothing more is written.
+    async fn stop_commands(&mut self) {
         for task in self.commands.drain(..) {
             task.abort();
             let _ = task.await;
         }
+    }
+
+    /// Stops the command service, so nothing more is written (expiry timers included), and
+    /// waits until the projection has everything: the state to compare with a rebuild.
+    async fn quiesce(&mut self) {
+        self.stop_commands().await;
         let head = self.head().await;
         wait_projected(&self.db.pool, head).await;
     }
@@ -414,6 +419,109 @@ async fn a_rebuild_under_live_traffic_switches_readers_without_losing_events() {
     world.quiesce().await;
     let live = dump(&world.db.pool).await;
     running.abort();
+    rebuild(&world).await;
+    assert_same(&live, &dump(&world.db.pool).await);
+}
+
+/// Appends `tickets` listings with a hold and a cancellation each, straight to the store.
+async fn bulk(world: &World, tickets: usize) {
+    use domain::testing::at;
+    use domain::{AccountId, CancelReason, Currency, Event, OrderId, Price, Title, subjects};
+    use event_store::{Append, Guard};
+    let store = world.service.store();
+    let writes = (0..tickets).map(|_| async move {
+        let (ticket, order) = (TicketId(uuid::Uuid::new_v4()), OrderId(uuid::Uuid::new_v4()));
+        let price = Price::from_cents(2500).unwrap_or_else(|e| panic!("{e}"));
+        let events = [
+            Event::TicketListed {
+                ticket_id: ticket,
+                seller: AccountId(uuid::Uuid::nil()),
+                title: Title::parse("Bulk").unwrap_or_else(|e| panic!("{e}")),
+                price_cents: price,
+                currency: Currency::Usd,
+                at: at(0),
+            },
+            Event::OrderPlaced {
+                order_id: order,
+                ticket_id: ticket,
+                buyer: AccountId(uuid::Uuid::from_u128(1)),
+                seller: AccountId(uuid::Uuid::nil()),
+                amount_cents: price,
+                currency: Currency::Usd,
+                idempotency_key: None,
+                expires_at: at(900),
+                at: at(1),
+            },
+            Event::OrderCancelled {
+                order_id: order,
+                ticket_id: ticket,
+                reason: CancelReason::User,
+                by: None,
+                at: at(2),
+            },
+        ];
+        let mut version = 0;
+        for event in &events {
+            let subject = subjects::listing_event(ticket, event).unwrap_or_default();
+            let guard = Guard::boundary(subjects::listing(ticket), version);
+            version = store
+                .append(Append { subject, event, guard, msg_id: uuid::Uuid::new_v4().to_string() })
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .sequence;
+        }
+    });
+    use futures::StreamExt as _;
+    futures::stream::iter(writes).buffer_unordered(32).collect::<Vec<()>>().await;
+}
+
+struct ProjectorProcess(tokio::process::Child);
+
+impl ProjectorProcess {
+    fn start(world: &World) -> Self {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_projector"))
+            .env("DATABASE_URL", &world.db.url)
+            .env("NATS_URL", &world.nats.url)
+            .env("STREAM_NAME", &world.settings.name)
+            .env("SUBJECT_ROOT", &world.settings.subject_root)
+            .env("PROJECTOR_BATCH_MAX", "50")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the projector: {e}"));
+        Self(child)
+    }
+
+    async fn kill(mut self) {
+        let _ = self.0.start_kill();
+        let _ = self.0.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn a_projector_killed_with_sigkill_mid_stream_resumes_without_double_effects() {
+    let mut world = World::start().await;
+    schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
+    bulk(&world, 600).await;
+    world.stop_commands().await;
+    let head = world.head().await;
+
+    let first = ProjectorProcess::start(&world);
+    // Kill it once it is part-way through the stream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while projected(&world.db.pool).await == 0 {
+        assert!(Instant::now() < deadline, "the projector never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.kill().await;
+    let at_kill = projected(&world.db.pool).await;
+    eprintln!("killed at position {at_kill} of {head}");
+
+    let second = ProjectorProcess::start(&world);
+    wait_projected(&world.db.pool, head).await;
+    second.kill().await;
+    let live = dump(&world.db.pool).await;
     rebuild(&world).await;
     assert_same(&live, &dump(&world.db.pool).await);
 }
