@@ -57,11 +57,18 @@ impl NatsServer {
     /// When the binary is missing or the server does not come up.
     pub async fn start() -> anyhow::Result<Self> {
         let binary = nats_server_binary()?;
-        let store = tempfile::tempdir().context("temporary JetStream store")?;
-        let port = free_port()?;
-        let mut server = Self { child: None, port, store, binary };
-        server.spawn().await?;
-        Ok(server)
+        // A free port can be taken by a parallel test between our check and the server's bind:
+        // try a few ports before giving up.
+        let mut last_error = None;
+        for _ in 0..4 {
+            let store = tempfile::tempdir().context("temporary JetStream store")?;
+            let mut server = Self { child: None, port: free_port()?, store, binary: binary.clone() };
+            match server.spawn().await {
+                Ok(()) => return Ok(server),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("nats-server did not start")))
     }
 
     /// The client URL.
