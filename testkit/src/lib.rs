@@ -94,8 +94,11 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        // A name of its own, so readiness is checked on this server and not on another test's
+        // that happens to hold the port.
+        let name = format!("testkit-{}", Uuid::new_v4().simple());
         let mut child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-n", &name, "-p", &self.port.to_string(), "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -112,6 +115,10 @@ impl NatsServer {
                 if let Ok(client) = async_nats::connect(self.url()).await
                     && client.request("$JS.API.INFO", "".into()).await.is_ok()
                 {
+                    if client.server_info().server_name != name {
+                        let _ = child.start_kill();
+                        bail!("port {} belongs to another nats-server", self.port);
+                    }
                     self.child = Some(child);
                     return Ok(());
                 }
