@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
+mod postgres;
+
 /// The event-sourced ticketing platform.
 #[derive(Parser)]
 #[command(version, about)]
@@ -34,9 +36,12 @@ struct UpArgs {
     /// Port of the NATS server `ticketing up` runs itself (4222 is often taken by an older one).
     #[arg(long, env = "TICKETING_NATS_PORT", default_value_t = 14222)]
     nats_port: u16,
-    /// PostgreSQL for the read models.
+    /// PostgreSQL for the read models; when unset, `ticketing up` runs its own.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// Port of the PostgreSQL server `ticketing up` runs itself.
+    #[arg(long, env = "TICKETING_PG_PORT", default_value_t = 15432)]
+    pg_port: u16,
     /// Where `ticketing up` keeps its data and tools.
     #[arg(long, env = "TICKETING_HOME", default_value = ".ticketing")]
     home: PathBuf,
@@ -74,7 +79,22 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let serving = tokio::spawn(service.clone().serve_subscription(requests));
     let expiring = tokio::spawn(service.run_expiry());
     say("command-service answering on ticketing.cmd.> (queue group command-service)");
-    let (projecting, gateway) = match args.database_url.filter(|u| !u.is_empty()) {
+    let mut own_postgres = None;
+    let database_url = match args.database_url.clone().filter(|u| !u.is_empty()) {
+        Some(url) => Some(url),
+        None => match postgres::start(&args.home.join("postgres"), args.pg_port).await {
+            Ok(pg) => {
+                let url = pg.url.clone();
+                own_postgres = Some(pg);
+                Some(url)
+            }
+            Err(error) => {
+                say(&format!("could not start PostgreSQL: {error:#}"));
+                None
+            }
+        },
+    };
+    let (projecting, gateway) = match database_url {
         Some(database_url) => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(16)
@@ -121,6 +141,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
         result = tokio::signal::ctrl_c() => result?,
+    }
+    if let Some(pg) = own_postgres {
+        say("stopping PostgreSQL");
+        pg.stop().await;
     }
     if let Some(mut child) = own_nats {
         say("stopping NATS");
