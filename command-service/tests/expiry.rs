@@ -130,6 +130,18 @@ async fn send_when_up(system: &System, request: Request) -> Reply {
     }
 }
 
+/// Places a hold through whichever replica answers once one is up.
+async fn hold_when_up(
+    system: &System,
+    ticket: domain::TicketId,
+    buyer: domain::Actor,
+) -> (domain::OrderId, time::OffsetDateTime) {
+    let reply = send_when_up(system, Request::new(Command::CreateOrder { ticket_id: ticket }).by(buyer)).await;
+    let Reply::Ok(ok) = reply else { panic!("{reply:?}") };
+    let Outcome::Order { order_id, expires_at, .. } = ok.result else { panic!("{ok:?}") };
+    (order_id, expires_at)
+}
+
 #[tokio::test]
 async fn a_hold_still_expires_on_time_when_command_service_is_killed_and_restarted_before_expiry() {
     let mut system = System::start_with(|c| c.order_hold_seconds = 4).await;
@@ -138,9 +150,7 @@ async fn a_hold_still_expires_on_time_when_command_service_is_killed_and_restart
     // From now on only the real binary serves: the in-process instance stops.
     system.stop();
     let binary = Binary::start(&system).await;
-    let reply = send_when_up(&system, Request::new(Command::CreateOrder { ticket_id: ticket }).by(buyer)).await;
-    let Reply::Ok(ok) = reply else { panic!("{reply:?}") };
-    let Outcome::Order { order_id, expires_at, .. } = ok.result else { panic!("{ok:?}") };
+    let (order_id, expires_at) = hold_when_up(&system, ticket, buyer).await;
 
     binary.kill().await;
     let binary = Binary::start(&system).await;
@@ -162,9 +172,7 @@ async fn a_hold_that_lapsed_while_command_service_was_down_expires_as_soon_as_it
     let ticket = system.ticket(seller, 100).await;
     system.stop();
     let binary = Binary::start(&system).await;
-    let reply = send_when_up(&system, Request::new(Command::CreateOrder { ticket_id: ticket }).by(buyer)).await;
-    let Reply::Ok(ok) = reply else { panic!("{reply:?}") };
-    let Outcome::Order { order_id, expires_at, .. } = ok.result else { panic!("{ok:?}") };
+    let (order_id, expires_at) = hold_when_up(&system, ticket, buyer).await;
     binary.kill().await;
 
     // Down across the expiry: the schedule fires into the timer stream meanwhile.

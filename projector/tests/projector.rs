@@ -162,6 +162,19 @@ async fn wait_projected(pool: &PgPool, head: u64) {
     }
 }
 
+/// Stored events as the projector receives them from its consumer.
+fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
+    events
+        .iter()
+        .map(|e| Incoming {
+            position: e.sequence,
+            subject: e.subject.clone(),
+            recorded_at: e.recorded_at,
+            payload: domain::EventEnvelope::encode(&e.event).into(),
+        })
+        .collect()
+}
+
 /// Every read model, table by table, as comparable text.
 async fn dump(pool: &PgPool) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -244,15 +257,7 @@ async fn applying_the_same_batch_twice_changes_nothing() {
     world.workload(8).await;
     schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     let events = world.service.store().read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e}"));
-    let batch: Vec<Incoming> = events
-        .iter()
-        .map(|e| Incoming {
-            position: e.sequence,
-            subject: e.subject.clone(),
-            recorded_at: e.recorded_at,
-            payload: domain::EventEnvelope::encode(&e.event).into(),
-        })
-        .collect();
+    let batch = incoming(&events);
     let projector = world.projector().await;
     let first = projector.commit("projection_1", &batch).await.unwrap_or_else(|e| panic!("{e:#}")).unwrap_or_default();
     assert_eq!(first.applied, u64::try_from(batch.len()).unwrap_or(0));
@@ -272,15 +277,7 @@ async fn a_crash_between_commit_and_ack_causes_no_double_effect() {
     schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     // Commit the first half through the consumer path, then "crash": nothing is acknowledged.
     let events = world.service.store().read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e}"));
-    let half: Vec<Incoming> = events[..events.len() / 2]
-        .iter()
-        .map(|e| Incoming {
-            position: e.sequence,
-            subject: e.subject.clone(),
-            recorded_at: e.recorded_at,
-            payload: domain::EventEnvelope::encode(&e.event).into(),
-        })
-        .collect();
+    let half = incoming(&events[..events.len() / 2]);
     let crashed = world.projector().await;
     crashed.commit("projection_1", &half).await.unwrap_or_else(|e| panic!("{e:#}"));
     drop(crashed);
