@@ -17,33 +17,37 @@ impl AppState {
     /// # Errors
     /// The command's refusal, or an internal failure (NATS unreachable, timeout).
     pub async fn command(&self, request: Request) -> Result<Success, Failure> {
+        let outcome = self.send(&request).await;
+        if let Ok(success) = &outcome {
+            self.wait_projected(success.position).await;
+        }
+        self.metrics.count_command(&outcome);
+        outcome
+    }
+
+    /// Sends a command over NATS and decodes the reply, without waiting for the projection.
+    ///
+    /// # Errors
+    /// The command's refusal, or an internal failure (NATS unreachable, timeout).
+    pub async fn send(&self, request: &Request) -> Result<Success, Failure> {
         let subject = format!("{}{}", self.subject_root, request.subject().trim_start_matches("ticketing"));
-        let body = serde_json::to_vec(&request).map_err(|_| Failure::internal())?;
+        let body = serde_json::to_vec(request).map_err(|_| Failure::internal())?;
         let reply = match tokio::time::timeout(Duration::from_secs(15), self.nats.request(subject, body.into())).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
                 tracing::error!(%error, command = request.command.name(), "command request failed");
-                let failed = Err(Failure::internal());
-                self.metrics.count_command(&failed);
-                return failed;
+                return Err(Failure::internal());
             }
             Err(_) => {
                 tracing::error!(command = request.command.name(), "command timed out");
-                let failed = Err(Failure::internal());
-                self.metrics.count_command(&failed);
-                return failed;
+                return Err(Failure::internal());
             }
         };
-        let outcome = match serde_json::from_slice::<Reply>(&reply.payload) {
-            Ok(Reply::Ok(success)) => {
-                self.wait_projected(success.position).await;
-                Ok(success)
-            }
+        match serde_json::from_slice::<Reply>(&reply.payload) {
+            Ok(Reply::Ok(success)) => Ok(success),
             Ok(Reply::Error(failure)) => Err(failure),
             Err(_) => Err(Failure::new(ErrorCode::InternalServerError, "internal error")),
-        };
-        self.metrics.count_command(&outcome);
-        outcome
+        }
     }
 
     /// Waits (bounded by [`READ_YOUR_WRITES`]) until the projector has passed `position`.

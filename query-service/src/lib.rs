@@ -29,7 +29,7 @@ use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use command_service::api::{Command, Outcome, Reply, Request};
+use command_service::api::{Command, Outcome, Request, Success};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -248,16 +248,11 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     state.metrics.webhook_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let Ok(body) = String::from_utf8(body.to_vec()) else { return StatusCode::BAD_REQUEST.into_response() };
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let subject = format!("{}.cmd.paymentWebhook", state.subject_root);
     let request = Request::new(Command::PaymentWebhook { body, signature });
-    let Ok(payload) = serde_json::to_vec(&request) else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
-    match state.nats.request(subject, payload.into()).await.map(|m| serde_json::from_slice::<Reply>(&m.payload)) {
-        Ok(Ok(Reply::Ok(success))) => match success.result {
-            Outcome::Webhook { http_status } => {
-                StatusCode::from_u16(http_status).unwrap_or(StatusCode::OK).into_response()
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        },
+    match state.send(&request).await {
+        Ok(Success { result: Outcome::Webhook { http_status }, .. }) => {
+            StatusCode::from_u16(http_status).unwrap_or(StatusCode::OK).into_response()
+        }
         // Anything else: 500, so the provider retries later.
         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
