@@ -39,6 +39,9 @@ pub struct Config {
     /// The event stream's name (for the projection-lag metric).
     #[arg(long, env = "STREAM_NAME", default_value = "TICKETING")]
     pub stream_name: String,
+    /// The web app's bundle (built by `scripts/build-web`), served on every path the API does not take.
+    #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
+    pub web_dir: std::path::PathBuf,
     /// The first token of every subject (must match command-service).
     #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing")]
     pub subject_root: String,

@@ -5,7 +5,7 @@
 //! - [`schema`] builds the code-first schema ([`gql`]); `schema.graphql` at the repository root is
 //!   generated from it and checked by a test.
 //! - [`app`] is the HTTP surface: `POST /graphql`, `POST /webhooks/payments`, `/healthz`,
-//!   `/readyz`.
+//!   `/readyz`, `/metrics`, and the web app ([`web`]) on every other path.
 //! - Sessions are HS256 JWTs in the `session` cookie ([`session`]); a signed-out session is
 //!   refused through the projected `revoked_sessions`.
 
@@ -16,6 +16,7 @@ pub mod gql;
 pub mod loaders;
 pub mod metrics;
 pub mod session;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -138,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
+        .merge(web::routes(state.config.web_dir.clone()))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(cors)
         .with_state(state)
@@ -235,13 +237,15 @@ async fn graphql_ws(
         .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).with_data(data).serve())
 }
 
-/// A request with the cookie must come from an allowed origin; without an `Origin` header
+/// A request with the cookie must come from an allowed origin or from the gateway's own (the
+/// web app it serves: the `Origin` names the `Host` it was sent to); without an `Origin` header
 /// (same-origin navigation, non-browser clients) it is accepted.
 fn origin_allowed(config: &Config, headers: &HeaderMap) -> bool {
-    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(origin) => config.allowed_origins.iter().any(|allowed| allowed.trim() == origin),
-    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let same_origin = headers.get(header::HOST).and_then(|v| v.to_str().ok()).is_some_and(|host| {
+        origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")).is_some_and(|o| o == host)
+    });
+    same_origin || config.allowed_origins.iter().any(|allowed| allowed.trim() == origin)
 }
 
 async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {

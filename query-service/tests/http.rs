@@ -355,8 +355,23 @@ async fn protection_json_only_origin_checks_and_depth_limit() {
     let body = json!({"query": "{ me { id } }"}).to_string();
     let (status, _) = user.post(&stack, body.clone(), Some("https://evil.example")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = user.post(&stack, body, Some("https://tickets.example")).await;
+    let (status, _) = user.post(&stack, body.clone(), Some("https://tickets.example")).await;
     assert_eq!(status, StatusCode::OK);
+    // The web app the gateway serves itself: its Origin names the Host it called.
+    let cookie = format!("session={}", user.cookie.clone().unwrap_or_default());
+    for (origin, expected) in
+        [("http://gateway.test:8080", StatusCode::OK), ("http://evil.test:8080", StatusCode::FORBIDDEN)]
+    {
+        let request = HttpRequest::post("/graphql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::HOST, "gateway.test:8080")
+            .header(header::ORIGIN, origin)
+            .header(header::COOKIE, &cookie)
+            .body(Body::from(body.clone()))
+            .unwrap_or_default();
+        let response = stack.app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+        assert_eq!(response.status(), expected, "{origin}");
+    }
 
     let deep = format!(
         "{{ myOrders {{ nodes {{ {} id {} }} }} }}",
@@ -744,4 +759,55 @@ async fn authorization_matrix_for_every_operation() {
 
     // Signing out without a session is harmless.
     expect(&stack, &mut anon, "mutation { signOut }", json!({}), None, "signOut anonymous").await;
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_with_a_fallback_to_its_page_and_cache_headers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(dir.path().join("assets")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>app</title>")
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("assets/app-1.js"), "console.log(1)").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("assets/app-1.js.gz"), b"\x1f\x8b").unwrap_or_else(|e| panic!("{e}"));
+    let web_dir = dir.path().to_path_buf();
+    let stack = stack_with(900, move |c| c.web_dir = web_dir).await;
+    let get = |path: &str, gzip: bool| {
+        let mut request = HttpRequest::get(path);
+        if gzip {
+            request = request.header(header::ACCEPT_ENCODING, "gzip");
+        }
+        let request = request.body(Body::empty()).unwrap_or_default();
+        let app = stack.app.clone();
+        async move { app.oneshot(request).await.unwrap_or_else(|e| match e {}) }
+    };
+    for path in ["/", "/tickets/0b7f", "/orders/x/y", "/my/orders?first=2"] {
+        let response = get(path, false).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache", "{path}");
+        let csp = response.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap_or_default().to_owned();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+        assert_eq!(&body[..], b"<!doctype html><title>app</title>", "{path}");
+    }
+    let asset = get("/assets/app-1.js", false).await;
+    assert_eq!(asset.status(), StatusCode::OK);
+    assert_eq!(asset.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    let gzipped = get("/assets/app-1.js", true).await;
+    assert_eq!(gzipped.headers()[header::CONTENT_ENCODING], "gzip");
+    assert_eq!(get("/assets/missing.js", false).await.status(), StatusCode::NOT_FOUND);
+    // API routes keep theirs.
+    assert_eq!(get("/healthz", false).await.status(), StatusCode::OK);
+    let explorer = get("/graphql", false).await;
+    let body = axum::body::to_bytes(explorer.into_body(), 1 << 20).await.unwrap_or_default();
+    assert!(!body.starts_with(b"<!doctype html><title>app</title>"));
+    let post = HttpRequest::post("/elsewhere").body(Body::empty()).unwrap_or_default();
+    assert_eq!(stack.app.clone().oneshot(post).await.unwrap_or_else(|e| match e {}).status(), StatusCode::NOT_FOUND);
+
+    // Without a built bundle the page says how to build it.
+    let unbuilt = stack_with(900, |c| c.web_dir = "/nonexistent/web/dist".into()).await;
+    let request = HttpRequest::get("/").body(Body::empty()).unwrap_or_default();
+    let response = unbuilt.app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+    assert!(String::from_utf8_lossy(&body).contains("scripts/build-web"));
 }

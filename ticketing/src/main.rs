@@ -114,11 +114,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             if config.jwt_secret.is_empty() {
                 config.jwt_secret = local_secret(&args.home)?;
             }
+            if std::env::var_os("COOKIE_SECURE").is_none() {
+                // `ticketing up` serves plain HTTP: a `Secure` cookie would never come back.
+                config.cookie_secure = false;
+            }
+            if std::env::var_os("WEB_DIR").is_none() {
+                match build_web().await {
+                    Ok(dir) => config.web_dir = dir,
+                    Err(error) => say(&format!("web app not built ({error:#}); the API still runs")),
+                }
+            }
             config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
             let listener = tokio::net::TcpListener::bind(config.http_addr)
                 .await
                 .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
-            say(&format!("GraphQL API on http://{}/graphql (webhook: /webhooks/payments)", listener.local_addr()?));
+            let addr = listener.local_addr()?;
+            say(&format!("GraphQL API on http://{addr}/graphql (webhook: /webhooks/payments)"));
+            say(&format!("open http://{addr}/ in a browser"));
             let state = query_service::AppState::new(config, pool, store.client().clone()).await;
             let gateway = tokio::spawn(async move {
                 let service = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -133,7 +145,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             (tokio::spawn(std::future::pending()), tokio::spawn(std::future::pending()))
         }
     };
-    say("not built yet: web app (issue 6)");
     say("press Ctrl-C to stop");
     tokio::select! {
         result = gateway => say(&format!("GraphQL API stopped: {result:?}")),
@@ -151,6 +162,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut child).await;
     }
     Ok(())
+}
+
+/// Builds the web app with `scripts/build-web` of this checkout (the working directory's, else
+/// the one this binary was built from) when it is missing or stale; returns its directory.
+async fn build_web() -> anyhow::Result<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf);
+    let checkout = [std::env::current_dir().ok(), built_from]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("scripts/build-web").is_file())
+        .context("no checkout with scripts/build-web here; set WEB_DIR to a built bundle")?;
+    say("building the web app when missing or stale (scripts/build-web)");
+    let status = Command::new("bash")
+        .arg(checkout.join("scripts/build-web"))
+        .current_dir(&checkout)
+        .stdin(Stdio::null())
+        .status()
+        .await
+        .context("running scripts/build-web")?;
+    if !status.success() {
+        bail!("scripts/build-web failed ({status})");
+    }
+    Ok(checkout.join("web/dist"))
 }
 
 /// A JWT secret for a local run, made once and kept in `<home>/jwt-secret` so sessions survive

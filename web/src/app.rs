@@ -1,0 +1,92 @@
+//! Routes and the app shell.
+
+use yew::prelude::*;
+use yew_router::prelude::*;
+
+use crate::api;
+use crate::components::Header;
+use crate::graphql::{Me, me};
+use crate::hooks::{SessionHandle, set_user};
+use crate::pages;
+use crate::state::Session;
+
+/// Every page's address.
+#[derive(Debug, Clone, PartialEq, Routable)]
+pub enum Route {
+    /// Every ticket, newest first, live.
+    #[at("/")]
+    Tickets,
+    /// One ticket: buy it, or (its seller) see its history.
+    #[at("/tickets/:id")]
+    Ticket {
+        /// Ticket id.
+        id: String,
+    },
+    /// List a ticket for sale.
+    #[at("/sell")]
+    Sell,
+    /// The tickets I sell.
+    #[at("/my/tickets")]
+    MyTickets,
+    /// One order: countdown, pay, cancel.
+    #[at("/orders/:id")]
+    Order {
+        /// Order id.
+        id: String,
+    },
+    /// My orders.
+    #[at("/my/orders")]
+    MyOrders,
+    /// Sign in.
+    #[at("/signin")]
+    SignIn,
+    /// Create an account.
+    #[at("/signup")]
+    SignUp,
+    /// Anything else.
+    #[not_found]
+    #[at("/404")]
+    NotFound,
+}
+
+fn switch(route: Route) -> Html {
+    match route {
+        Route::Tickets => html! { <pages::Tickets /> },
+        Route::Ticket { id } => html! { <pages::TicketPage {id} /> },
+        Route::Sell => html! { <pages::Sell /> },
+        Route::MyTickets => html! { <pages::MyTickets /> },
+        Route::Order { id } => html! { <pages::OrderPage {id} /> },
+        Route::MyOrders => html! { <pages::MyOrders /> },
+        Route::SignIn => html! { <pages::SignIn /> },
+        Route::SignUp => html! { <pages::SignUp /> },
+        Route::NotFound => html! { <pages::NotFound /> },
+    }
+}
+
+/// The whole app: the session, the header and the page of the current route.
+#[function_component(App)]
+pub fn app() -> Html {
+    let session: SessionHandle = use_reducer(Session::default);
+    {
+        let session = session.clone();
+        use_effect_with((), move |_| {
+            wasm_bindgen_futures::spawn_local(async move {
+                let user = api::request::<Me>(me::Variables).await.ok().and_then(|data| data.me).map(Into::into);
+                set_user(&session, user);
+            });
+        });
+    }
+    html! {
+        <ContextProvider<SessionHandle> context={session}>
+            <BrowserRouter>
+                <Header />
+                <main id="main" class="page" tabindex="-1">
+                    <Switch<Route> render={switch} />
+                </main>
+                <footer class="footer">
+                    <p>{ "Test mode: no real money moves. Cards: Visa succeeds, Declined fails, Async settles by webhook." }</p>
+                </footer>
+            </BrowserRouter>
+        </ContextProvider<SessionHandle>>
+    }
+}
