@@ -5,53 +5,8 @@ use axum::http::{Request as HttpRequest, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Stack {
-    app: axum::Router,
-    _nats: testkit::TestNats,
-    _db: testkit::TestDb,
-    _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-const SECRET: &str = "test-secret-test-secret-test-secret-42";
-
-async fn stack() -> Stack {
-    stack_with(900, |_| {}).await
-}
-
-async fn stack_with(hold_seconds: u64, tweak: impl FnOnce(&mut query_service::config::Config)) -> Stack {
-    let nats = testkit::nats().await.unwrap_or_else(|e| panic!("{e:#}"));
-    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
-    let mut commands = command_service::config::Config::with_nats_url(&nats.url);
-    commands.stream_name = nats.stream.clone();
-    commands.subject_root = nats.root.clone();
-    commands.order_hold_seconds = hold_seconds;
-    let client = testkit::connect(&nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let service =
-        command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
-    let settings = service.store().settings().clone();
-    let projector = projector::Projector::new(db.pool.clone(), client.clone(), settings, 500);
-    projector::schema::ensure_live(&db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let tasks = vec![
-        tokio::spawn(service.clone().serve_subscription(requests)),
-        tokio::spawn(service.run_expiry()),
-        tokio::spawn(projector.run()),
-    ];
-    let mut config = query_service::config::Config {
-        jwt_secret: SECRET.into(),
-        database_url: db.url.clone(),
-        nats_url: nats.url.clone(),
-        subject_root: nats.root.clone(),
-        stream_name: nats.stream.clone(),
-        cookie_secure: false,
-        allowed_origins: vec!["https://tickets.example".into()],
-        admin_emails: vec!["boss@example.com".into()],
-        ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
-    };
-    tweak(&mut config);
-    let state = query_service::AppState::new(config, db.pool.clone(), client).await;
-    Stack { app: query_service::app(state), _nats: nats, _db: db, _tasks: tasks }
-}
+mod common;
+use common::{SECRET, Stack, stack, stack_with};
 
 /// A browser-like client: keeps the session cookie.
 #[derive(Default, Clone)]
@@ -391,11 +346,7 @@ mod live {
     type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
     async fn serve(stack: &Stack) -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let app = stack.app.clone();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
+        common::serve(stack).await
     }
 
     async fn connect(addr: std::net::SocketAddr, cookie: Option<&str>, origin: Option<&str>) -> Result<Socket, String> {

@@ -1,0 +1,355 @@
+//! The web app in real headless Chromium (Debian's `chromium` driven through `chromedriver`)
+//! against the real system: NATS, command-service, projector, PostgreSQL and the gateway serving
+//! the bundle built by `scripts/build-web`.
+//!
+//! Every wait is for a condition on the page, never a fixed sleep. A failed wait saves a
+//! screenshot under `<target>/browser-failures/`. With `SCREENSHOTS=<dir>` the tests also save the
+//! pictures the README shows.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+/// How long a condition may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn web_dir() -> PathBuf {
+    let dir =
+        std::env::var_os("WEB_DIR").map(PathBuf::from).unwrap_or_else(|| testkit::workspace_root().join("web/dist"));
+    assert!(dir.join("index.html").is_file(), "no web bundle at {}: run scripts/build-web", dir.display());
+    dir
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| testkit::workspace_root().join("target"))
+}
+
+/// A chromedriver of our own on a free port; killed when dropped.
+struct Driver {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+async fn chromedriver() -> Driver {
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+    assert!(
+        std::path::Path::new(&binary).is_file(),
+        "no chromedriver at {binary}: apt-get install chromium chromium-driver (or set CHROMEDRIVER)"
+    );
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+    };
+    let child = tokio::process::Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < PATIENCE, "chromedriver did not listen on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
+}
+
+/// One browser (its own profile, so its own cookies) on the app at `base`.
+struct Browser {
+    client: Client,
+    base: String,
+    label: String,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, base: &str, label: &str) -> Self {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US"
+                ]
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .unwrap_or_else(|e| panic!("starting chromium through chromedriver: {e}"));
+        Self { client, base: base.to_owned(), label: label.to_owned() }
+    }
+
+    async fn goto(&self, path: &str) {
+        let url = format!("{}{path}", self.base);
+        if let Err(e) = self.client.goto(&url).await {
+            self.fail(&format!("opening {url}: {e}")).await;
+        }
+    }
+
+    /// Saves a screenshot next to the failure and fails the test.
+    async fn fail(&self, what: &str) -> ! {
+        let dir = target_dir().join("browser-failures");
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join(format!("{}.png", self.label));
+        let saved = match self.client.screenshot().await {
+            Ok(png) => std::fs::write(&path, png).map(|()| format!("screenshot: {}", path.display())),
+            Err(e) => Ok(format!("no screenshot: {e}")),
+        };
+        let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+        panic!("[{}] {what} (at {url}; {})", self.label, saved.unwrap_or_else(|e| e.to_string()));
+    }
+
+    /// Saves a picture for the README when `SCREENSHOTS` names a directory.
+    async fn picture(&self, name: &str) {
+        let Some(dir) = std::env::var_os("SCREENSHOTS") else { return };
+        let png = self.client.screenshot().await.unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(PathBuf::from(dir).join(name), png).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The first element matching `css`, once it exists.
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        let started = Instant::now();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                return element;
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail(&format!("no element {css}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let input = self.find(css).await;
+        let typed = async {
+            input.clear().await?;
+            input.send_keys(text).await
+        };
+        if let Err(e) = typed.await {
+            self.fail(&format!("typing into {css}: {e}")).await;
+        }
+    }
+
+    async fn click(&self, css: &str) {
+        let started = Instant::now();
+        loop {
+            let clicked = match self.client.find(Locator::Css(css)).await {
+                Ok(element) => element.click().await.is_ok(),
+                Err(_) => false,
+            };
+            if clicked {
+                return;
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail(&format!("could not click {css}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the text of `css` contains `needle`; returns the text.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        let mut last = String::new();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                if text.contains(needle) {
+                    return text;
+                }
+                last = text;
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail(&format!("{css} never said {needle:?} (last: {last:?})")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the address contains `part`; returns the path.
+    async fn wait_path(&self, part: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Ok(url) = self.client.current_url().await
+                && url.path().contains(part)
+            {
+                return url.path().to_owned();
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail(&format!("never went to {part}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Marks the loaded page, so [`Browser::same_page`] can tell that it was never reloaded.
+    async fn mark_page(&self) {
+        self.client.execute("window.__notReloaded = true;", vec![]).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    async fn same_page(&self) -> bool {
+        let marked = self.client.execute("return window.__notReloaded === true;", vec![]).await;
+        marked.ok().and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    async fn sign_up(&self, email: &str) {
+        self.goto("/signup").await;
+        self.fill("#email", email).await;
+        self.fill("#password", "correct horse battery").await;
+        self.click("button[type=submit]").await;
+        self.wait_text("[data-testid=current-user]", email).await;
+    }
+
+    /// Lists a ticket through the sell page; returns its id.
+    async fn sell(&self, title: &str, price: &str) -> String {
+        self.goto("/sell").await;
+        self.fill("#title", title).await;
+        self.fill("#price", price).await;
+        self.click("button[type=submit]").await;
+        let path = self.wait_path("/tickets/").await;
+        self.wait_text("[data-testid=ticket-title]", title).await;
+        path.rsplit('/').next().unwrap_or_default().to_owned()
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// The system with the bundle, served on a loopback port, and a chromedriver.
+async fn system(hold_seconds: u64) -> (common::Stack, String, Driver) {
+    let dir = web_dir();
+    let stack = common::stack_with(hold_seconds, move |c| c.web_dir = dir).await;
+    let addr = common::serve(&stack).await;
+    (stack, format!("http://{addr}"), chromedriver().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_between_two_browsers_shows_live_on_the_sellers_page() {
+    let (_stack, base, driver) = system(300).await;
+    let seller = Browser::open(&driver, &base, "sale-seller").await;
+    let buyer = Browser::open(&driver, &base, "sale-buyer").await;
+
+    seller.sign_up("seller@example.com").await;
+    seller.sell("Aisle seat, Saturday matinee", "32").await;
+
+    // The buyer, in another browser, watches the front page while a new listing arrives.
+    buyer.sign_up("buyer@example.com").await;
+    buyer.wait_text(".grid", "Aisle seat, Saturday matinee").await;
+    buyer.mark_page().await;
+    let id = seller.sell("Front row, Friday night", "45.50").await;
+    buyer.wait_text(".grid .card:first-child", "Front row, Friday night").await;
+    buyer.wait_text(".grid .card:first-child", "$45.50").await;
+    assert!(buyer.same_page().await, "the front page was reloaded");
+    buyer.picture("tickets.png").await;
+
+    seller.wait_text("[data-testid=ticket-status]", "Available").await;
+    seller.wait_text("[data-testid=history]", "Ticket listed").await;
+    seller.mark_page().await;
+    buyer.click(&format!("[data-ticket='{id}'] a")).await;
+    buyer.wait_path(&format!("/tickets/{id}")).await;
+    buyer.click("[data-testid=buy]").await;
+    buyer.wait_path("/orders/").await;
+    buyer.wait_text("[data-testid=countdown]", "Held for you for").await;
+
+    // The seller's page changes by itself.
+    seller.wait_text("[data-testid=ticket-status]", "On hold").await;
+    seller.wait_text("[data-testid=history]", "Order placed").await;
+    assert!(seller.same_page().await, "the seller's page was reloaded");
+    seller.picture("ticket-seller.png").await;
+    buyer.picture("order.png").await;
+
+    // Pay with the Visa test card (the default choice).
+    buyer.click("[data-testid=pay]").await;
+    buyer.wait_text("[data-testid=order-status]", "Paid").await;
+    buyer.wait_text(".callout--success", "The ticket is yours").await;
+    buyer.picture("order-paid.png").await;
+    seller.wait_text("[data-testid=ticket-status]", "Sold").await;
+    seller.wait_text("[data-testid=history]", "Payment succeeded").await;
+    assert!(seller.same_page().await, "the seller's page was reloaded");
+
+    // The buyer's orders list it as paid.
+    buyer.goto("/my/orders").await;
+    buyer.wait_text(".rows", "Front row, Friday night").await;
+    buyer.wait_text(".rows", "Paid").await;
+    seller.close().await;
+    buyer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_errors_sit_beside_their_fields_and_a_declined_card_says_so() {
+    let (_stack, base, driver) = system(300).await;
+    let seller = Browser::open(&driver, &base, "declined-seller").await;
+    let buyer = Browser::open(&driver, &base, "declined-buyer").await;
+
+    seller.sign_up("lister@example.com").await;
+    // The API's error for an empty title appears beside the title.
+    seller.goto("/sell").await;
+    seller.fill("#price", "20").await;
+    seller.click("button[type=submit]").await;
+    let error = seller.wait_text("#title-error", "itle").await;
+    assert!(
+        seller.find("#title").await.attr("aria-invalid").await.ok().flatten().as_deref() == Some("true"),
+        "{error}"
+    );
+    // A price that is not one is caught beside the price.
+    seller.fill("#title", "Balcony seat").await;
+    seller.fill("#price", "twenty").await;
+    seller.click("button[type=submit]").await;
+    seller.wait_text("#price-error", "price").await;
+    seller.picture("sell-errors.png").await;
+    let id = seller.sell("Balcony seat", "20").await;
+
+    buyer.sign_up("unlucky@example.com").await;
+    buyer.goto(&format!("/tickets/{id}")).await;
+    buyer.click("[data-testid=buy]").await;
+    buyer.wait_path("/orders/").await;
+    buyer.click("input[value=tok_chargeDeclined]").await;
+    buyer.click("[data-testid=pay]").await;
+    buyer.wait_text(".alert--error", "Your card was declined").await;
+    // Nothing changed: the order is still held and can be paid with another card.
+    buyer.wait_text("[data-testid=order-status]", "Held for you").await;
+    buyer.picture("order-declined.png").await;
+    buyer.click("input[value=tok_visa]").await;
+    buyer.click("[data-testid=pay]").await;
+    buyer.wait_text("[data-testid=order-status]", "Paid").await;
+    seller.close().await;
+    buyer.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_hold_turns_the_order_page_to_cancelled_without_reload() {
+    let (_stack, base, driver) = system(4).await;
+    let seller = Browser::open(&driver, &base, "expiry-seller").await;
+    let buyer = Browser::open(&driver, &base, "expiry-buyer").await;
+    seller.sign_up("patient@example.com").await;
+    let id = seller.sell("Last-minute seat", "12").await;
+
+    buyer.sign_up("slow@example.com").await;
+    buyer.goto(&format!("/tickets/{id}")).await;
+    buyer.click("[data-testid=buy]").await;
+    buyer.wait_path("/orders/").await;
+    buyer.wait_text("[data-testid=countdown]", "Held for you for 0:0").await;
+    buyer.mark_page().await;
+    buyer.wait_text("[data-testid=order-status]", "Cancelled").await;
+    buyer.wait_text(".callout--muted", "The hold expired before payment").await;
+    assert!(buyer.same_page().await, "the order page was reloaded");
+    // The ticket is available again, on the seller's page too.
+    seller.wait_text("[data-testid=ticket-status]", "Available").await;
+    seller.close().await;
+    buyer.close().await;
+}
