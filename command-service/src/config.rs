@@ -30,6 +30,13 @@ pub struct Config {
     /// Shared secret that signs payment webhooks (`Stripe-Signature`).
     #[arg(long, env = "PAYMENT_WEBHOOK_SECRET", hide_env_values = true, default_value = "")]
     pub payment_webhook_secret: String,
+    /// Fake provider only: where its pretend bank sends the webhook that settles a `tok_async`
+    /// payment (signed with `PAYMENT_WEBHOOK_SECRET`); unset: such payments wait for one from outside.
+    #[arg(long, env = "FAKE_BANK_WEBHOOK_URL")]
+    pub fake_bank_webhook_url: Option<String>,
+    /// Fake provider only: how long the pretend bank takes to settle, in milliseconds.
+    #[arg(long, env = "FAKE_BANK_SETTLE_MS", default_value_t = 3000)]
+    pub fake_bank_settle_ms: u64,
     /// Comma-separated emails of administrators.
     #[arg(long, env = "ADMIN_EMAILS", default_value = "", value_parser = parse_admin_emails)]
     pub admin_emails: AdminEmails,
@@ -103,6 +110,11 @@ impl Config {
         }
         if !self.stripe_api_base.starts_with("http://") && !self.stripe_api_base.starts_with("https://") {
             return Err(format!("STRIPE_API_BASE must be an http(s) URL, got {:?}", self.stripe_api_base));
+        }
+        if self.fake_bank_webhook_url.as_deref().is_some_and(|u| !u.is_empty())
+            && self.payment_webhook_secret.is_empty()
+        {
+            return Err("FAKE_BANK_WEBHOOK_URL needs PAYMENT_WEBHOOK_SECRET to sign its webhooks".into());
         }
         let root_ok = !self.subject_root.is_empty()
             && self.subject_root.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');

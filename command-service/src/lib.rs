@@ -135,7 +135,16 @@ impl Service {
         let provider: Arc<dyn PaymentProvider> = match provider {
             Some(provider) => provider,
             None => match config.payment_provider {
-                ProviderKind::Fake => Arc::new(payments::fake::FakeProvider::default()),
+                ProviderKind::Fake => match &config.fake_bank_webhook_url {
+                    Some(url) if !url.is_empty() => {
+                        Arc::new(payments::fake::FakeProvider::with_bank(payments::fake::FakeBank {
+                            webhook_url: url.clone(),
+                            secret: config.payment_webhook_secret.clone(),
+                            delay: Duration::from_millis(config.fake_bank_settle_ms),
+                        }))
+                    }
+                    _ => Arc::new(payments::fake::FakeProvider::default()),
+                },
                 ProviderKind::Stripe => Arc::new(payments::stripe::StripeProvider::new(
                     &config.stripe_api_base,
                     config.stripe_api_key.as_deref().unwrap_or_default(),

@@ -230,11 +230,19 @@ impl Browser {
     }
 }
 
-/// The system with the bundle, served on a loopback port, and a chromedriver.
+/// The system with the bundle, served on a loopback port (the fake bank settles asynchronous
+/// payments there after a second), and a chromedriver.
 async fn system(hold_seconds: u64) -> (common::Stack, String, Driver) {
     let dir = web_dir();
-    let stack = common::stack_with(hold_seconds, move |c| c.web_dir = dir).await;
-    let addr = common::serve(&stack).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let bank = move |c: &mut command_service::config::Config| {
+        c.payment_webhook_secret = "whsec_browser_tests".into();
+        c.fake_bank_webhook_url = Some(format!("http://{addr}/webhooks/payments"));
+        c.fake_bank_settle_ms = 1000;
+    };
+    let stack = common::stack_full(hold_seconds, bank, move |c| c.web_dir = dir).await;
+    common::serve_on(listener, &stack);
     (stack, format!("http://{addr}"), chromedriver().await)
 }
 
@@ -291,7 +299,7 @@ async fn a_sale_between_two_browsers_shows_live_on_the_sellers_page() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn field_errors_sit_beside_their_fields_and_a_declined_card_says_so() {
+async fn field_errors_sit_beside_their_fields_a_declined_card_says_so_and_a_slow_bank_settles_live() {
     let (_stack, base, driver) = system(300).await;
     let seller = Browser::open(&driver, &base, "declined-seller").await;
     let buyer = Browser::open(&driver, &base, "declined-buyer").await;
@@ -324,9 +332,13 @@ async fn field_errors_sit_beside_their_fields_and_a_declined_card_says_so() {
     // Nothing changed: the order is still held and can be paid with another card.
     buyer.wait_text("[data-testid=order-status]", "Held for you").await;
     buyer.picture("order-declined.png").await;
-    buyer.click("input[value=tok_visa]").await;
+    // The asynchronous bank: the payment waits, then the page turns to paid by itself.
+    buyer.mark_page().await;
+    buyer.click("input[value=tok_async]").await;
     buyer.click("[data-testid=pay]").await;
+    buyer.wait_text("[data-testid=order-status]", "Payment in progress").await;
     buyer.wait_text("[data-testid=order-status]", "Paid").await;
+    assert!(buyer.same_page().await, "the order page was reloaded");
     seller.close().await;
     buyer.close().await;
 }

@@ -13,6 +13,7 @@ use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
 mod postgres;
+mod seed;
 
 /// The event-sourced ticketing platform.
 #[derive(Parser)]
@@ -26,6 +27,18 @@ struct Cli {
 enum Cmd {
     /// Start everything and wait for Ctrl-C.
     Up(UpArgs),
+    /// Fill a running system with demo users, tickets, holds and sales (through its API).
+    Seed(SeedArgs),
+}
+
+#[derive(clap::Args)]
+struct SeedArgs {
+    /// The running system's HTTP address.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: String,
+    /// How many demo users (demo1@example.com, …; password `demo-password`).
+    #[arg(long, default_value_t = 6)]
+    users: usize,
 }
 
 #[derive(clap::Args)]
@@ -52,6 +65,21 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     match Cli::parse().command {
         Cmd::Up(args) => up(args).await,
+        Cmd::Seed(args) => {
+            let base =
+                if args.http_addr.contains("://") { args.http_addr } else { format!("http://{}", args.http_addr) };
+            let seeded = seed::seed(&base, args.users).await?;
+            say(&format!(
+                "seeded {base}: {} users, {} tickets ({} sold, {} on hold, {} settling); sign in as demo1@example.com / {}",
+                seeded.users,
+                seeded.tickets,
+                seeded.sold,
+                seeded.held,
+                seeded.settling,
+                seed::PASSWORD
+            ));
+            Ok(())
+        }
     }
 }
 
@@ -74,6 +102,17 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut config = command_service::config::Config::try_parse_from(["command-service"])
         .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
     config.nats_url.clone_from(&url);
+    if config.payment_provider == command_service::config::ProviderKind::Fake && config.fake_bank_webhook_url.is_none()
+    {
+        // The fake provider's pretend bank settles "asynchronous" test payments through our own
+        // webhook route, signed like a real provider's.
+        if config.payment_webhook_secret.is_empty() {
+            config.payment_webhook_secret = local_secret(&args.home, "webhook-secret")?;
+        }
+        let http_addr = std::env::var("HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
+        config.fake_bank_webhook_url = Some(format!("http://{http_addr}/webhooks/payments"));
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
     let service = command_service::Service::connect(config, client, None).await?;
     let requests = service.subscribe().await?;
     let serving = tokio::spawn(service.clone().serve_subscription(requests));
@@ -112,7 +151,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             config.database_url = database_url;
             config.nats_url.clone_from(&url);
             if config.jwt_secret.is_empty() {
-                config.jwt_secret = local_secret(&args.home)?;
+                config.jwt_secret = local_secret(&args.home, "jwt-secret")?;
             }
             if std::env::var_os("COOKIE_SECURE").is_none() {
                 // `ticketing up` serves plain HTTP: a `Secure` cookie would never come back.
@@ -152,6 +191,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
         result = tokio::signal::ctrl_c() => result?,
+        () = terminated() => say("SIGTERM received"),
     }
     if let Some(pg) = own_postgres {
         say("stopping PostgreSQL");
@@ -162,6 +202,16 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut child).await;
     }
     Ok(())
+}
+
+/// Resolves when the process is asked to terminate (SIGTERM: `kill`, container runtimes).
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// Builds the web app with `scripts/build-web` of this checkout (the working directory's, else
@@ -187,10 +237,11 @@ async fn build_web() -> anyhow::Result<PathBuf> {
     Ok(checkout.join("web/dist"))
 }
 
-/// A JWT secret for a local run, made once and kept in `<home>/jwt-secret` so sessions survive
-/// restarts. Production sets `JWT_SECRET`.
-fn local_secret(home: &Path) -> anyhow::Result<String> {
-    let path = home.join("jwt-secret");
+/// A secret for a local run (`jwt-secret`, `webhook-secret`), made once and kept in
+/// `<home>/<name>` so sessions survive restarts. Production sets `JWT_SECRET` and
+/// `PAYMENT_WEBHOOK_SECRET`.
+fn local_secret(home: &Path, name: &str) -> anyhow::Result<String> {
+    let path = home.join(name);
     if let Ok(secret) = std::fs::read_to_string(&path)
         && secret.trim().len() >= 32
     {

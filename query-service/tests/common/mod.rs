@@ -18,12 +18,22 @@ pub async fn stack() -> Stack {
 }
 
 pub async fn stack_with(hold_seconds: u64, tweak: impl FnOnce(&mut query_service::config::Config)) -> Stack {
+    stack_full(hold_seconds, |_| {}, tweak).await
+}
+
+/// The system with both the command service's and the gateway's settings adjusted.
+pub async fn stack_full(
+    hold_seconds: u64,
+    tweak_commands: impl FnOnce(&mut command_service::config::Config),
+    tweak: impl FnOnce(&mut query_service::config::Config),
+) -> Stack {
     let nats = testkit::nats().await.unwrap_or_else(|e| panic!("{e:#}"));
     let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
     let mut commands = command_service::config::Config::with_nats_url(&nats.url);
     commands.stream_name = nats.stream.clone();
     commands.subject_root = nats.root.clone();
     commands.order_hold_seconds = hold_seconds;
+    tweak_commands(&mut commands);
     let client = testkit::connect(&nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
     let service =
         command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -55,6 +65,11 @@ pub async fn stack_with(hold_seconds: u64, tweak: impl FnOnce(&mut query_service
 /// Serves the gateway on a loopback port (with the peer address, as in production).
 pub async fn serve(stack: &Stack) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+    serve_on(listener, stack)
+}
+
+/// Serves the gateway on `listener` (bound before the system, when it must know its address).
+pub fn serve_on(listener: tokio::net::TcpListener, stack: &Stack) -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let service = stack.app.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await });

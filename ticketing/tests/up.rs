@@ -1,0 +1,146 @@
+//! `ticketing up` as a newcomer runs it, then `ticketing seed`: the real binary with its own NATS
+//! server (data under a fresh `TICKETING_HOME`) and a PostgreSQL database of the test's own.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ticketing");
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+struct Setup {
+    home: tempfile::TempDir,
+    web: tempfile::TempDir,
+    database_url: String,
+    nats_port: u16,
+    http_addr: String,
+}
+
+fn up(setup: &Setup) -> Child {
+    Command::new(BINARY)
+        .arg("up")
+        .env_remove("NATS_URL")
+        .env_remove("JWT_SECRET")
+        .env_remove("PAYMENT_WEBHOOK_SECRET")
+        .env("TICKETING_HOME", setup.home.path())
+        .env("TICKETING_NATS_PORT", setup.nats_port.to_string())
+        .env("DATABASE_URL", &setup.database_url)
+        .env("HTTP_ADDR", &setup.http_addr)
+        .env("WEB_DIR", setup.web.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
+}
+
+async fn wait_ready(http: &reqwest::Client, setup: &Setup, child: &mut Child) {
+    let started = Instant::now();
+    loop {
+        let url = format!("http://{}/readyz", setup.http_addr);
+        if let Ok(response) = http.get(&url).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ticketing up exited early: {status}");
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "not ready within 90 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn terminate(mut child: Child) {
+    let pid = child.id().unwrap_or_else(|| panic!("no pid"));
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+    assert!(status.is_ok_and(|s| s.success()));
+    let exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    let status =
+        exited.unwrap_or_else(|_| panic!("did not stop within 30 s of SIGTERM")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "stopped with {status}");
+}
+
+async fn statuses(http: &reqwest::Client, setup: &Setup) -> Vec<String> {
+    let url = format!("http://{}/graphql", setup.http_addr);
+    let body: Value = http
+        .post(&url)
+        .json(&json!({"query": "{ tickets(first: 100) { nodes { status } } }"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    body["data"]["tickets"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|n| n["status"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // The pinned nats-server the test harness installed, where `up` keeps its tools.
+    let nats = testkit::nats_server_binary().unwrap_or_else(|e| panic!("{e:#}"));
+    std::fs::create_dir_all(home.path().join("tools/bin")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&nats, home.path().join("tools/bin/nats-server")).unwrap_or_else(|e| panic!("{e}"));
+    let web = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(web.path().join("index.html"), "<!doctype html><title>web app</title>")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let setup = Setup {
+        home,
+        web,
+        database_url: db.url.clone(),
+        nats_port: free_port(),
+        http_addr: format!("127.0.0.1:{}", free_port()),
+    };
+    let http = reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}"));
+
+    let mut child = up(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let page = http.get(format!("http://{}/my/orders", setup.http_addr)).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(page.text().await.unwrap_or_default(), "<!doctype html><title>web app</title>");
+
+    let seeded = Command::new(BINARY)
+        .args(["seed", "--http-addr", &setup.http_addr])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&seeded.stderr);
+    assert!(seeded.status.success(), "{said}");
+    assert!(said.contains("24 tickets (8 sold, 3 on hold, 1 settling)"), "{said}");
+    let count = |all: &[String], status: &str| all.iter().filter(|s| *s == status).count();
+    let all = statuses(&http, &setup).await;
+    assert_eq!(all.len(), 24);
+    // Three holds, and the asynchronous payment's ticket until its bank settles.
+    let settled = count(&all, "SOLD") - 8;
+    assert_eq!(count(&all, "RESERVED"), 4 - settled, "{all:?}");
+    // The fake provider's bank settles the asynchronous payment through the webhook route.
+    let started = Instant::now();
+    while count(&statuses(&http, &setup).await, "SOLD") < 9 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the asynchronous payment never settled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    terminate(child).await;
+    assert!(Path::new(&setup.home.path().join("nats")).is_dir(), "NATS data lives under TICKETING_HOME");
+
+    // The next `up` resumes with everything.
+    let mut child = up(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let all = statuses(&http, &setup).await;
+    assert_eq!((all.len(), count(&all, "SOLD"), count(&all, "RESERVED")), (24, 9, 3), "{all:?}");
+    terminate(child).await;
+}
