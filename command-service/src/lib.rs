@@ -258,7 +258,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .name("command-service")
         .retry_on_initial_connect()
-        .connect(&config.nats_url)
+        .connect(event_store::server_addrs(&config.nats_url)?)
         .await?;
     let service = Service::connect(config, client, None).await?;
     let requests = service.subscribe().await?;
@@ -280,7 +280,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

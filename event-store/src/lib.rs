@@ -26,6 +26,20 @@ use serde::Deserialize;
 pub use direct::RawMessage;
 pub use stream::StreamSettings;
 
+/// The servers of a `NATS_URL`: one URL, or several separated by commas (the nodes of a
+/// cluster; clients fail over between them and learn the rest from the servers).
+///
+/// # Errors
+/// A URL that does not parse, named.
+pub fn server_addrs(nats_url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| url.parse().map_err(|e| anyhow::anyhow!("NATS_URL has an invalid server {url:?}: {e}")))
+        .collect()
+}
+
 /// Header carrying the event type name, so consumers can route without decoding the body.
 pub const EVENT_TYPE_HEADER: &str = "Ticketing-Event";
 

@@ -17,6 +17,7 @@
 //! - **Rebuild.** [`rebuild::rebuild`] replays the stream into a new generation and switches
 //!   readers over in one transaction ([`schema`]).
 
+pub mod cli;
 pub mod models;
 pub mod rebuild;
 pub mod schema;

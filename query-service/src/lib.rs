@@ -281,15 +281,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let nats = async_nats::ConnectOptions::new()
         .name("query-service")
         .retry_on_initial_connect()
-        .connect(&config.nats_url)
+        .connect(event_store::server_addrs(&config.nats_url)?)
         .await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
     let state = AppState::new(config, pool, nats).await;
     tracing::info!(addr = %listener.local_addr()?, "query-service ready");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // With the peer address: sign-in throttling counts per client address.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(command_service::shutdown_signal()).await?;
     Ok(())
 }

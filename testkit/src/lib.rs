@@ -131,6 +131,121 @@ impl NatsServer {
     }
 }
 
+/// A JetStream cluster of `nats-server` processes on loopback, each with its own store; killed
+/// when dropped.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+    binary: PathBuf,
+    cluster_name: String,
+}
+
+struct ClusterNode {
+    name: String,
+    client_port: u16,
+    route_port: u16,
+    store: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes that route to each other, and waits until JetStream answers on each.
+    ///
+    /// # Errors
+    /// When the binary is missing or the cluster does not form within a minute.
+    pub async fn start(size: usize) -> anyhow::Result<Self> {
+        let binary = nats_server_binary()?;
+        let id = Uuid::new_v4().simple().to_string();
+        let mut nodes = Vec::new();
+        for n in 0..size {
+            nodes.push(ClusterNode {
+                name: format!("node{n}-{}", &id[..8]),
+                client_port: free_port()?,
+                route_port: free_port()?,
+                store: tempfile::tempdir().context("temporary JetStream store")?,
+                child: None,
+            });
+        }
+        let mut cluster = Self { nodes, binary, cluster_name: format!("testkit-{}", &id[..8]) };
+        for n in 0..size {
+            cluster.spawn(n)?;
+        }
+        for n in 0..size {
+            cluster.wait_ready(n).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node's client URL, comma-separated (clients fail over between them).
+    pub fn url(&self) -> String {
+        self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kills node `n` with SIGKILL, as a crash would.
+    pub async fn kill(&mut self, n: usize) {
+        if let Some(mut child) = self.nodes[n].child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Starts node `n` again with its store, and waits until it serves JetStream.
+    ///
+    /// # Errors
+    /// When it does not come back within a minute.
+    pub async fn restart(&mut self, n: usize) -> anyhow::Result<()> {
+        self.kill(n).await;
+        self.spawn(n)?;
+        self.wait_ready(n).await
+    }
+
+    fn spawn(&mut self, n: usize) -> anyhow::Result<()> {
+        let routes = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(other, _)| *other != n)
+            .map(|(_, node)| format!("nats://127.0.0.1:{}", node.route_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let node = &mut self.nodes[n];
+        let child = Command::new(&self.binary)
+            .args(["-js", "-a", "127.0.0.1", "-n", &node.name, "-p", &node.client_port.to_string()])
+            .args(["--cluster_name", &self.cluster_name])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", node.route_port), "--routes", &routes])
+            .arg("-sd")
+            .arg(node.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, n: usize) -> anyhow::Result<()> {
+        let url = format!("nats://127.0.0.1:{}", self.nodes[n].client_port);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.nodes[n].child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("cluster node {n} exited at start: {status}");
+            }
+            if let Ok(client) = async_nats::connect(&url).await
+                && let Ok(reply) = client.request("$JS.API.INFO", "".into()).await
+                && !String::from_utf8_lossy(&reply.payload).contains("\"error\"")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("cluster node {n} did not serve JetStream within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// A NATS connection for one test.
 pub struct TestNats {
     /// Connected client.

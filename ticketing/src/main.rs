@@ -1,4 +1,7 @@
-//! `ticketing up`: runs every component of the platform in one process tree.
+//! `ticketing up`: runs every component of the platform in one process tree. `ticketing seed`
+//! fills a running system with demo data; `ticketing command-service`, `ticketing projector` and
+//! `ticketing query-service` run one component alone, for scale-out from one binary (the same as
+//! the components' own binaries).
 //!
 //! With `NATS_URL` unset it installs (without root) and starts its own pinned `nats-server`, with
 //! its data under `.ticketing/nats` in the working directory, kept across restarts.
@@ -29,6 +32,12 @@ enum Cmd {
     Up(UpArgs),
     /// Fill a running system with demo users, tickets, holds and sales (through its API).
     Seed(SeedArgs),
+    /// Run only the command service (scale-out: any number of replicas).
+    CommandService(command_service::config::Config),
+    /// Run only the projector (`run`, or `rebuild`); replicas elect one leader.
+    Projector(projector::cli::Cli),
+    /// Run only the GraphQL gateway and web app (scale-out: any number of replicas).
+    QueryService(query_service::config::Config),
 }
 
 #[derive(clap::Args)]
@@ -65,6 +74,15 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     match Cli::parse().command {
         Cmd::Up(args) => up(args).await,
+        Cmd::CommandService(config) => {
+            config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+            command_service::run(config).await
+        }
+        Cmd::Projector(cli) => projector::cli::run(cli).await,
+        Cmd::QueryService(config) => {
+            config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+            query_service::run(config).await
+        }
         Cmd::Seed(args) => {
             let base =
                 if args.http_addr.contains("://") { args.http_addr } else { format!("http://{}", args.http_addr) };
@@ -94,7 +112,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             format!("nats://127.0.0.1:{}", args.nats_port)
         }
     };
-    let client = async_nats::connect(&url).await.with_context(|| format!("connecting to NATS at {url}"))?;
+    let client = async_nats::connect(event_store::server_addrs(&url)?)
+        .await
+        .with_context(|| format!("connecting to NATS at {url}"))?;
     let store = EventStore::connect(client.clone(), &StreamSettings::default()).await?;
     say(&format!("NATS JetStream ready at {url}: streams {} and {}", store.stream(), store.settings().timers_name()));
 

@@ -1,0 +1,97 @@
+//! The `projector` command line: `projector run` (the default) follows the stream,
+//! `projector rebuild` replays it into fresh read models. `ticketing projector` is the same.
+
+use clap::{Parser, Subcommand};
+use event_store::StreamSettings;
+use sqlx::postgres::PgPoolOptions;
+
+/// Projects JetStream events into PostgreSQL read models.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "projector", version, about)]
+pub struct Cli {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// The event stream's name.
+    #[arg(long, env = "STREAM_NAME", default_value = "TICKETING", global = true)]
+    pub stream_name: String,
+    /// The first token of every subject.
+    #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing", global = true)]
+    pub subject_root: String,
+    /// JetStream replicas of the streams, as command-service has them (3 in a cluster).
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), global = true)]
+    pub stream_replicas: u64,
+    /// The most events applied in one transaction.
+    #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 1000, global = true)]
+    pub batch_max: usize,
+    /// What to do (default: `run`).
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// What the projector does.
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Cmd {
+    /// Follow the stream (the default).
+    Run,
+    /// Replay the whole stream into fresh read models, then switch readers to them.
+    Rebuild,
+}
+
+/// Runs the projector as `cli` says, until SIGTERM or Ctrl-C (`run`) or to the end (`rebuild`).
+///
+/// # Errors
+/// A missing `DATABASE_URL`, an unreachable server, or a failure while projecting.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Some(database_url) = cli.database_url.clone().filter(|u| !u.is_empty()) else {
+        anyhow::bail!("bad configuration: DATABASE_URL is required");
+    };
+    let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
+    let client = async_nats::ConnectOptions::new()
+        .name("projector")
+        .retry_on_initial_connect()
+        .connect(event_store::server_addrs(&cli.nats_url)?)
+        .await?;
+    let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
+    settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
+    // Creates the streams if this projector starts first; refuses mismatching ones.
+    event_store::stream::ensure(&client, &settings).await?;
+    match cli.command.unwrap_or(Cmd::Run) {
+        Cmd::Run => {
+            let projector = crate::Projector::new(pool, client, settings, cli.batch_max);
+            tokio::select! {
+                result = projector.run() => result,
+                () = shutdown_signal() => Ok(()),
+            }
+        }
+        Cmd::Rebuild => {
+            let report = crate::rebuild::rebuild(&pool, client, &settings, cli.batch_max, true).await?;
+            eprintln!(
+                "projector: rebuilt {} events into {} at {:.0} events/s; readers switched",
+                report.events,
+                report.schema,
+                report.events_per_second()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

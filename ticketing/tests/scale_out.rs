@@ -1,0 +1,231 @@
+//! Scale-out on one machine: a 3-node NATS cluster (streams with 3 replicas), two command
+//! services, two projectors and two gateways as separate processes on loopback, all run from the
+//! `ticketing` binary. The whole flow works through either gateway; after SIGKILL of one process of
+//! each kind and of one NATS node it still works, and every acknowledged mutation is there.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ticketing");
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+/// One component process.
+struct Process {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn start(args: &[&str], env: Vec<(String, String)>) -> Self {
+        let mut process = Self { args: args.iter().map(|a| (*a).to_owned()).collect(), env, child: None };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(BINARY)
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {BINARY} {:?}: {e}", self.args));
+        self.child = Some(child);
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+/// A browser-like client that keeps its cookie and, like a load balancer, goes to the next
+/// gateway when one does not answer.
+struct User {
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl User {
+    fn new() -> Self {
+        Self { http: reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}")), cookie: None }
+    }
+
+    /// One attempt at one gateway: the data, a GraphQL error code, or `None` (no answer).
+    async fn try_once(&mut self, gateway: &str, query: &str, variables: &Value) -> Option<Result<Value, String>> {
+        let mut request = self
+            .http
+            .post(format!("http://{gateway}/graphql"))
+            .timeout(Duration::from_secs(10))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("session={cookie}"));
+        }
+        let response = request.send().await.ok()?;
+        for value in response.headers().get_all("set-cookie") {
+            if let Some(token) =
+                value.to_str().unwrap_or_default().split(';').next().and_then(|kv| kv.strip_prefix("session="))
+            {
+                self.cookie = Some(token.to_owned());
+            }
+        }
+        let body: Value = response.json().await.ok()?;
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => Some(Ok(body["data"].clone())),
+            Some("INTERNAL_SERVER_ERROR") => None,
+            Some(code) => Some(Err(code.to_owned())),
+        }
+    }
+
+    /// Tries the gateways in turn until one answers (30 s at most).
+    async fn call(&mut self, gateways: &[&str], query: &str, variables: Value) -> Result<Value, String> {
+        let started = Instant::now();
+        loop {
+            for gateway in gateways {
+                if let Some(answer) = self.try_once(gateway, query, &variables).await {
+                    return answer;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("no gateway answered within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"correct horse battery\") { id } }";
+const CREATE: &str = "mutation($t: String!) { createTicket(title: $t, priceCents: 2500) { id } }";
+const HOLD: &str = "mutation($t: ID!) { createOrder(ticketId: $t) { id status } }";
+const PAY: &str = "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { status } }";
+const TICKET: &str = "query($t: ID!) { ticket(id: $t) { title status } }";
+
+/// Lists a ticket, holds it as `buyer` and pays: each step through the gateway given.
+async fn sale(seller: &mut User, buyer: &mut User, via: [&[&str]; 3], title: &str) -> String {
+    let ticket = seller.call(via[0], CREATE, json!({"t": title})).await.unwrap_or_else(|e| panic!("listing: {e}"));
+    let ticket = ticket["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    let order = buyer.call(via[1], HOLD, json!({"t": ticket})).await.unwrap_or_else(|e| panic!("holding: {e}"));
+    let order = order["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+    let paid = buyer.call(via[2], PAY, json!({"o": order})).await.unwrap_or_else(|e| panic!("paying: {e}"));
+    assert_eq!(paid["payOrder"]["status"], "SUCCEEDED");
+    ticket
+}
+
+async fn wait_ready(http: &reqwest::Client, gateway: &str) {
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = http.get(format!("http://{gateway}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{gateway} not ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut cluster = testkit::NatsCluster::start(3).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let web = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let env = |extra: &[(&str, String)]| {
+        let mut env = vec![
+            ("NATS_URL".to_owned(), cluster.url()),
+            ("STREAM_REPLICAS".to_owned(), "3".to_owned()),
+            ("DATABASE_URL".to_owned(), db.url.clone()),
+            ("JWT_SECRET".to_owned(), "scale-out-secret-scale-out-secret-0123".to_owned()),
+            ("COOKIE_SECURE".to_owned(), "false".to_owned()),
+            ("WEB_DIR".to_owned(), web.path().display().to_string()),
+            ("ORDER_HOLD_SECONDS".to_owned(), "600".to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    let (a, b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let http = reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}"));
+    let mut commands = [Process::start(&["command-service"], env(&[])), Process::start(&["command-service"], env(&[]))];
+    let mut projectors = [Process::start(&["projector"], env(&[])), Process::start(&["projector"], env(&[]))];
+    let mut gateways = [
+        Process::start(&["query-service"], env(&[("HTTP_ADDR", a.clone())])),
+        Process::start(&["query-service"], env(&[("HTTP_ADDR", b.clone())])),
+    ];
+    wait_ready(&http, &a).await;
+    wait_ready(&http, &b).await;
+
+    // The whole flow works through either gateway, a session from one is valid on the other.
+    let (mut seller, mut buyer) = (User::new(), User::new());
+    seller.call(&[&a], SIGN_UP, json!({"e": "seller@example.com"})).await.unwrap_or_else(|e| panic!("{e}"));
+    buyer.call(&[&b], SIGN_UP, json!({"e": "buyer@example.com"})).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut sold = vec![sale(&mut seller, &mut buyer, [&[&a], &[&b], &[&a]], "Before the faults").await];
+    for gateway in [&a, &b] {
+        let seen = buyer.call(&[gateway], TICKET, json!({"t": sold[0]})).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen["ticket"]["status"], "SOLD", "through {gateway}");
+    }
+
+    // Kill -9 one process of each kind and one NATS node, with listings going on.
+    let mut listed = Vec::new();
+    let both: &[&str] = &[&a, &b];
+    for round in 0..12 {
+        match round {
+            2 => commands[0].kill().await,
+            4 => projectors[0].kill().await,
+            6 => gateways[0].kill().await,
+            8 => cluster.kill(0).await,
+            _ => {}
+        }
+        let title = format!("Listed in round {round}");
+        if let Ok(data) = seller.call(both, CREATE, json!({"t": title})).await {
+            listed.push((data["createTicket"]["id"].as_str().unwrap_or_default().to_owned(), title));
+        }
+    }
+    // Still works end to end through what is left.
+    let survivors: &[&str] = &[&b];
+    sold.push(sale(&mut seller, &mut buyer, [survivors, survivors, survivors], "After the faults").await);
+
+    // Nothing acknowledged is lost: every acknowledged listing and sale is there.
+    assert!(listed.len() >= 10, "only {} of 12 listings were acknowledged", listed.len());
+    eprintln!(
+        "scale-out: {} of 12 listings acknowledged across 4 kills; {} sales; checking all",
+        listed.len(),
+        sold.len()
+    );
+    let check = |user: &mut User, gateway: String, listed: Vec<(String, String)>, sold: Vec<String>| {
+        let user = std::mem::replace(user, User::new());
+        async move {
+            let mut user = user;
+            for (id, title) in &listed {
+                let seen = user.call(&[&gateway], TICKET, json!({"t": id})).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(seen["ticket"]["title"], title.as_str(), "{id} through {gateway}");
+            }
+            for id in &sold {
+                let seen = user.call(&[&gateway], TICKET, json!({"t": id})).await.unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(seen["ticket"]["status"], "SOLD", "{id} through {gateway}");
+            }
+            user
+        }
+    };
+    buyer = check(&mut buyer, b.clone(), listed.clone(), sold.clone()).await;
+
+    // The killed ones come back and agree.
+    cluster.restart(0).await.unwrap_or_else(|e| panic!("{e:#}"));
+    gateways[0].spawn();
+    commands[0].spawn();
+    projectors[0].spawn();
+    wait_ready(&http, &a).await;
+    let _buyer = check(&mut buyer, a.clone(), listed, sold).await;
+}
