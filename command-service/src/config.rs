@@ -37,6 +37,10 @@ pub struct Config {
     /// Fake provider only: how long the pretend bank takes to settle, in milliseconds.
     #[arg(long, env = "FAKE_BANK_SETTLE_MS", default_value_t = 3000)]
     pub fake_bank_settle_ms: u64,
+    /// Where to answer health probes (`/healthz`, `/readyz`: connected to NATS), e.g. `0.0.0.0:9090`;
+    /// unset: no health endpoint.
+    #[arg(long, env = "HEALTH_ADDR")]
+    pub health_addr: Option<std::net::SocketAddr>,
     /// Comma-separated emails of administrators.
     #[arg(long, env = "ADMIN_EMAILS", default_value = "", value_parser = parse_admin_emails)]
     pub admin_emails: AdminEmails,

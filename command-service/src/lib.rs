@@ -260,6 +260,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .retry_on_initial_connect()
         .connect(event_store::server_addrs(&config.nats_url)?)
         .await?;
+    if let Some(addr) = config.health_addr {
+        tokio::spawn(event_store::health::serve(addr, event_store::health::nats_connected(client.clone())));
+    }
     let service = Service::connect(config, client, None).await?;
     let requests = service.subscribe().await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

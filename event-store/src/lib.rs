@@ -14,6 +14,7 @@
 //! Subjects are named in [`domain::subjects`].
 
 mod direct;
+pub mod health;
 pub mod stream;
 
 use std::time::Duration;

@@ -123,10 +123,32 @@ impl StreamSettings {
 /// message schedules and the duplicate window. The first difference stops start-up with a message
 /// that names it.
 ///
+/// A cluster that is still forming (no meta leader yet, replicas being placed) answers late or
+/// "temporarily unavailable": such failures are retried for up to a minute, so replicas that
+/// start together with a fresh cluster wait for it instead of exiting.
+///
 /// # Errors
 /// [`StoreError::ServerTooOld`], [`StoreError::JetStreamDisabled`], [`StoreError::StreamMismatch`]
 /// or a failed request.
 pub async fn ensure(client: &Client, settings: &StreamSettings) -> Result<(), StoreError> {
+    /// JetStream's "system temporarily unavailable" while a cluster forms.
+    const TEMPORARILY_UNAVAILABLE: u64 = 10008;
+    let started = std::time::Instant::now();
+    loop {
+        match ensure_once(client, settings).await {
+            Err(StoreError::Timeout | StoreError::Nats(_))
+            | Err(StoreError::JetStream { err_code: TEMPORARILY_UNAVAILABLE, .. })
+                if started.elapsed() < std::time::Duration::from_secs(60) =>
+            {
+                tracing::warn!("JetStream not ready yet; retrying stream setup");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn ensure_once(client: &Client, settings: &StreamSettings) -> Result<(), StoreError> {
     // A client made with `retry_on_initial_connect` knows the server only once connected.
     if client.server_info().version.is_empty() {
         tokio::time::timeout(settings.request_timeout, client.flush())

@@ -24,6 +24,10 @@ pub struct Cli {
     /// JetStream replicas of the streams, as command-service has them (3 in a cluster).
     #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=5), global = true)]
     pub stream_replicas: u64,
+    /// Where to answer health probes (`/healthz`, `/readyz`: NATS and PostgreSQL reachable);
+    /// unset: no health endpoint.
+    #[arg(long, env = "HEALTH_ADDR", global = true)]
+    pub health_addr: Option<std::net::SocketAddr>,
     /// The most events applied in one transaction.
     #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 1000, global = true)]
     pub batch_max: usize,
@@ -55,6 +59,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         .retry_on_initial_connect()
         .connect(event_store::server_addrs(&cli.nats_url)?)
         .await?;
+    if let Some(addr) = cli.health_addr {
+        let (client, pool) = (client.clone(), pool.clone());
+        let check: event_store::health::Check = std::sync::Arc::new(move || {
+            let (client, pool) = (client.clone(), pool.clone());
+            Box::pin(async move {
+                client.connection_state() == async_nats::connection::State::Connected
+                    && sqlx::query("select 1").execute(&pool).await.is_ok()
+            })
+        });
+        tokio::spawn(event_store::health::serve(addr, check));
+    }
     let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
     settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
     // Creates the streams if this projector starts first; refuses mismatching ones.

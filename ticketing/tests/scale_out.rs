@@ -109,30 +109,39 @@ impl User {
 
 const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"correct horse battery\") { id } }";
 const CREATE: &str = "mutation($t: String!) { createTicket(title: $t, priceCents: 2500) { id } }";
-const HOLD: &str = "mutation($t: ID!) { createOrder(ticketId: $t) { id status } }";
-const PAY: &str = "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { status } }";
+// Holds and payments carry idempotency keys, so a retry after a lost answer is safe.
+const HOLD: &str = "mutation($t: ID!, $k: String!) { createOrder(ticketId: $t, idempotencyKey: $k) { id status } }";
+const PAY: &str =
+    "mutation($o: ID!, $k: String!) { payOrder(orderId: $o, token: \"tok_visa\", idempotencyKey: $k) { status } }";
 const TICKET: &str = "query($t: ID!) { ticket(id: $t) { title status } }";
 
 /// Lists a ticket, holds it as `buyer` and pays: each step through the gateway given.
 async fn sale(seller: &mut User, buyer: &mut User, via: [&[&str]; 3], title: &str) -> String {
     let ticket = seller.call(via[0], CREATE, json!({"t": title})).await.unwrap_or_else(|e| panic!("listing: {e}"));
     let ticket = ticket["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
-    let order = buyer.call(via[1], HOLD, json!({"t": ticket})).await.unwrap_or_else(|e| panic!("holding: {e}"));
+    let order = buyer
+        .call(via[1], HOLD, json!({"t": ticket, "k": format!("hold-{title}")}))
+        .await
+        .unwrap_or_else(|e| panic!("holding: {e}"));
     let order = order["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
-    let paid = buyer.call(via[2], PAY, json!({"o": order})).await.unwrap_or_else(|e| panic!("paying: {e}"));
+    let paid = buyer
+        .call(via[2], PAY, json!({"o": order, "k": format!("pay-{title}")}))
+        .await
+        .unwrap_or_else(|e| panic!("paying: {e}"));
     assert_eq!(paid["payOrder"]["status"], "SUCCEEDED");
     ticket
 }
 
 async fn wait_ready(http: &reqwest::Client, gateway: &str) {
     let started = Instant::now();
+    let mut last;
     loop {
-        if let Ok(response) = http.get(format!("http://{gateway}/readyz")).send().await
-            && response.status().is_success()
-        {
-            return;
+        match http.get(format!("http://{gateway}/readyz")).send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => last = format!("{}: {}", response.status(), response.text().await.unwrap_or_default()),
+            Err(error) => last = error.to_string(),
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{gateway} not ready within 60 s");
+        assert!(started.elapsed() < Duration::from_secs(60), "{gateway} not ready within 60 s (last: {last})");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -158,14 +167,24 @@ async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each(
     };
     let (a, b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
     let http = reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}"));
-    let mut commands = [Process::start(&["command-service"], env(&[])), Process::start(&["command-service"], env(&[]))];
-    let mut projectors = [Process::start(&["projector"], env(&[])), Process::start(&["projector"], env(&[]))];
+    // One of each also answers health probes, as in Kubernetes.
+    let command_health = format!("127.0.0.1:{}", free_port());
+    let projector_health = format!("127.0.0.1:{}", free_port());
+    let mut commands = [
+        Process::start(&["command-service"], env(&[("HEALTH_ADDR", command_health.clone())])),
+        Process::start(&["command-service"], env(&[])),
+    ];
+    let mut projectors = [
+        Process::start(&["projector"], env(&[("HEALTH_ADDR", projector_health.clone())])),
+        Process::start(&["projector"], env(&[])),
+    ];
     let mut gateways = [
         Process::start(&["query-service"], env(&[("HTTP_ADDR", a.clone())])),
         Process::start(&["query-service"], env(&[("HTTP_ADDR", b.clone())])),
     ];
-    wait_ready(&http, &a).await;
-    wait_ready(&http, &b).await;
+    for ready in [&a, &b, &command_health, &projector_health] {
+        wait_ready(&http, ready).await;
+    }
 
     // The whole flow works through either gateway, a session from one is valid on the other.
     let (mut seller, mut buyer) = (User::new(), User::new());
