@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let mut own_nats = None;
     let url = match args.nats_url.filter(|u| !u.is_empty()) {
         Some(url) => url,
@@ -204,7 +205,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             (tokio::spawn(std::future::pending()), tokio::spawn(std::future::pending()))
         }
     };
-    say("press Ctrl-C to stop");
+    say(&format!("ready in {:.1} s; press Ctrl-C to stop", started.elapsed().as_secs_f64()));
     tokio::select! {
         result = gateway => say(&format!("GraphQL API stopped: {result:?}")),
         result = projecting => say(&format!("projector stopped: {result:?}")),
