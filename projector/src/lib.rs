@@ -276,6 +276,37 @@ async fn apply_events(
     let mut position = checkpoint;
     let mut changes = Changes::default();
     let mut committed = Committed::default();
+    if !isolate {
+        // The fast path: decode everything, then apply the batch set-based.
+        let mut decoded = Vec::with_capacity(batch.len());
+        for message in batch {
+            let Ok(seq) = i64::try_from(message.position) else { continue };
+            if seq <= position {
+                continue;
+            }
+            position = seq;
+            match EventEnvelope::decode(&message.payload) {
+                Ok(event) => decoded.push((seq, message, event)),
+                Err(error) => {
+                    tracing::error!(position = seq, subject = %message.subject, %error, "unreadable event parked");
+                    park(tx, message, &error.to_string(), 1).await?;
+                    committed.parked += 1;
+                }
+            }
+        }
+        let applied: Vec<Applied<'_>> = decoded
+            .iter()
+            .map(|(seq, message, event)| Applied {
+                position: *seq,
+                subject: &message.subject,
+                recorded_at: message.recorded_at,
+                event,
+            })
+            .collect();
+        models::set::apply(tx, &applied, &mut changes).await?;
+        committed.applied += u64::try_from(applied.len()).unwrap_or(u64::MAX);
+        return Ok((position, changes, committed));
+    }
     for message in batch {
         let Ok(seq) = i64::try_from(message.position) else { continue };
         if seq <= position {

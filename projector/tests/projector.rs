@@ -251,6 +251,63 @@ async fn the_live_projection_equals_a_rebuild_table_by_table() {
     assert_same(&live, &dump(&world.db.pool).await);
 }
 
+/// Switches the `read` views to `generation`.
+async fn read_from(pool: &PgPool, generation: &str) {
+    let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    schema::switch(&mut conn, generation).await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+#[tokio::test]
+async fn set_based_batches_equal_event_by_event_application() {
+    let world = World::start().await;
+    world.workload(16).await;
+    let live = schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let events = world.service.store().read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e}"));
+    let batch = incoming(&events);
+    let projector = world.projector().await;
+
+    // Set-based, the whole stream as one batch.
+    projector.commit(&live, &batch).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let one_batch = dump(&world.db.pool).await;
+
+    // Set-based in batches of 5, so rows are read back from earlier batches.
+    let small = schema::create_next(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
+    read_from(&world.db.pool, &small).await;
+    for chunk in batch.chunks(5) {
+        let committed = projector.commit(&small, chunk).await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(committed.is_some_and(|c| c.parked == 0));
+    }
+    assert_same(&one_batch, &dump(&world.db.pool).await);
+
+    // The reference: every event through the per-event statements.
+    let reference = schema::create_next(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let mut tx = world.db.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query(&format!("SET LOCAL search_path TO {reference}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut changes = projector::models::Changes::default();
+    for stored in &events {
+        let applied = projector::models::Applied {
+            position: i64::try_from(stored.sequence).unwrap_or(0),
+            subject: &stored.subject,
+            recorded_at: stored.recorded_at,
+            event: &stored.event,
+        };
+        projector::models::apply(&mut tx, applied, &mut changes).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    sqlx::query("UPDATE checkpoint SET position = $1")
+        .bind(i64::try_from(events.len()).unwrap_or(0))
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    read_from(&world.db.pool, &reference).await;
+    let per_event = dump(&world.db.pool).await;
+    assert!(per_event.iter().any(|(table, rows)| table == "orders" && rows.lines().count() >= 12), "{per_event:?}");
+    assert_same(&one_batch, &per_event);
+}
+
 #[tokio::test]
 async fn applying_the_same_batch_twice_changes_nothing() {
     let world = World::start().await;

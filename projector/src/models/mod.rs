@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod orders;
 pub mod payments;
+pub mod set;
 pub mod tickets;
 
 use std::collections::BTreeSet;

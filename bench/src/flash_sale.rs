@@ -1,0 +1,498 @@
+//! The flash-sale benchmark: the whole system over HTTP, with its baselines measured in the same
+//! run on the same machine (the load generator included).
+//!
+//! - Baselines: raw JetStream appends (1 and 256 in flight), raw PostgreSQL batched inserts, and a
+//!   no-op GraphQL query (`{ __typename }`) and mutation (`mutation { __typename }`) through the
+//!   same HTTP stack, cookie and all: the cost of the web layer alone.
+//! - Scenarios: holds (`createOrder` on distinct tickets, 64 clients), the hot ticket (N
+//!   simultaneous buyers for one ticket: exactly one winner, asserted), reads (`ticket(id)`,
+//!   `tickets(first: 20)`), and the web bundle's gzipped size.
+//!
+//! It starts its own system (NATS, PostgreSQL database, command service, projector, gateway on a
+//! loopback port), or measures the HTTP scenarios against `--url`.
+//!
+//! Run: `cargo run --release -p bench --bin flash-sale [-- --quick] [-- --url http://host:port]`.
+//! Writes the table to the terminal and `bench/results/flash-sale[-quick].{json,md}`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::{Value, json};
+
+/// How much to do.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    /// How long each timed scenario runs.
+    seconds: f64,
+    /// Holds placed in the holds scenario.
+    holds: usize,
+    /// Buyers in the hot-ticket race.
+    hot_buyers: usize,
+    /// Messages / rows for the raw baselines.
+    raw: usize,
+}
+
+const QUICK: Mode = Mode { name: "quick", seconds: 2.0, holds: 1000, hot_buyers: 200, raw: 5_000 };
+const FULL: Mode = Mode { name: "full", seconds: 10.0, holds: 10_000, hot_buyers: 1000, raw: 50_000 };
+/// Concurrent clients in the timed HTTP scenarios.
+const CLIENTS: usize = 64;
+
+/// One measured line.
+#[derive(Debug, Clone)]
+struct Row {
+    name: String,
+    ops: usize,
+    errors: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Row {
+    fn from(name: &str, mut latencies: Vec<Duration>, errors: usize, wall: Duration) -> Self {
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            if latencies.is_empty() {
+                return 0.0;
+            }
+            let at = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+            latencies[at].as_secs_f64() * 1000.0
+        };
+        Self {
+            name: name.to_owned(),
+            ops: latencies.len(),
+            errors,
+            per_second: latencies.len() as f64 / wall.as_secs_f64(),
+            p50_ms: pick(0.50),
+            p99_ms: pick(0.99),
+        }
+    }
+}
+
+/// A client with its own session cookie.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    cookie: Option<String>,
+}
+
+impl Client {
+    async fn gql(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let mut request = self.http.post(&self.url).json(&json!({"query": query, "variables": variables}));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("session={cookie}"));
+        }
+        let body: Value = request.send().await?.json().await?;
+        if let Some(error) = body["errors"].get(0) {
+            bail!("{}", error["extensions"]["code"].as_str().unwrap_or("ERROR"));
+        }
+        Ok(body["data"].clone())
+    }
+
+    async fn sign_up(http: &reqwest::Client, url: &str, email: &str) -> anyhow::Result<Self> {
+        let response = http
+            .post(url)
+            .json(&json!({"query": "mutation($e: String!) { signUp(email: $e, password: \"bench-password\") { id } }", "variables": {"e": email}}))
+            .send()
+            .await?;
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next()?.strip_prefix("session=").map(str::to_owned))
+            .next()
+            .with_context(|| format!("signing up {email}: no cookie"))?;
+        Ok(Self { http: http.clone(), url: url.to_owned(), cookie: Some(cookie) })
+    }
+}
+
+/// Runs `work` from `clients` concurrent workers until `seconds` have passed.
+async fn timed<F, Fut>(name: &str, clients: usize, seconds: f64, work: F) -> Row
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let started = Instant::now();
+    let errors = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for worker in 0..clients {
+        let (work, errors) = (work.clone(), errors.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let at = Instant::now();
+                match work(worker, n).await {
+                    Ok(()) => latencies.push(at.elapsed()),
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap_or_default());
+    }
+    Row::from(name, latencies, errors.load(Ordering::Relaxed), started.elapsed())
+}
+
+/// Runs `count` operations with `in_flight` at a time.
+async fn counted<F, Fut>(name: &str, count: usize, in_flight: usize, work: F) -> Row
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(count);
+    let mut errors = 0;
+    let mut running = FuturesUnordered::new();
+    let mut next = 0;
+    while next < count || !running.is_empty() {
+        while next < count && running.len() < in_flight {
+            let work = work(next);
+            running.push(async move {
+                let at = Instant::now();
+                (work.await, at.elapsed())
+            });
+            next += 1;
+        }
+        if let Some((result, latency)) = running.next().await {
+            match result {
+                Ok(()) => latencies.push(latency),
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    Row::from(name, latencies, errors, started.elapsed())
+}
+
+/// The system under test, started in this process.
+struct System {
+    url: String,
+    nats: async_nats::Client,
+    pool: sqlx::PgPool,
+    _server: testkit::NatsServer,
+    _db: testkit::TestDb,
+}
+
+async fn start_system() -> anyhow::Result<System> {
+    let server = testkit::NatsServer::start().await?;
+    let db = testkit::postgres().await?;
+    let client = testkit::connect(&server.url()).await?;
+    let mut commands = command_service::config::Config::with_nats_url(&server.url());
+    commands.max_active_holds = 1000;
+    commands.order_hold_seconds = 3600;
+    let service = command_service::Service::connect(commands, client.clone(), None).await?;
+    let requests = service.subscribe().await?;
+    let settings = service.store().settings().clone();
+    tokio::spawn(service.clone().serve_subscription(requests));
+    tokio::spawn(service.run_expiry());
+    projector::schema::ensure_live(&db.pool).await?;
+    tokio::spawn(projector::Projector::new(db.pool.clone(), client.clone(), settings, 1000).run());
+    let config = query_service::config::Config {
+        jwt_secret: "bench-secret-bench-secret-bench-secret-0".into(),
+        database_url: db.url.clone(),
+        nats_url: server.url(),
+        cookie_secure: false,
+        ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
+    };
+    let state = query_service::AppState::new(config, db.pool.clone(), client.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(System { url: format!("http://{addr}/graphql"), nats: client, pool: db.pool.clone(), _server: server, _db: db })
+}
+
+/// Raw JetStream appends on a stream of their own (file storage, one replica, acked).
+async fn raw_appends(nats: &async_nats::Client, count: usize, in_flight: usize) -> anyhow::Result<Row> {
+    let js = async_nats::jetstream::new(nats.clone());
+    let name = format!("BENCH_RAW_{in_flight}");
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("bench.raw.{in_flight}")],
+        ..Default::default()
+    })
+    .await?;
+    let subject = format!("bench.raw.{in_flight}");
+    let payload = bytes::Bytes::from(vec![b'x'; 200]);
+    Ok(counted(&format!("raw JetStream append ({in_flight} in flight)"), count, in_flight, |_| {
+        let (js, subject, payload) = (js.clone(), subject.clone(), payload.clone());
+        async move {
+            js.publish(subject, payload).await?.await?;
+            Ok(())
+        }
+    })
+    .await)
+}
+
+/// Raw PostgreSQL batched inserts: 1000 rows per INSERT and transaction.
+async fn raw_inserts(pool: &sqlx::PgPool, rows: usize) -> anyhow::Result<Row> {
+    sqlx::query(
+        "create table if not exists bench_raw (id uuid primary key, title text not null, price bigint not null)",
+    )
+    .execute(pool)
+    .await?;
+    let batches = rows.div_ceil(1000);
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    for _ in 0..batches {
+        let at = Instant::now();
+        let ids: Vec<uuid::Uuid> = (0..1000).map(|_| uuid::Uuid::new_v4()).collect();
+        let titles: Vec<String> = (0..1000).map(|i| format!("Seat {i}")).collect();
+        let prices: Vec<i64> = (0..1000).map(|i| 1000 + i).collect();
+        sqlx::query("insert into bench_raw select * from unnest($1::uuid[], $2::text[], $3::bigint[])")
+            .bind(&ids)
+            .bind(&titles)
+            .bind(&prices)
+            .execute(pool)
+            .await?;
+        latencies.extend(std::iter::repeat_n(at.elapsed() / 1000, 1000));
+    }
+    Ok(Row::from("raw PostgreSQL batched insert (rows)", latencies, 0, started.elapsed()))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = if args.iter().any(|a| a == "--quick") { QUICK } else { FULL };
+    let given_url = args.iter().skip_while(|a| *a != "--url").nth(1).cloned();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS * 2).build()?;
+
+    let system = match &given_url {
+        Some(_) => None,
+        None => Some(start_system().await?),
+    };
+    let url = match (&given_url, &system) {
+        (Some(url), _) => format!("{}/graphql", url.trim_end_matches('/').trim_end_matches("/graphql")),
+        (None, Some(system)) => system.url.clone(),
+        (None, None) => unreachable!(),
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let mut rows = Vec::new();
+
+    // Baselines.
+    if let Some(system) = &system {
+        rows.push(raw_appends(&system.nats, mode.raw, 1).await?);
+        rows.push(raw_appends(&system.nats, mode.raw, 256).await?);
+        rows.push(raw_inserts(&system.pool, mode.raw).await?);
+    }
+    eprintln!("flash-sale ({}): signing up {} buyers", mode.name, CLIENTS.max(mode.hot_buyers));
+    let seller = Client::sign_up(&http, &url, &format!("seller-{run}@example.com")).await?;
+    let buyers: Vec<Client> = futures::stream::iter(0..CLIENTS.max(mode.hot_buyers))
+        .map(|n| {
+            let (http, url, email) = (http.clone(), url.clone(), format!("buyer{n}-{run}@example.com"));
+            async move { Client::sign_up(&http, &url, &email).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let buyers = Arc::new(buyers);
+
+    let noop = |query: &'static str| {
+        let buyers = buyers.clone();
+        move |worker: usize, _| {
+            let client = buyers[worker].clone();
+            async move { client.gql(query, json!({})).await.map(|_| ()) }
+        }
+    };
+    rows.push(timed("no-op query over HTTP (baseline)", CLIENTS, mode.seconds, noop("{ __typename }")).await);
+    rows.push(
+        timed("no-op mutation over HTTP (baseline)", CLIENTS, mode.seconds, noop("mutation { __typename }")).await,
+    );
+
+    // Holds on distinct tickets.
+    eprintln!("flash-sale: listing {} tickets", mode.holds + 1);
+    let listed = counted("setup: createTicket over HTTP", mode.holds + 1, CLIENTS, |n| {
+        let seller = seller.clone();
+        async move {
+            seller
+                .gql(
+                    "mutation($t: String!) { createTicket(title: $t, priceCents: 2500) { id } }",
+                    json!({"t": format!("Seat {n}")}),
+                )
+                .await
+                .map(|_| ())
+        }
+    })
+    .await;
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let data = seller
+                .gql("query($a: String) { myTickets(first: 100, after: $a) { nodes { id } pageInfo { hasNextPage endCursor } } }", json!({"a": after}))
+                .await?;
+            ids.extend(
+                data["myTickets"]["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n["id"].as_str().map(str::to_owned)),
+            );
+            if !data["myTickets"]["pageInfo"]["hasNextPage"].as_bool().unwrap_or(false) {
+                break;
+            }
+            after = data["myTickets"]["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+        ids
+    };
+    if ids.len() < mode.holds + 1 {
+        bail!("only {} of {} tickets were listed", ids.len(), mode.holds + 1);
+    }
+    rows.push(listed);
+    let (hot, distinct) = (ids[0].clone(), Arc::new(ids[1..].to_vec()));
+    rows.push(
+        counted(&format!("holds: createOrder on distinct tickets ({CLIENTS} clients)"), mode.holds, CLIENTS, |n| {
+            let (client, ticket) = (buyers[n % CLIENTS].clone(), distinct[n].clone());
+            async move {
+                client
+                    .gql("mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket}))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .await,
+    );
+
+    // The hot ticket: everyone at once.
+    let started = Instant::now();
+    let race: Vec<(Result<Value, anyhow::Error>, Duration)> =
+        futures::future::join_all(buyers[..mode.hot_buyers].iter().map(|client| {
+            let (client, hot) = (client.clone(), hot.clone());
+            async move {
+                let at = Instant::now();
+                let result =
+                    client.gql("mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": hot})).await;
+                (result, at.elapsed())
+            }
+        }))
+        .await;
+    let winners = race.iter().filter(|(r, _)| r.is_ok()).count();
+    let conflicts = race.iter().filter(|(r, _)| r.as_ref().err().is_some_and(|e| e.to_string() == "CONFLICT")).count();
+    if winners != 1 || winners + conflicts != mode.hot_buyers {
+        bail!("hot ticket: {winners} winners and {conflicts} conflicts of {} buyers", mode.hot_buyers);
+    }
+    let hot_row = Row::from(
+        &format!("hot ticket: {} buyers at once (1 winner, {conflicts} CONFLICT)", mode.hot_buyers),
+        race.iter().map(|(_, latency)| *latency).collect(),
+        0,
+        started.elapsed(),
+    );
+    rows.push(hot_row);
+
+    // Reads.
+    let read = |query: &'static str| {
+        let (buyers, distinct) = (buyers.clone(), distinct.clone());
+        move |worker: usize, n: usize| {
+            let (client, ticket) = (buyers[worker].clone(), distinct[(worker * 7919 + n) % distinct.len()].clone());
+            async move { client.gql(query, json!({"t": ticket})).await.map(|_| ()) }
+        }
+    };
+    rows.push(
+        timed(
+            "read: ticket(id)",
+            CLIENTS,
+            mode.seconds,
+            read("query($t: ID!) { ticket(id: $t) { id title priceCents status seller { id } } }"),
+        )
+        .await,
+    );
+    rows.push(timed("read: tickets(first: 20)", CLIENTS, mode.seconds, read("query($t: ID!) { tickets(first: 20) { nodes { id title priceCents status seller { id } } } ticket(id: $t) { id } }")).await);
+
+    report(mode, &rows, system.is_some())
+}
+
+fn report(mode: Mode, rows: &[Row], own_system: bool) -> anyhow::Result<()> {
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    let ratio = |row: &Row| -> String {
+        let baseline = if row.name.starts_with("holds") || row.name.starts_with("setup") {
+            find("no-op mutation")
+        } else if row.name.starts_with("read") || row.name.starts_with("no-op query") {
+            find("no-op query")
+        } else if row.name.starts_with("no-op mutation") {
+            find("no-op mutation")
+        } else if row.name.starts_with("raw JetStream") {
+            find("raw JetStream append (1 ")
+        } else {
+            None
+        };
+        baseline.map_or_else(|| "–".into(), |b| format!("{:.2}×", row.per_second / b.per_second))
+    };
+    let mut markdown = String::from(
+        "| measure | ops | errors | per second | p50 ms | p99 ms | vs baseline |\n|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for row in rows {
+        markdown.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
+            row.name,
+            row.ops,
+            row.errors,
+            row.per_second,
+            row.p50_ms,
+            row.p99_ms,
+            ratio(row)
+        ));
+    }
+    let bundle = std::fs::read_to_string(testkit::workspace_root().join("web/dist/size.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str::<Value>(&s).ok());
+    if let Some(bundle) = &bundle {
+        markdown.push_str(&format!(
+            "\nWeb bundle: {} bytes gzipped ({} raw).\n",
+            bundle["total_gzip_bytes"], bundle["total_bytes"]
+        ));
+    }
+    let machine = machine();
+    eprintln!("\n{machine}\n\n{markdown}");
+    let json = json!({
+        "mode": mode.name,
+        "machine": machine,
+        "own_system": own_system,
+        "rows": rows.iter().map(|r| json!({
+            "measure": r.name, "ops": r.ops, "errors": r.errors, "per_second": r.per_second,
+            "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "vs_baseline": ratio(r),
+        })).collect::<Vec<_>>(),
+        "web_bundle": bundle,
+    });
+    let dir = testkit::workspace_root().join("bench/results");
+    std::fs::create_dir_all(&dir)?;
+    let stem = if mode.name == "quick" { "flash-sale-quick" } else { "flash-sale" };
+    std::fs::write(dir.join(format!("{stem}.json")), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(dir.join(format!("{stem}.md")), format!("{machine}\n\n{markdown}"))?;
+    Ok(())
+}
+
+/// Cores, memory and versions, for the record.
+fn machine() -> String {
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or_else(|| "? GiB".into(), |kb| format!("{:.0} GiB", kb as f64 / 1024.0 / 1024.0));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "{} cores ({cpu}), {memory}, load generator in the same process; nats-server 2.15.1 (one node, file storage), PostgreSQL 15",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    )
+}
