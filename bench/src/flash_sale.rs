@@ -11,7 +11,8 @@
 //! It starts its own system (NATS, PostgreSQL database, command service, projector, gateway on a
 //! loopback port), or measures the HTTP scenarios against `--url`.
 //!
-//! Run: `cargo run --release -p bench --bin flash-sale [-- --quick] [-- --url http://host:port]`.
+//! Run: `cargo run --release -p bench --bin flash-sale [-- --quick] [-- --url http://host:port]`;
+//! `--no-write` leaves `bench/results` alone (the test command's smoke run).
 //! Writes the table to the terminal and `bench/results/flash-sale[-quick].{json,md}`.
 
 use std::future::Future;
@@ -39,7 +40,7 @@ struct Mode {
 }
 
 const QUICK: Mode = Mode { name: "quick", seconds: 2.0, holds: 1000, hot_buyers: 200, raw: 5_000 };
-const FULL: Mode = Mode { name: "full", seconds: 10.0, holds: 10_000, hot_buyers: 1000, raw: 50_000 };
+const FULL: Mode = Mode { name: "full", seconds: 10.0, holds: 5_000, hot_buyers: 1000, raw: 50_000 };
 /// Concurrent clients in the timed HTTP scenarios.
 const CLIENTS: usize = 64;
 
@@ -266,6 +267,9 @@ async fn raw_inserts(pool: &sqlx::PgPool, rows: usize) -> anyhow::Result<Row> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let mode = if args.iter().any(|a| a == "--quick") { QUICK } else { FULL };
     let given_url = args.iter().skip_while(|a| *a != "--url").nth(1).cloned();
@@ -358,8 +362,9 @@ async fn main() -> anyhow::Result<()> {
     rows.push(listed);
     let (hot, distinct) = (ids[0].clone(), Arc::new(ids[1..].to_vec()));
     rows.push(
+        // Each buyer holds at most 5 tickets (the product's default limit), as in a real sale.
         counted(&format!("holds: createOrder on distinct tickets ({CLIENTS} clients)"), mode.holds, CLIENTS, |n| {
-            let (client, ticket) = (buyers[n % CLIENTS].clone(), distinct[n].clone());
+            let (client, ticket) = (buyers[n % buyers.len()].clone(), distinct[n].clone());
             async move {
                 client
                     .gql("mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket}))
@@ -369,6 +374,27 @@ async fn main() -> anyhow::Result<()> {
         })
         .await,
     );
+
+    // Diagnostic: what one aggregate load costs now that the stream has grown.
+    if let Some(system) = &system {
+        let store =
+            event_store::EventStore::connect(system.nats.clone(), &event_store::StreamSettings::default()).await?;
+        let head = async_nats::jetstream::new(system.nats.clone())
+            .get_stream("TICKETING")
+            .await?
+            .info()
+            .await?
+            .state
+            .last_sequence;
+        let ids = distinct.clone();
+        rows.push(
+            counted(&format!("diagnostic: load one listing, stream of {head} events (1 in flight)"), 200, 1, |n| {
+                let (store, id) = (store.clone(), ids[(n * 37) % ids.len()].clone());
+                async move { store.read(&format!("ticketing.ticket.{id}.>"), 1).await.map(|_| ()).map_err(Into::into) }
+            })
+            .await,
+        );
+    }
 
     // The hot ticket: everyone at once.
     let started = Instant::now();
@@ -415,10 +441,10 @@ async fn main() -> anyhow::Result<()> {
     );
     rows.push(timed("read: tickets(first: 20)", CLIENTS, mode.seconds, read("query($t: ID!) { tickets(first: 20) { nodes { id title priceCents status seller { id } } } ticket(id: $t) { id } }")).await);
 
-    report(mode, &rows, system.is_some())
+    report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
 }
 
-fn report(mode: Mode, rows: &[Row], own_system: bool) -> anyhow::Result<()> {
+fn report(mode: Mode, rows: &[Row], own_system: bool, write: bool) -> anyhow::Result<()> {
     let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
     let ratio = |row: &Row| -> String {
         let baseline = if row.name.starts_with("holds") || row.name.starts_with("setup") {
@@ -470,6 +496,9 @@ fn report(mode: Mode, rows: &[Row], own_system: bool) -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "web_bundle": bundle,
     });
+    if !write {
+        return Ok(());
+    }
     let dir = testkit::workspace_root().join("bench/results");
     std::fs::create_dir_all(&dir)?;
     let stem = if mode.name == "quick" { "flash-sale-quick" } else { "flash-sale" };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
 use event_store::StreamSettings;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -73,6 +73,17 @@ pub async fn rebuild(
         })
         .await?;
     let mut messages = consumer.stream().max_messages_per_batch(batch_max.min(10_000)).messages().await?;
+    // A reader task keeps fetching while batches are written, so NATS and PostgreSQL work at once.
+    let (sender, mut received) = tokio::sync::mpsc::channel::<anyhow::Result<Incoming>>(batch_max.max(1) * 4);
+    let reader_settings = settings.clone();
+    let reader = tokio::spawn(async move {
+        while let Some(message) = messages.next().await {
+            let incoming = message.map_err(anyhow::Error::from).and_then(|m| incoming(&reader_settings, &m));
+            if sender.send(incoming).await.is_err() {
+                break;
+            }
+        }
+    });
     let started = Instant::now();
     let mut position = 0;
     let mut events = 0u64;
@@ -81,12 +92,12 @@ pub async fn rebuild(
         if limit == 0 {
             return Ok(batch);
         }
-        let Some(first) = messages.next().await else { anyhow::bail!("the replay consumer ended") };
-        batch.push(incoming(settings, &first?)?);
+        let Some(first) = received.recv().await else { anyhow::bail!("the replay consumer ended") };
+        batch.push(first?);
         while batch.len() < batch_max && batch.last().is_some_and(|m| m.position < limit) {
-            match messages.next().now_or_never() {
-                Some(Some(message)) => batch.push(incoming(settings, &message?)?),
-                _ => break,
+            match received.try_recv() {
+                Ok(message) => batch.push(message?),
+                Err(_) => break,
             }
         }
         Ok(batch)
@@ -119,6 +130,7 @@ pub async fn rebuild(
     }
     switch(&mut tx, &target).await?;
     tx.commit().await?;
+    reader.abort();
     schema::drop_generation(pool, &old).await?;
     tracing::info!(schema = %target, events, "rebuild switched readers to the new generation");
     Ok(Report { schema: target, events, replay })
