@@ -390,7 +390,10 @@ async fn main() -> anyhow::Result<()> {
         rows.push(
             counted(&format!("diagnostic: load one listing, stream of {head} events (1 in flight)"), 200, 1, |n| {
                 let (store, id) = (store.clone(), ids[(n * 37) % ids.len()].clone());
-                async move { store.read(&format!("ticketing.ticket.{id}.>"), 1).await.map(|_| ()).map_err(Into::into) }
+                async move {
+                    let boundary = format!("ticketing.ticket.{id}.>");
+                    store.load::<domain::Listing>(&boundary).await.map(|_| ()).map_err(Into::into)
+                }
             })
             .await,
         );

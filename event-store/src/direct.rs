@@ -42,7 +42,7 @@ pub(crate) async fn get_all(
     let mut out = Vec::new();
     let mut next = from.max(1);
     loop {
-        let got = get_batch(client, stream, filter, next, timeout, &mut out).await?;
+        let got = get_batch(client, stream, filter, next, BATCH, timeout, &mut out).await?;
         if got < BATCH {
             return Ok(out);
         }
@@ -50,17 +50,88 @@ pub(crate) async fn get_all(
     }
 }
 
+/// Fetches every message matching `filter`, oldest first, through the stream's subject index:
+/// `STREAM.INFO` with the filter names each matching subject and its count, then each subject is
+/// read on its own (a literal subject is looked up, not searched for) asking for exactly its
+/// count, so the server never looks through unrelated messages. Made for loading one aggregate
+/// in a long stream; the reads run concurrently and are merged by sequence.
+pub(crate) async fn get_counted(
+    client: &Client,
+    stream: &str,
+    filter: &str,
+    timeout: Duration,
+) -> Result<Vec<RawMessage>, StoreError> {
+    let subjects = subjects(client, stream, filter, timeout).await?;
+    let reads = subjects.into_iter().map(|(subject, count)| async move {
+        let mut out = Vec::with_capacity(count);
+        let mut next = 1;
+        let mut remaining = count;
+        while remaining > 0 {
+            let want = remaining.min(BATCH);
+            let got = get_batch(client, stream, &subject, next, want, timeout, &mut out).await?;
+            if got < want {
+                break;
+            }
+            remaining -= got;
+            next = out.last().map_or(next, |m| m.sequence + 1);
+        }
+        Ok::<_, StoreError>(out)
+    });
+    let mut out = Vec::new();
+    for read in futures::future::join_all(reads).await {
+        out.extend(read?);
+    }
+    out.sort_by_key(|m| m.sequence);
+    Ok(out)
+}
+
+/// The subjects matching `filter` with their message counts, from the stream's subject index
+/// (`STREAM.INFO` with a subjects filter; no message is read).
+async fn subjects(
+    client: &Client,
+    stream: &str,
+    filter: &str,
+    timeout: Duration,
+) -> Result<Vec<(String, usize)>, StoreError> {
+    let request = serde_json::json!({ "subjects_filter": filter });
+    let reply = tokio::time::timeout(
+        timeout,
+        client.request(format!("$JS.API.STREAM.INFO.{stream}"), Bytes::from(request.to_string())),
+    )
+    .await
+    .map_err(|_| StoreError::Timeout)?
+    .map_err(|e| StoreError::Nats(e.to_string()))?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&reply.payload).map_err(|e| StoreError::Protocol(format!("stream info: {e}")))?;
+    if let Some(error) = info.get("error") {
+        return Err(StoreError::JetStream {
+            err_code: error["err_code"].as_u64().unwrap_or(0),
+            description: error["description"].as_str().unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(info["state"]["subjects"]
+        .as_object()
+        .map(|subjects| {
+            subjects
+                .iter()
+                .filter_map(|(subject, count)| Some((subject.clone(), usize::try_from(count.as_u64()?).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 async fn get_batch(
     client: &Client,
     stream: &str,
     filter: &str,
     from: u64,
+    batch: usize,
     timeout: Duration,
     out: &mut Vec<RawMessage>,
 ) -> Result<usize, StoreError> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| StoreError::Nats(e.to_string()))?;
-    let request = serde_json::json!({ "seq": from, "next_by_subj": filter, "batch": BATCH });
+    let request = serde_json::json!({ "seq": from, "next_by_subj": filter, "batch": batch });
     client
         .publish_with_reply(format!("$JS.API.DIRECT.GET.{stream}"), inbox, Bytes::from(request.to_string()))
         .await

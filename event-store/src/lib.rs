@@ -2,9 +2,10 @@
 //!
 //! - [`stream::ensure`] creates the `TICKETING` stream, or checks that an existing one has exactly
 //!   the settings this code relies on, and refuses to start otherwise.
-//! - [`EventStore::load`] reads an aggregate's history with one batched direct-get request and
-//!   returns its state together with its *version*: the stream sequence of the last message in
-//!   its consistency boundary.
+//! - [`EventStore::load`] counts an aggregate's messages in the stream's subject index, reads
+//!   exactly that many with a batched direct get (so the server never looks past the last one)
+//!   and returns its state together with its *version*: the stream sequence of the last message
+//!   in its consistency boundary.
 //! - [`EventStore::append`] stores one event, guarded by that version (JetStream's per-subject
 //!   optimistic concurrency, optionally over a wildcard boundary) and deduplicated by
 //!   `Nats-Msg-Id`. A decision produces at most one event by design, so an append is one message
@@ -246,7 +247,10 @@ impl EventStore {
     /// # Errors
     /// [`StoreError`] when the store fails or an event is unreadable.
     pub async fn load<A: Aggregate>(&self, boundary: &str) -> Result<Loaded<A>, StoreError> {
-        let history = self.read(boundary, 1).await?;
+        let filter = self.settings.wire_subject(boundary);
+        let raw =
+            direct::get_counted(&self.client, &self.settings.name, &filter, self.settings.request_timeout).await?;
+        let history = self.decode_all(raw)?;
         let version = history.last().map_or(0, |e| e.sequence);
         let state = A::replay(history.iter().map(|e| &e.event));
         Ok(Loaded { state, version, history })
@@ -260,6 +264,10 @@ impl EventStore {
         let filter = self.settings.wire_subject(filter);
         let raw =
             direct::get_all(&self.client, &self.settings.name, &filter, from, self.settings.request_timeout).await?;
+        self.decode_all(raw)
+    }
+
+    fn decode_all(&self, raw: Vec<RawMessage>) -> Result<Vec<StoredEvent>, StoreError> {
         raw.into_iter()
             .map(|m| {
                 let event = EventEnvelope::decode(&m.payload)
