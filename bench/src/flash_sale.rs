@@ -6,7 +6,8 @@
 //!   same HTTP stack, cookie and all: the cost of the web layer alone.
 //! - Scenarios: holds (`createOrder` on distinct tickets, 64 clients), the hot ticket (N
 //!   simultaneous buyers for one ticket: exactly one winner, asserted), reads (`ticket(id)`,
-//!   `tickets(first: 20)`), and the web bundle's gzipped size.
+//!   `tickets(first: 20)`), projection lag at a steady 1,000 events/s, and the web bundle's
+//!   gzipped size.
 //!
 //! It starts its own system (NATS, PostgreSQL database, command service, projector, gateway on a
 //! loopback port), or measures the HTTP scenarios against `--url`.
@@ -265,6 +266,105 @@ async fn raw_inserts(pool: &sqlx::PgPool, rows: usize) -> anyhow::Result<Row> {
     Ok(Row::from("raw PostgreSQL batched insert (rows)", latencies, 0, started.elapsed()))
 }
 
+/// Projection lag at a steady rate: listings appended straight to the stream at `rate` per second;
+/// each lag runs from sending the append to receiving the projector's commit notification
+/// (`pg_notify`) that covers its position.
+async fn projection_lag(system: &System, seconds: f64, rate: u32) -> anyhow::Result<Row> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicU64;
+
+    let store = event_store::EventStore::connect(system.nats.clone(), &event_store::StreamSettings::default()).await?;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&system.pool).await?;
+    listener.listen("ticketing_changes").await?;
+    let started = Instant::now();
+    // Sequences acknowledged but not yet seen projected, with when they were sent.
+    let waiting = Arc::new(Mutex::new(BTreeMap::<u64, Instant>::new()));
+    let lags = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    // The latest projected position and when its notification arrived.
+    let projected = Arc::new(AtomicU64::new(0));
+    let projected_at = Arc::new(Mutex::new(Instant::now()));
+    let follower = {
+        let (waiting, lags, projected, projected_at) =
+            (waiting.clone(), lags.clone(), projected.clone(), projected_at.clone());
+        tokio::spawn(async move {
+            while let Ok(notification) = listener.recv().await {
+                let now = Instant::now();
+                let position = serde_json::from_str::<Value>(notification.payload())
+                    .ok()
+                    .and_then(|v| v["position"].as_u64())
+                    .unwrap_or(0);
+                let (Ok(mut waiting), Ok(mut lags), Ok(mut at)) = (waiting.lock(), lags.lock(), projected_at.lock())
+                else {
+                    return;
+                };
+                *at = now;
+                projected.fetch_max(position, Ordering::SeqCst);
+                let done: Vec<u64> = waiting.range(..=position).map(|(seq, _)| *seq).collect();
+                for seq in done {
+                    if let Some(sent) = waiting.remove(&seq) {
+                        lags.push(now - sent);
+                    }
+                }
+            }
+        })
+    };
+    let total = (seconds * f64::from(rate)) as usize;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    let mut appends = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        ticks.tick().await;
+        let (store, waiting, lags, projected, projected_at) =
+            (store.clone(), waiting.clone(), lags.clone(), projected.clone(), projected_at.clone());
+        appends.spawn(async move {
+            let ticket = domain::TicketId(uuid::Uuid::new_v4());
+            let event = domain::Event::TicketListed {
+                ticket_id: ticket,
+                seller: domain::AccountId(uuid::Uuid::nil()),
+                title: domain::Title::parse("Steady seat")?,
+                price_cents: domain::Price::from_cents(2500)?,
+                currency: domain::Currency::Usd,
+                at: time::OffsetDateTime::now_utc(),
+            };
+            let sent = Instant::now();
+            let appended = store
+                .append(event_store::Append {
+                    subject: domain::subjects::listing_event(ticket, &event).unwrap_or_default(),
+                    event: &event,
+                    guard: event_store::Guard::boundary(domain::subjects::listing(ticket), 0),
+                    msg_id: ticket.to_string(),
+                })
+                .await?;
+            let (Ok(mut waiting), Ok(mut lags), Ok(at)) = (waiting.lock(), lags.lock(), projected_at.lock()) else {
+                return Ok(());
+            };
+            if projected.load(Ordering::SeqCst) >= appended.sequence {
+                // Projected before the acknowledgement came back.
+                lags.push(at.saturating_duration_since(sent));
+            } else {
+                waiting.insert(appended.sequence, sent);
+            }
+            Ok::<(), anyhow::Error>(())
+        });
+    }
+    while let Some(done) = appends.join_next().await {
+        done??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting.lock().map(|w| !w.is_empty()).unwrap_or(false) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    follower.abort();
+    let unprojected = waiting.lock().map(|w| w.len()).unwrap_or(0);
+    let lags = lags.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(Row::from(
+        &format!("projection lag at {rate} events/s (append sent → commit notified)"),
+        lags,
+        unprojected,
+        started.elapsed(),
+    ))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -293,6 +393,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push(raw_appends(&system.nats, mode.raw, 1).await?);
         rows.push(raw_appends(&system.nats, mode.raw, 256).await?);
         rows.push(raw_inserts(&system.pool, mode.raw).await?);
+        rows.push(projection_lag(system, mode.seconds, 1000).await?);
     }
     eprintln!("flash-sale ({}): signing up {} buyers", mode.name, CLIENTS.max(mode.hot_buyers));
     let seller = Client::sign_up(&http, &url, &format!("seller-{run}@example.com")).await?;
