@@ -6,7 +6,8 @@
 //!   same HTTP stack, cookie and all: the cost of the web layer alone.
 //! - Scenarios: holds (`createOrder` on distinct tickets, 64 clients), the hot ticket (N
 //!   simultaneous buyers for one ticket: exactly one winner, asserted), reads (`ticket(id)`,
-//!   `tickets(first: 20)`), projection lag at a steady 1,000 events/s, and the web bundle's
+//!   `tickets(first: 20)`), projection lag at a steady 1,000 events/s, one change delivered to
+//!   thousands of WebSocket subscribers (with the process's memory growth), and the web bundle's
 //!   gzipped size.
 //!
 //! It starts its own system (NATS, PostgreSQL database, command service, projector, gateway on a
@@ -38,10 +39,14 @@ struct Mode {
     hot_buyers: usize,
     /// Messages / rows for the raw baselines.
     raw: usize,
+    /// WebSocket subscribers of one ticket.
+    subscribers: usize,
 }
 
-const QUICK: Mode = Mode { name: "quick", seconds: 2.0, holds: 1000, hot_buyers: 200, raw: 5_000 };
-const FULL: Mode = Mode { name: "full", seconds: 10.0, holds: 5_000, hot_buyers: 1000, raw: 50_000 };
+const QUICK: Mode = Mode { name: "quick", seconds: 2.0, holds: 1000, hot_buyers: 200, raw: 5_000, subscribers: 500 };
+// 9,000 subscribers: both ends of each connection live in this process, under a 20,000 file limit.
+const FULL: Mode =
+    Mode { name: "full", seconds: 10.0, holds: 5_000, hot_buyers: 1000, raw: 50_000, subscribers: 9_000 };
 /// Concurrent clients in the timed HTTP scenarios.
 const CLIENTS: usize = 64;
 
@@ -365,6 +370,94 @@ async fn projection_lag(system: &System, seconds: f64, rate: u32) -> anyhow::Res
     ))
 }
 
+/// `count` WebSocket subscribers of one ticket; one change is made and every subscriber's delivery
+/// time is measured. Also returns how much this process's resident memory grew while they were
+/// connected (gateway and clients together, both live in this process).
+async fn subscribers(url: &str, seller: &Client, count: usize) -> anyhow::Result<(Row, f64)> {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let listed =
+        seller.gql("mutation { createTicket(title: \"Watched seat\", priceCents: 5000) { id } }", json!({})).await?;
+    let ticket = listed["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    let socket_url = url.replacen("http://", "ws://", 1);
+    let before = resident_mib();
+    let query =
+        json!({"query": "subscription($t: ID!) { ticketChanged(id: $t) { id version } }", "variables": {"t": ticket}});
+    let sockets = futures::stream::iter(0..count)
+        .map(|n| {
+            let (socket_url, query) = (socket_url.clone(), query.clone());
+            async move {
+                let mut request = socket_url.as_str().into_client_request()?;
+                request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse()?);
+                let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+                socket.send(Message::text(json!({"type": "connection_init"}).to_string())).await?;
+                while let Some(message) = socket.next().await {
+                    if message?.to_text().unwrap_or_default().contains("connection_ack") {
+                        break;
+                    }
+                }
+                let subscribe = json!({"id": n.to_string(), "type": "subscribe", "payload": query});
+                socket.send(Message::text(subscribe.to_string())).await?;
+                Ok::<_, anyhow::Error>(socket)
+            }
+        })
+        .buffer_unordered(200)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // A subscription is registered once the server has read its subscribe message: a moment for
+    // the last ones.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = resident_mib() - before;
+    let started = Instant::now();
+    let receivers: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.to_text().unwrap_or_default().contains("\"next\"") {
+                        return Some(Instant::now());
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    seller
+        .gql("mutation($t: ID!) { updateTicket(id: $t, title: \"Everyone is watching\") { id } }", json!({"t": ticket}))
+        .await?;
+    let mut latencies = Vec::new();
+    let mut missed = 0;
+    for receiver in receivers {
+        match tokio::time::timeout(Duration::from_secs(30), receiver).await {
+            Ok(Ok(Some(at))) => latencies.push(at.saturating_duration_since(started)),
+            _ => missed += 1,
+        }
+    }
+    Ok((
+        Row::from(
+            &format!("subscriptions: one change to {count} WebSocket subscribers"),
+            latencies,
+            missed,
+            started.elapsed(),
+        ),
+        grown,
+    ))
+}
+
+/// This process's resident memory in MiB.
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -544,6 +637,15 @@ async fn main() -> anyhow::Result<()> {
         .await,
     );
     rows.push(timed("read: tickets(first: 20)", CLIENTS, mode.seconds, read("query($t: ID!) { tickets(first: 20) { nodes { id title priceCents status seller { id } } } ticket(id: $t) { id } }")).await);
+
+    // Subscriptions: as many as this machine's file limit allows both ends of (each connection
+    // is two sockets in this process).
+    let (row, grown) = subscribers(&url, &seller, mode.subscribers).await?;
+    rows.push(row);
+    eprintln!("flash-sale: resident memory grew {grown:.0} MiB with {} subscribers connected", mode.subscribers);
+    if let Some(last) = rows.last_mut() {
+        last.name = format!("{} (process memory +{grown:.0} MiB)", last.name);
+    }
 
     report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
 }
