@@ -11,57 +11,9 @@ use yew::Reducible;
 
 use crate::graphql;
 
-/// A ticket's status (GraphQL `TicketStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TicketStatus {
-    /// Anyone but the seller may hold it.
-    Available,
-    /// An open order holds it.
-    Reserved,
-    /// Sold.
-    Sold,
-}
-
-/// An order's status (GraphQL `OrderStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OrderStatus {
-    /// Held, unpaid.
-    Created,
-    /// A payment is under way.
-    AwaitingPayment,
-    /// Paid.
-    Complete,
-    /// Cancelled.
-    Cancelled,
-}
-
-/// A payment's status (GraphQL `PaymentStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum PaymentStatus {
-    /// Being charged or settling.
-    Pending,
-    /// The money arrived.
-    Succeeded,
-    /// The charge failed.
-    Failed,
-    /// The money went back.
-    Refunded,
-}
-
-/// Why an order was cancelled (GraphQL `CancelReason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CancelReason {
-    /// By the buyer.
-    User,
-    /// The hold lapsed.
-    Expired,
-    /// By an admin.
-    Admin,
-}
+// The statuses and cancel reasons are the domain's own types: their serde form is the GraphQL
+// enums' (SCREAMING_SNAKE_CASE), so `graphql-client` decodes into them (`extern_enums`).
+pub use domain::{CancelReason, OrderStatus, PaymentStatus, TicketStatus};
 
 /// A user's role (GraphQL `Role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
