@@ -274,27 +274,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut serving => result??,
         result = expiring => result??,
-        () = shutdown_signal() => {
+        () = event_store::health::shutdown_signal() => {
             tracing::info!("shutting down: answering the commands already delivered");
             let _ = stop.send(());
             serving.await??;
         }
     }
     Ok(())
-}
-
-/// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }

@@ -1,6 +1,7 @@
-//! A minimal health endpoint for processes that serve no HTTP otherwise (command-service,
-//! projector), for orchestrators' probes: `GET /healthz` answers 200 while the process runs,
-//! `GET /readyz` 200 when its check passes and 503 otherwise.
+//! What orchestrators need from every process: a minimal health endpoint for processes that
+//! serve no HTTP otherwise (command-service, projector) — `GET /healthz` answers 200 while the
+//! process runs, `GET /readyz` 200 when its check passes and 503 otherwise — and
+//! [`shutdown_signal`], the one way every process learns it should stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,4 +48,20 @@ pub fn nats_connected(client: async_nats::Client) -> Check {
         let client = client.clone();
         Box::pin(async move { client.connection_state() == async_nats::connection::State::Connected })
     })
+}
+
+/// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }

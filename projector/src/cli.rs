@@ -79,7 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let projector = crate::Projector::new(pool, client, settings, cli.batch_max);
             tokio::select! {
                 result = projector.run() => result,
-                () = shutdown_signal() => Ok(()),
+                () = event_store::health::shutdown_signal() => Ok(()),
             }
         }
         Cmd::Rebuild => {
@@ -92,21 +92,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
-}
-
-/// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }

@@ -288,6 +288,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "query-service ready");
     // With the peer address: sign-in throttling counts per client address.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(command_service::shutdown_signal()).await?;
+    axum::serve(listener, service).with_graceful_shutdown(event_store::health::shutdown_signal()).await?;
     Ok(())
 }

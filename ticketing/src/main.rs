@@ -211,8 +211,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         result = projecting => say(&format!("projector stopped: {result:?}")),
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
-        result = tokio::signal::ctrl_c() => result?,
-        () = terminated() => say("SIGTERM received"),
+        () = event_store::health::shutdown_signal() => say("stopping"),
     }
     if let Some(pg) = own_postgres {
         say("stopping PostgreSQL");
@@ -223,16 +222,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         stop(&mut child).await;
     }
     Ok(())
-}
-
-/// Resolves when the process is asked to terminate (SIGTERM: `kill`, container runtimes).
-async fn terminated() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
 }
 
 /// Builds the web app with `scripts/build-web` of this checkout (the working directory's, else
