@@ -5,7 +5,8 @@ use sqlx::PgConnection;
 
 use super::{Applied, Changes};
 
-fn reason(reason: CancelReason) -> &'static str {
+/// The stored form of a cancel reason.
+pub(super) fn reason(reason: CancelReason) -> &'static str {
     match reason {
         CancelReason::User => "USER",
         CancelReason::Expired => "EXPIRED",

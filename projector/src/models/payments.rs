@@ -1,6 +1,6 @@
 //! `payments`: amount, status and provider reference of every attempt.
 
-use domain::Event;
+use domain::{Event, OrderId, PaymentId};
 use sqlx::PgConnection;
 
 use super::{Applied, Changes};
@@ -31,16 +31,10 @@ pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>, changes: &mut 
             changes.orders.insert(*order_id);
             return Ok(());
         }
-        Event::PaymentPending { payment_id, order_id, provider_ref, .. } => {
-            (payment_id, order_id, None, Some(provider_ref))
-        }
-        Event::PaymentSucceeded { payment_id, order_id, provider_ref, .. }
-        | Event::LatePaymentReceived { payment_id, order_id, provider_ref, .. } => {
-            (payment_id, order_id, Some("SUCCEEDED"), Some(provider_ref))
-        }
-        Event::PaymentFailed { payment_id, order_id, .. } => (payment_id, order_id, Some("FAILED"), None),
-        Event::PaymentRefunded { payment_id, order_id, .. } => (payment_id, order_id, Some("REFUNDED"), None),
-        _ => return Ok(()),
+        event => match update(event) {
+            Some(update) => update,
+            None => return Ok(()),
+        },
     };
     sqlx::query(
         "UPDATE payments SET status = COALESCE($2, status), provider_ref = COALESCE($3, provider_ref),
@@ -56,4 +50,22 @@ pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>, changes: &mut 
     .await?;
     changes.orders.insert(*order_id);
     Ok(())
+}
+
+/// How an event other than `PaymentStarted` changes a payment row: the payment, its order, the
+/// new status (`None`: unchanged) and the provider reference (`None`: unchanged). `None` for
+/// events that do not touch a payment row.
+pub(super) fn update(event: &Event) -> Option<(&PaymentId, &OrderId, Option<&'static str>, Option<&String>)> {
+    Some(match event {
+        Event::PaymentPending { payment_id, order_id, provider_ref, .. } => {
+            (payment_id, order_id, None, Some(provider_ref))
+        }
+        Event::PaymentSucceeded { payment_id, order_id, provider_ref, .. }
+        | Event::LatePaymentReceived { payment_id, order_id, provider_ref, .. } => {
+            (payment_id, order_id, Some("SUCCEEDED"), Some(provider_ref))
+        }
+        Event::PaymentFailed { payment_id, order_id, .. } => (payment_id, order_id, Some("FAILED"), None),
+        Event::PaymentRefunded { payment_id, order_id, .. } => (payment_id, order_id, Some("REFUNDED"), None),
+        _ => return None,
+    })
 }

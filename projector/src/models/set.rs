@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use domain::{CancelReason, Event, Timestamp};
+use domain::{Event, Timestamp};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -72,14 +72,6 @@ struct Rows {
     history: Vec<(Uuid, i64, &'static str, Timestamp, i32)>,
     accounts: Vec<(Uuid, String, Timestamp, i64)>,
     revoked: Vec<(Uuid, Uuid, Timestamp)>,
-}
-
-fn reason(reason: CancelReason) -> &'static str {
-    match reason {
-        CancelReason::User => "USER",
-        CancelReason::Expired => "EXPIRED",
-        CancelReason::Admin => "ADMIN",
-    }
 }
 
 /// Applies `events` (in stream order) with a few statements per table.
@@ -244,7 +236,7 @@ fn fold_order(rows: &mut Rows, applied: &Applied<'_>, at: Timestamp, changes: &m
         Event::OrderCancelled { order_id, reason: why, .. } => {
             if let Some(Some(row)) = rows.orders.get_mut(&order_id.0) {
                 row.status = "CANCELLED".into();
-                row.cancel_reason = Some(reason(*why).into());
+                row.cancel_reason = Some(super::orders::reason(*why).into());
             }
             order_id
         }
@@ -304,16 +296,10 @@ fn fold_payment(rows: &mut Rows, applied: &Applied<'_>, at: Timestamp, changes: 
             changes.orders.insert(*order_id);
             return;
         }
-        Event::PaymentPending { payment_id, order_id, provider_ref, .. } => {
-            (payment_id, order_id, None, Some(provider_ref))
-        }
-        Event::PaymentSucceeded { payment_id, order_id, provider_ref, .. }
-        | Event::LatePaymentReceived { payment_id, order_id, provider_ref, .. } => {
-            (payment_id, order_id, Some("SUCCEEDED"), Some(provider_ref))
-        }
-        Event::PaymentFailed { payment_id, order_id, .. } => (payment_id, order_id, Some("FAILED"), None),
-        Event::PaymentRefunded { payment_id, order_id, .. } => (payment_id, order_id, Some("REFUNDED"), None),
-        _ => return,
+        event => match super::payments::update(event) {
+            Some(update) => update,
+            None => return,
+        },
     };
     if let Some(Some(row)) = rows.payments.get_mut(&payment_id.0) {
         if let Some(status) = status {
