@@ -87,11 +87,8 @@ pub async fn follow_projection(
                                 .filter_map(|v| v.as_str()?.parse().ok())
                                 .collect()
                         };
-                        let changed = crate::Changed {
-                            position: body["position"].as_u64().unwrap_or(0),
-                            tickets: ids("tickets"),
-                            orders: ids("orders"),
-                        };
+                        let changed =
+                            crate::Changed::new(body["position"].as_u64().unwrap_or(0), ids("tickets"), ids("orders"));
                         if let Some(position) = body["position"].as_i64() {
                             projected.send_if_modified(|p| bump(p, position));
                         }

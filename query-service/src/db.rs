@@ -110,6 +110,14 @@ pub async fn ticket(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<TicketRow>> 
     sqlx::query_as(&format!("{TICKET} WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
+/// The tickets with these ids that exist, in no particular order.
+///
+/// # Errors
+/// A database error.
+pub async fn tickets_by_id(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<TicketRow>> {
+    sqlx::query_as(&format!("{TICKET} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
+}
+
 /// A page of tickets, newest first, optionally by status or seller; one row more than asked
 /// tells whether there is a next page.
 ///
@@ -140,6 +148,14 @@ pub async fn tickets(
 /// A database error.
 pub async fn order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
     sqlx::query_as(&format!("{ORDER} WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// The orders with these ids that exist, in no particular order.
+///
+/// # Errors
+/// A database error.
+pub async fn orders_by_id(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<OrderRow>> {
+    sqlx::query_as(&format!("{ORDER} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
 }
 
 /// A page of a buyer's orders, newest first.

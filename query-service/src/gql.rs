@@ -638,7 +638,7 @@ impl Subscription {
         Ok(follow(state(ctx)?, move |state, changed| async move {
             let mut tickets = Vec::new();
             for ticket in changed.tickets.iter().filter(|t| wanted.is_none_or(|w| w == **t)) {
-                if let Ok(Some(row)) = db::ticket(&state.pool, *ticket).await {
+                if let Ok(Some(row)) = changed.ticket(&state.pool, *ticket).await {
                     tickets.push(Ticket { row });
                 }
             }
@@ -662,7 +662,7 @@ impl Subscription {
             if !changed.orders.contains(&order) {
                 return vec![];
             }
-            db::order(&state.pool, order).await.ok().flatten().map(|row| Order { row }).into_iter().collect()
+            changed.order(&state.pool, order).await.ok().flatten().map(|row| Order { row }).into_iter().collect()
         }))
     }
 }
