@@ -89,6 +89,8 @@ struct Client {
     http: reqwest::Client,
     url: String,
     cookie: Option<String>,
+    /// The signed-up account.
+    id: uuid::Uuid,
 }
 
 impl Client {
@@ -117,7 +119,9 @@ impl Client {
             .filter_map(|v| v.to_str().ok()?.split(';').next()?.strip_prefix("session=").map(str::to_owned))
             .next()
             .with_context(|| format!("signing up {email}: no cookie"))?;
-        Ok(Self { http: http.clone(), url: url.to_owned(), cookie: Some(cookie) })
+        let body: Value = response.json().await?;
+        let id = body["data"]["signUp"]["id"].as_str().context("signing up: no id")?.parse()?;
+        Ok(Self { http: http.clone(), url: url.to_owned(), cookie: Some(cookie), id })
     }
 }
 
@@ -193,6 +197,8 @@ struct System {
     database_url: String,
     nats: async_nats::Client,
     pool: sqlx::PgPool,
+    /// The in-process gateway's state: commands sent from here skip HTTP and GraphQL.
+    gateway: query_service::AppState,
     _server: testkit::NatsServer,
     _db: testkit::TestDb,
 }
@@ -219,6 +225,7 @@ async fn start_system() -> anyhow::Result<System> {
         ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
     };
     let state = query_service::AppState::new(config, db.pool.clone(), client.clone()).await;
+    let gateway = state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let app = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -229,9 +236,53 @@ async fn start_system() -> anyhow::Result<System> {
         database_url: db.url.clone(),
         nats: client,
         pool: db.pool.clone(),
+        gateway,
         _server: server,
         _db: db,
     })
+}
+
+/// Splits a hold's cost: `count` `CreateOrder` commands sent over NATS from the in-process
+/// gateway's state without waiting for the projection, then `count` more with the read-your-writes
+/// wait, both on fresh tickets, 64 in flight, spread over the buyers (the benchmark's hold limit
+/// is 1,000 per buyer).
+async fn hold_split(system: &System, seller: &Client, buyers: &[Client], count: usize) -> anyhow::Result<Vec<Row>> {
+    use command_service::api::Request;
+    let tickets: Vec<domain::TicketId> = futures::stream::iter(0..count * 2)
+        .map(|n| {
+            let seller = seller.clone();
+            async move {
+                let data = seller
+                    .gql(
+                        "mutation($t: String!) { createTicket(title: $t, priceCents: 2500) { id } }",
+                        json!({"t": format!("Split seat {n}")}),
+                    )
+                    .await?;
+                let id = data["createTicket"]["id"].as_str().context("no ticket id")?.parse()?;
+                Ok::<_, anyhow::Error>(domain::TicketId(id))
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let request = |n: usize| {
+        let buyer = domain::Actor::user(domain::AccountId(buyers[n % buyers.len()].id));
+        Request::new(command_service::api::Command::CreateOrder { ticket_id: tickets[n] }).by(buyer)
+    };
+    let state = &system.gateway;
+    let sent = counted("diagnostic: hold command over NATS, no projection wait (no HTTP)", count, CLIENTS, |n| {
+        let request = request(n);
+        async move { state.send(&request).await.map(|_| ()).map_err(|f| anyhow::anyhow!("{}", f.message)) }
+    })
+    .await;
+    let waited = counted("diagnostic: hold command + read-your-writes wait (no HTTP)", count, CLIENTS, |n| {
+        let request = request(count + n);
+        async move { state.command(request).await.map(|_| ()).map_err(|f| anyhow::anyhow!("{}", f.message)) }
+    })
+    .await;
+    Ok(vec![sent, waited])
 }
 
 /// A gateway in a process of its own (this binary, run with `--gateway`) on the same NATS and
@@ -634,6 +685,13 @@ async fn main() -> anyhow::Result<()> {
         .await,
     );
 
+    // Diagnostic: where a hold's time goes. The same command sent from the gateway's own state,
+    // once without waiting for the projection and once with the read-your-writes wait, both
+    // without HTTP and GraphQL, on fresh tickets.
+    if let Some(system) = &system {
+        rows.extend(hold_split(system, &seller, &buyers, mode.holds / 2).await?);
+    }
+
     // Diagnostic: what one aggregate load costs now that the stream has grown.
     if let Some(system) = &system {
         let store =
@@ -645,17 +703,21 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .state
             .last_sequence;
-        let ids = distinct.clone();
-        rows.push(
-            counted(&format!("diagnostic: load one listing, stream of {head} events (1 in flight)"), 200, 1, |n| {
-                let (store, id) = (store.clone(), ids[(n * 37) % ids.len()].clone());
-                async move {
-                    let boundary = format!("ticketing.ticket.{id}.>");
-                    store.load::<domain::Listing>(&boundary).await.map(|_| ()).map_err(Into::into)
-                }
-            })
-            .await,
-        );
+        // Latency alone (1 in flight), then throughput (64 in flight).
+        for (count, in_flight) in [(200, 1), (5000, CLIENTS)] {
+            let (store, ids) = (store.clone(), distinct.clone());
+            let name = format!("diagnostic: load one listing, stream of {head} events ({in_flight} in flight)");
+            rows.push(
+                counted(&name, count, in_flight, |n| {
+                    let (store, id) = (store.clone(), ids[(n * 37) % ids.len()].clone());
+                    async move {
+                        let boundary = format!("ticketing.ticket.{id}.>");
+                        store.load::<domain::Listing>(&boundary).await.map(|_| ()).map_err(Into::into)
+                    }
+                })
+                .await,
+            );
+        }
     }
 
     // The hot ticket: everyone at once.

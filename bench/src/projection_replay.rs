@@ -6,7 +6,7 @@
 //! - inserts as many rows into a plain table, 1000 per multi-row INSERT and transaction: rows/s.
 //!
 //! Results: terminal, `bench/results/projection-replay.{json,md}`.
-//! Run: `cargo run --release -p bench --bin projection-replay [-- --events N]`.
+//! Run: `cargo run --release -p bench --bin projection-replay [-- --events N]` (default 200,000).
 
 use std::time::Instant;
 
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| n.parse())
         .transpose()
         .context("--events N")?
-        .unwrap_or(30_000);
+        .unwrap_or(200_000);
     let server = testkit::NatsServer::start().await?;
     let client = testkit::connect(&server.url()).await?;
     let settings = StreamSettings::default();
