@@ -10,10 +10,12 @@
 //!
 //! Every handler follows one loop ([`Service::execute`]): load the aggregate and its version,
 //! decide, append guarded by that version; on a conflict, load and decide again. A refusal is
-//! answered as a typed error and writes nothing.
+//! answered as a typed error and writes nothing. The state this replica last wrote to a boundary
+//! is kept in [`cache`], so the load is skipped while nobody else writes there.
 
 mod accounts;
 pub mod api;
+pub mod cache;
 pub mod config;
 mod expiry;
 mod listings;
@@ -50,6 +52,7 @@ struct Inner {
     webhooks_seen: jetstream::kv::Store,
     hasher: Argon2<'static>,
     dummy_hash: String,
+    cache: cache::StateCache,
 }
 
 /// Why a command failed: a refusal for the client, or a failure of ours.
@@ -154,7 +157,16 @@ impl Service {
         let hasher = accounts::hasher();
         let dummy_hash = accounts::hash_password(&hasher, "not a real password, for timing only").await?;
         Ok(Self {
-            inner: Arc::new(Inner { config, store, provider, signin_failures, webhooks_seen, hasher, dummy_hash }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                provider,
+                signin_failures,
+                webhooks_seen,
+                hasher,
+                dummy_hash,
+                cache: cache::StateCache::default(),
+            }),
         })
     }
 
@@ -168,21 +180,40 @@ impl Service {
         &self.inner.store
     }
 
-    /// Load, decide, append; on a conflict load and decide again.
+    /// Load (or take this replica's cached state), decide, append; on a conflict load and decide
+    /// again. Only a decision from a fresh load is answered with a refusal or "already done".
     pub(crate) async fn execute<A, F>(&self, target: &Target, mut command: F) -> Result<Executed<A>, CommandError>
     where
-        A: Aggregate,
+        A: Aggregate + Send + Sync + 'static,
         A::Error: Refusal,
         F: FnMut(&A) -> A::Command,
         F: Send,
     {
+        let mut cached = self.inner.cache.get::<A>(&target.boundary);
         for attempt in 0..MAX_ATTEMPTS {
-            let loaded = self.inner.store.load::<A>(&target.boundary).await?;
-            let count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
-            let events = loaded.state.decide(command(&loaded.state)).map_err(|e| CommandError::refused(&e))?;
-            let Some(event) = events.first() else {
-                return Ok(Executed { state: loaded.state, events, position: loaded.version, version: count });
+            let from_cache = cached.is_some();
+            let loaded = match cached.take() {
+                Some(hit) => hit,
+                None => {
+                    let loaded = self.inner.store.load::<A>(&target.boundary).await?;
+                    let count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+                    cache::Cached { state: loaded.state, version: loaded.version, count }
+                }
             };
+            let count = loaded.count;
+            let events = match loaded.state.decide(command(&loaded.state)) {
+                Ok(events) if !events.is_empty() => events,
+                // Possibly stale: decide again on a fresh load.
+                _ if from_cache => {
+                    self.inner.cache.forget(&target.boundary);
+                    continue;
+                }
+                Err(refusal) => return Err(CommandError::refused(&refusal)),
+                Ok(events) => {
+                    return Ok(Executed { state: loaded.state, events, position: loaded.version, version: count });
+                }
+            };
+            let Some(event) = events.first() else { continue };
             if events.len() > 1 {
                 return Err(CommandError::Internal("a decision produced more than one event".into()));
             }
@@ -196,7 +227,12 @@ impl Service {
             match self.inner.store.append(append).await {
                 Ok(appended) => {
                     let state = loaded.state.evolve(event);
+                    self.inner.cache.put(&target.boundary, &state, appended.sequence, count + 1);
                     return Ok(Executed { state, events, position: appended.sequence, version: count + 1 });
+                }
+                Err(AppendError::Conflict { .. }) if from_cache => {
+                    // Someone else wrote here since this replica did: load and decide again.
+                    self.inner.cache.forget(&target.boundary);
                 }
                 Err(AppendError::Conflict { .. }) => {
                     // Someone else got there first: back off a little (more each time) and decide
@@ -204,7 +240,11 @@ impl Service {
                     let jitter = u64::from(Uuid::new_v4().as_fields().1 % 4);
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) * 2 + jitter)).await;
                 }
-                Err(AppendError::Store(error)) => return Err(error.into()),
+                Err(AppendError::Store(error)) => {
+                    // The write may or may not have happened: the cached state is not to be trusted.
+                    self.inner.cache.forget(&target.boundary);
+                    return Err(error.into());
+                }
             }
         }
         Err(CommandError::Contended)
