@@ -3,7 +3,8 @@
 //!
 //! The consumer acknowledges a firing only after the order is expired (or found paid, cancelled
 //! or never placed) and the buyer's slot released, so a firing that arrives while command-service
-//! is down, or is being handled when it is killed, is delivered again when it is back.
+//! is down, or is being handled when it is killed, is delivered again when it is back, or to
+//! another replica within [`ACK_WAIT`].
 
 use std::time::Duration;
 
@@ -15,6 +16,22 @@ use crate::{CommandError, Service, now};
 
 /// The durable consumer's name.
 const CONSUMER: &str = "command-service-expiry";
+
+/// How long a delivered firing stays with its replica without an acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(1);
+
+/// Runs `work`, telling the server every half `ACK_WAIT` that the firing is still being handled.
+async fn keep_in_progress<T>(message: &jetstream::Message, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(ACK_WAIT / 2) => {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+}
 
 /// What to do with a firing.
 enum Handled {
@@ -38,20 +55,24 @@ impl Service {
                     durable_name: Some(CONSUMER.to_owned()),
                     filter_subject: settings.wire_subject(domain::subjects::EXPIRY_FIRINGS),
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: Duration::from_secs(30),
+                    // Short: a firing taken by a replica that is then killed goes to another one
+                    // within a second. A live handler keeps its firing with progress acks.
+                    ack_wait: ACK_WAIT,
                     max_ack_pending: 10_000,
                     ..Default::default()
                 },
             )
             .await?;
-        let messages = consumer.messages().await?;
+        // No more in hand than are handled at once: a firing waiting in a buffer gets no progress
+        // acknowledgement and would go to another replica after `ACK_WAIT`.
+        let messages = consumer.stream().max_messages_per_batch(64).messages().await?;
         messages
             .for_each_concurrent(64, |message| {
                 let service = self.clone();
                 async move {
                     let Ok(message) = message else { return };
                     let ack = match serde_json::from_slice::<ExpiryDue>(&message.payload) {
-                        Ok(due) => match service.handle_expiry(&due).await {
+                        Ok(due) => match keep_in_progress(&message, service.handle_expiry(&due)).await {
                             Ok(Handled::Done) => AckKind::Ack,
                             Ok(Handled::Later(delay)) => AckKind::Nak(Some(delay)),
                             Err(error) => {

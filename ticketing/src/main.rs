@@ -15,8 +15,7 @@ use clap::{Parser, Subcommand};
 use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
-mod postgres;
-mod seed;
+use ticketing::{postgres, say, seed};
 
 /// The event-sourced ticketing platform.
 #[derive(Parser)]
@@ -261,10 +260,6 @@ fn local_secret(home: &Path, name: &str) -> anyhow::Result<String> {
     let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
-}
-
-fn say(line: &str) {
-    eprintln!("ticketing: {line}");
 }
 
 /// Finds the pinned nats-server, installing it into `<home>/tools` when missing.

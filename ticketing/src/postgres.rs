@@ -119,11 +119,21 @@ pub async fn start(data: &Path, port: u16) -> anyhow::Result<Postgres> {
 
 impl Postgres {
     /// Stops the server cleanly (fast shutdown), so the next start needs no recovery.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_with("fast").await;
+    }
+
+    /// Stops the server as a crash would (immediate shutdown: no checkpoint, connections cut),
+    /// so the next start runs crash recovery. For fault-injection tests.
+    pub async fn crash(self) {
+        self.stop_with("immediate").await;
+    }
+
+    async fn stop_with(mut self, mode: &str) {
         let stopped = command(&self.bin.join("pg_ctl"), self.as_postgres)
             .arg("-D")
             .arg(&self.data)
-            .args(["stop", "-m", "fast", "-w"])
+            .args(["stop", "-m", mode, "-w"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

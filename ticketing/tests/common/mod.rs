@@ -1,0 +1,121 @@
+//! Shared by the multi-process tests: component processes run from the `ticketing` binary, and
+//! a client that fails over between gateways like a load balancer.
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_ticketing");
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+/// One component process.
+pub struct Process {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    pub child: Option<Child>,
+}
+
+impl Process {
+    pub fn start(args: &[&str], env: Vec<(String, String)>) -> Self {
+        let mut process = Self { args: args.iter().map(|a| (*a).to_owned()).collect(), env, child: None };
+        process.spawn();
+        process
+    }
+
+    pub fn spawn(&mut self) {
+        let child = Command::new(BINARY)
+            .args(&self.args)
+            .envs(self.env.iter().cloned())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {BINARY} {:?}: {e}", self.args));
+        self.child = Some(child);
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+/// A browser-like client that keeps its cookie and, like a load balancer, goes to the next
+/// gateway when one does not answer.
+pub struct User {
+    pub http: reqwest::Client,
+    pub cookie: Option<String>,
+}
+
+impl User {
+    pub fn new() -> Self {
+        Self { http: reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}")), cookie: None }
+    }
+
+    /// One attempt at one gateway: the data, a GraphQL error code, or `None` (no answer).
+    pub async fn try_once(&mut self, gateway: &str, query: &str, variables: &Value) -> Option<Result<Value, String>> {
+        let mut request = self
+            .http
+            .post(format!("http://{gateway}/graphql"))
+            .timeout(Duration::from_secs(10))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", format!("session={cookie}"));
+        }
+        let response = request.send().await.ok()?;
+        for value in response.headers().get_all("set-cookie") {
+            if let Some(token) =
+                value.to_str().unwrap_or_default().split(';').next().and_then(|kv| kv.strip_prefix("session="))
+            {
+                self.cookie = Some(token.to_owned());
+            }
+        }
+        let body: Value = response.json().await.ok()?;
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            None => Some(Ok(body["data"].clone())),
+            Some("INTERNAL_SERVER_ERROR") => None,
+            Some(code) => Some(Err(code.to_owned())),
+        }
+    }
+
+    /// Tries the gateways in turn until one answers (30 s at most).
+    pub async fn call(&mut self, gateways: &[&str], query: &str, variables: Value) -> Result<Value, String> {
+        let started = Instant::now();
+        loop {
+            for gateway in gateways {
+                if let Some(answer) = self.try_once(gateway, query, &variables).await {
+                    return answer;
+                }
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("no gateway answered within 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub async fn wait_ready(http: &reqwest::Client, gateway: &str) {
+    let started = Instant::now();
+    let mut last;
+    loop {
+        match http.get(format!("http://{gateway}/readyz")).send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => last = format!("{}: {}", response.status(), response.text().await.unwrap_or_default()),
+            Err(error) => last = error.to_string(),
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "{gateway} not ready within 60 s (last: {last})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
