@@ -21,6 +21,9 @@ pub enum TitleError {
     /// More than [`MAX_TITLE_CHARS`] characters.
     #[error("title must be at most 120 characters")]
     TooLong,
+    /// It holds a control character (a NUL, a line break, a tab…): titles are one line of text.
+    #[error("title must not contain control characters")]
+    ControlCharacter,
 }
 
 impl Title {
@@ -33,6 +36,7 @@ impl Title {
         match title.chars().count() {
             0 => Err(TitleError::Empty),
             n if n > MAX_TITLE_CHARS => Err(TitleError::TooLong),
+            _ if title.chars().any(char::is_control) => Err(TitleError::ControlCharacter),
             _ => Ok(Self(title.to_owned())),
         }
     }
@@ -74,5 +78,14 @@ mod tests {
     fn a_title_counts_characters_not_bytes() {
         assert!(Title::parse(&"é".repeat(120)).is_ok());
         assert_eq!(Title::parse(&"é".repeat(121)), Err(TitleError::TooLong));
+    }
+
+    #[test]
+    fn control_characters_inside_are_refused_and_around_it_are_trimmed() {
+        for inside in ["a\u{0}b", "two\nlines", "tab\there", "bell\u{7}"] {
+            assert_eq!(Title::parse(inside), Err(TitleError::ControlCharacter), "{inside:?}");
+        }
+        assert_eq!(Title::parse("\n Opera \t").map(|t| t.to_string()), Ok("Opera".to_owned()));
+        assert!(Title::parse("emoji 🎫 and RTL \u{202e}txet").is_ok(), "format characters are not control characters");
     }
 }

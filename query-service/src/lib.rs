@@ -186,9 +186,24 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(web::routes(state.config.web_dir.clone()))
+        .layer(axum::middleware::map_response(typed_too_large))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(cors)
         .with_state(state)
+}
+
+/// The body limit's bare 413 becomes a typed error like every other refusal.
+async fn typed_too_large(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE
+        || response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+    {
+        return response;
+    }
+    json_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "BAD_USER_INPUT",
+        &format!("request body too large (at most {MAX_BODY} bytes)"),
+    )
 }
 
 fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
