@@ -176,19 +176,8 @@ fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
 }
 
 /// Every read model, table by table, as comparable text.
-async fn dump(pool: &PgPool) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for table in schema::TABLES {
-        let text: String = sqlx::query_scalar(&format!(
-            "SELECT coalesce(string_agg(r, E'\\n' ORDER BY r), '') FROM
-               (SELECT ((to_jsonb(t) - 'updated_at') - 'parked_at')::text AS r FROM read.{table} t) rows"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{table}: {e}"));
-        out.push((table.to_owned(), text));
-    }
-    out
+async fn dump(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    projector::schema::snapshot(pool).await.unwrap_or_else(|e| panic!("snapshot: {e}"))
 }
 
 fn assert_same(live: &[(String, String)], rebuilt: &[(String, String)]) {

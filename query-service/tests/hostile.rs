@@ -17,6 +17,7 @@ use tower::ServiceExt;
 
 mod common;
 use common::{SECRET, Stack, stack, stack_full};
+use testkit::Rng;
 
 const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"correct horse\") { id } }";
 
@@ -57,22 +58,6 @@ async fn user(stack: &Stack, name: &str) -> (String, String) {
         post(stack, json!({"query": SIGN_UP, "variables": {"e": email}}).to_string(), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     (cookie.unwrap_or_else(|| panic!("no cookie: {body}")), body["data"]["signUp"]["id"].as_str().unwrap_or("").into())
-}
-
-/// A small deterministic generator (xorshift64*), so a failing case can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        usize::try_from(self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (n.max(1) as u64)).unwrap_or(0)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 const TOKENS: &[&str] = &[
@@ -197,7 +182,7 @@ async fn mutated_graphql_never_answers_5xx_and_runs_into_the_limits() {
     }
     let cases: usize = std::env::var("HOSTILE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(1_500);
     let seed = std::env::var("HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     let mut codes: BTreeMap<String, usize> = BTreeMap::new();
     let (mut nested, mut complex) = (0, 0);

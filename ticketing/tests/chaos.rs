@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use common::{Process, User, free_port, wait_ready};
 use domain::{Aggregate, Event, Listing, OrderStatus, PaymentStatus};
 use serde_json::{Value, json};
+use testkit::Rng;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,18 +42,6 @@ const HOLD: &str = "mutation($t: ID!, $k: String!) { createOrder(ticketId: $t, i
 const CANCEL: &str = "mutation($o: ID!) { cancelOrder(id: $o) { status } }";
 const PAY: &str =
     "mutation($o: ID!, $c: String!, $k: String!) { payOrder(orderId: $o, token: $c, idempotencyKey: $k) { status } }";
-
-/// A small deterministic generator (xorshift64*), so a run can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
 
 /// What the system acknowledged, and how often each operation was tried.
 #[derive(Default)]
@@ -90,7 +79,7 @@ async fn worker(
     ledger: Arc<Mutex<Ledger>>,
     pool: Arc<Mutex<Vec<Uuid>>>,
 ) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let via: Vec<&str> = gateways.iter().map(String::as_str).collect();
     let mut user = User::new();
     let record = |operation, answer: &Result<Value, String>| {
@@ -127,7 +116,7 @@ async fn worker(
         }
         // Hold one of the most recent listings: workers contend for the same tickets.
         let recent = &listed[listed.len().saturating_sub(8)..];
-        let ticket = recent[usize::try_from(rng.below(recent.len() as u64)).unwrap_or(0)];
+        let ticket = recent[rng.below(recent.len())];
         let answer = user.call(&via, HOLD, json!({"t": ticket, "k": format!("hold-{seed}-{n}")})).await;
         record("createOrder", &answer);
         let Some(order) = answer.as_ref().ok().and_then(|data| id(data, "createOrder")) else { continue };
@@ -161,20 +150,9 @@ async fn worker(
     }
 }
 
-/// Every read model, table by table, as comparable text (the projector's own timestamps aside).
+/// Every read model, table by table, as comparable text.
 async fn dump(pool: &sqlx::PgPool) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for table in projector::schema::TABLES {
-        let text: String = sqlx::query_scalar(&format!(
-            "SELECT coalesce(string_agg(r, E'\\n' ORDER BY r), '') FROM
-               (SELECT ((to_jsonb(t) - 'updated_at') - 'parked_at')::text AS r FROM read.{table} t) rows"
-        ))
-        .fetch_one(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{table}: {e}"));
-        out.push((table.to_owned(), text));
-    }
-    out
+    projector::schema::snapshot(pool).await.unwrap_or_else(|e| panic!("snapshot: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
