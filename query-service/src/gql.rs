@@ -128,7 +128,10 @@ fn ticket_status_text(s: TicketStatus) -> &'static str {
 
 /// A person with an account.
 pub struct User {
-    row: AccountRow,
+    id: Uuid,
+    /// The account row when it is at hand; otherwise read (batched) only when a field needs it,
+    /// so `seller { id }` costs no query.
+    row: Option<AccountRow>,
     /// Answering `signUp`/`signIn`: the cookie is only being set, but this is the viewer.
     is_viewer: bool,
 }
@@ -137,22 +140,37 @@ pub struct User {
 impl User {
     /// The account id.
     async fn id(&self) -> ID {
-        ID(self.row.id.to_string())
+        ID(self.id.to_string())
     }
 
     /// The email address: shown to the user themselves and to admins only.
-    async fn email(&self, ctx: &Context<'_>) -> Option<String> {
-        let visible = self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.row.id || me.actor().is_admin);
-        visible.then(|| self.row.email.clone())
+    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let visible = self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.id || me.actor().is_admin);
+        if !visible {
+            return Ok(None);
+        }
+        Ok(Some(self.account(ctx).await?.email))
     }
 
     /// `USER`, and `ADMIN` for administrators.
     async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
         let mut roles = vec![Role::User];
-        if state(ctx)?.config.is_admin(&self.row.email) {
+        if state(ctx)?.config.is_admin(&self.account(ctx).await?.email) {
             roles.push(Role::Admin);
         }
         Ok(roles)
+    }
+}
+
+impl User {
+    /// The account's row: the one at hand, or read through the batch loader.
+    async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<AccountRow> {
+        if let Some(row) = &self.row {
+            return Ok(row.clone());
+        }
+        let row = loaders(ctx)?.load_one(crate::loaders::AccountKey(self.id)).await.map_err(internal)?;
+        // Accounts are projected before anything they do, so a missing one is an inconsistency.
+        row.ok_or_else(|| internal(format!("account {} not in the read model", self.id)))
     }
 }
 
@@ -160,10 +178,9 @@ fn loaders<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a crate::loaders::L
     ctx.data::<crate::loaders::Loaders>()
 }
 
-async fn user(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<User> {
-    let row = loaders(ctx)?.load_one(crate::loaders::AccountKey(id)).await.map_err(internal)?;
-    // Accounts are projected before anything they do, so a missing one is an inconsistency.
-    row.map(|row| User { row, is_viewer: false }).ok_or_else(|| internal(format!("account {id} not in the read model")))
+/// The user with this id; its row is read only if a field asks for more than the id.
+fn user(id: Uuid) -> User {
+    User { id, row: None, is_viewer: false }
 }
 
 /// One line of a ticket's history.
@@ -216,8 +233,8 @@ impl Ticket {
         self.row.version
     }
     /// Who sells it.
-    async fn seller(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
-        user(ctx, self.row.seller_id).await
+    async fn seller(&self) -> User {
+        user(self.row.seller_id)
     }
     /// When it was listed (RFC 3339).
     async fn created_at(&self) -> String {
@@ -254,8 +271,8 @@ impl Order {
         row.map(|row| Ticket { row }).ok_or_else(|| internal("order without ticket"))
     }
     /// The buyer.
-    async fn buyer(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
-        user(ctx, self.row.buyer_id).await
+    async fn buyer(&self) -> User {
+        user(self.row.buyer_id)
     }
     /// The status.
     async fn status(&self) -> OrderStatus {
@@ -391,11 +408,8 @@ pub struct Query;
 #[Object]
 impl Query {
     /// The signed-in user, or null.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
-        match viewer(ctx) {
-            Some(me) => Ok(Some(user(ctx, me.sub.0).await?)),
-            None => Ok(None),
-        }
+    async fn me(&self, ctx: &Context<'_>) -> Option<User> {
+        viewer(ctx).map(|me| user(me.sub.0))
     }
 
     /// Tickets, newest first, optionally with one status.
@@ -480,7 +494,7 @@ impl Mutation {
         let roles = if state.config.is_admin(&email) { vec!["USER".into(), "ADMIN".into()] } else { roles };
         let (token, _) = state.sessions.issue(account_id, session_id, &email, roles).map_err(internal)?;
         ctx.append_http_header("Set-Cookie", state.sessions.cookie(&token));
-        Ok(User { row: AccountRow { id: account_id.0, email }, is_viewer: true })
+        Ok(User { id: account_id.0, row: Some(AccountRow { id: account_id.0, email }), is_viewer: true })
     }
 
     async fn ticket_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Ticket> {

@@ -181,6 +181,17 @@ async fn a_list_loads_related_rows_in_one_batch_not_one_query_per_item() {
         Client::default().gql(&stack, "{ tickets(first: 8) { nodes { id seller { id roles } } } }", json!({})).await;
     assert_eq!(list["data"]["tickets"]["nodes"].as_array().map(Vec::len), Some(8));
     assert_eq!(loader_queries(&stack).await - before, 1, "eight sellers, one query");
+    // Only their ids: no account is read at all.
+    let before = loader_queries(&stack).await;
+    let list = Client::default().gql(&stack, "{ tickets(first: 8) { nodes { id seller { id } } } }", json!({})).await;
+    let sellers: Vec<&str> = list["data"]["tickets"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["seller"]["id"].as_str())
+        .collect();
+    assert_eq!(sellers.len(), 8, "{list}");
+    assert_eq!(loader_queries(&stack).await - before, 0, "seller ids come from the ticket rows");
 }
 
 #[tokio::test]
