@@ -65,13 +65,9 @@ impl StateCache {
     }
 
     /// How many boundaries are cached.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -213,10 +213,9 @@ impl Service {
                     return Ok(Executed { state: loaded.state, events, position: loaded.version, version: count });
                 }
             };
-            let Some(event) = events.first() else { continue };
-            if events.len() > 1 {
+            let [event] = events.as_slice() else {
                 return Err(CommandError::Internal("a decision produced more than one event".into()));
-            }
+            };
             let subject = self.subject_for(target, event)?;
             let guard = if target.wildcard {
                 Guard::boundary(target.boundary.clone(), loaded.version)

@@ -102,20 +102,24 @@ pub const ORDER: &str = "SELECT id, ticket_id, buyer_id, status, cancel_reason, 
 pub const PAYMENT: &str =
     "SELECT id, order_id, amount_cents, currency, status, provider_ref, created_at FROM read.payments";
 
+/// The rows `select` (one of [`TICKET`], [`ORDER`], …) gives for these ids, in one query, in no
+/// particular order; ids without a row are left out.
+///
+/// # Errors
+/// A database error.
+pub async fn by_ids<R>(pool: &PgPool, select: &str, ids: &[Uuid]) -> sqlx::Result<Vec<R>>
+where
+    R: for<'r> FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    sqlx::query_as(&format!("{select} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
+}
+
 /// One ticket.
 ///
 /// # Errors
 /// A database error.
 pub async fn ticket(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<TicketRow>> {
     sqlx::query_as(&format!("{TICKET} WHERE id = $1")).bind(id).fetch_optional(pool).await
-}
-
-/// The tickets with these ids that exist, in no particular order.
-///
-/// # Errors
-/// A database error.
-pub async fn tickets_by_id(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<TicketRow>> {
-    sqlx::query_as(&format!("{TICKET} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
 }
 
 /// A page of tickets, newest first, optionally by status or seller; one row more than asked
@@ -148,14 +152,6 @@ pub async fn tickets(
 /// A database error.
 pub async fn order(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
     sqlx::query_as(&format!("{ORDER} WHERE id = $1")).bind(id).fetch_optional(pool).await
-}
-
-/// The orders with these ids that exist, in no particular order.
-///
-/// # Errors
-/// A database error.
-pub async fn orders_by_id(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<OrderRow>> {
-    sqlx::query_as(&format!("{ORDER} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
 }
 
 /// A page of a buyer's orders, newest first.

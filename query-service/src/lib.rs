@@ -70,7 +70,7 @@ impl Changed {
         let rows = self
             .ticket_rows
             .get_or_try_init(|| async {
-                let rows = db::tickets_by_id(pool, &self.tickets).await?;
+                let rows: Vec<db::TicketRow> = db::by_ids(pool, db::TICKET, &self.tickets).await?;
                 Ok::<_, sqlx::Error>(rows.into_iter().map(|row| (row.id, row)).collect())
             })
             .await?;
@@ -85,7 +85,7 @@ impl Changed {
         let rows = self
             .order_rows
             .get_or_try_init(|| async {
-                let rows = db::orders_by_id(pool, &self.orders).await?;
+                let rows: Vec<db::OrderRow> = db::by_ids(pool, db::ORDER, &self.orders).await?;
                 Ok::<_, sqlx::Error>(rows.into_iter().map(|row| (row.id, row)).collect())
             })
             .await?;

@@ -45,11 +45,7 @@ impl ReadModels {
         R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
     {
         self.metrics.loader_queries.fetch_add(1, Ordering::Relaxed);
-        sqlx::query_as(&format!("{select} WHERE id = ANY($1)"))
-            .bind(ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| e.to_string())
+        crate::db::by_ids(&self.pool, select, &ids).await.map_err(|e| e.to_string())
     }
 }
 
