@@ -147,6 +147,7 @@ impl Projector {
             drop(conn);
             let consumer = self.position_consumer(from).await?;
             let mut messages = consumer.stream().max_messages_per_batch(self.batch_max.min(10_000)).messages().await?;
+            let mut next = None;
             'batches: loop {
                 let Some(first) = messages.next().await else { break 'batches };
                 let mut batch = vec![first?];
@@ -156,15 +157,29 @@ impl Projector {
                         _ => break,
                     }
                 }
+                // Stream positions are consecutive (nothing is ever deleted). A message past the
+                // next position means some were lost in delivery (while a NATS node failed over,
+                // say) and would come back only after the ack wait: applying past them would
+                // skip them for good. Apply up to the gap, then reposition at checkpoint + 1.
+                let positions = batch.iter().map(|m| m.info().map_or(0, |info| info.stream_sequence));
+                let in_order = in_order_len(positions, &mut next);
+                let gap = in_order < batch.len();
+                batch.truncate(in_order);
                 let incoming: Vec<Incoming> = batch.iter().filter_map(|m| self.incoming(m)).collect();
-                match self.commit(&live, &incoming).await? {
-                    Some(_) => {
-                        if let Some(last) = batch.last() {
-                            last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                if !incoming.is_empty() {
+                    match self.commit(&live, &incoming).await? {
+                        Some(_) => {
+                            if let Some(last) = batch.last() {
+                                last.ack().await.map_err(|e| anyhow::anyhow!("ack: {e}"))?;
+                            }
                         }
+                        // Another generation went live: start over from its checkpoint.
+                        None => break 'batches,
                     }
-                    // Another generation went live: start over from its checkpoint.
-                    None => break 'batches,
+                }
+                if gap {
+                    tracing::warn!(expected = ?next, "a gap in delivery; repositioning at the checkpoint");
+                    break 'batches;
                 }
             }
         }
@@ -219,6 +234,23 @@ impl Projector {
         self.stats.position.store(committed.position, Ordering::Relaxed);
         Ok(Some(committed))
     }
+}
+
+/// How many of `positions` (as delivered) can be applied in order: up to the first one past the
+/// next expected position. `next` carries the expected position between batches; the first
+/// message of a consumer sets it (the consumer starts at the first position that exists).
+/// Redeliveries of earlier positions are in order (the checkpoint skips them).
+fn in_order_len(positions: impl IntoIterator<Item = u64>, next: &mut Option<u64>) -> usize {
+    let mut count = 0;
+    for position in positions {
+        match *next {
+            Some(expected) if position > expected => break,
+            Some(expected) if position < expected => {}
+            _ => *next = Some(position + 1),
+        }
+        count += 1;
+    }
+    count
 }
 
 /// The checkpoint of a generation.
@@ -397,4 +429,21 @@ async fn notify(tx: &mut PgConnection, position: i64, changes: &Changes) -> sqlx
         o = &o[on..];
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_order_len;
+
+    #[test]
+    fn delivery_is_applied_up_to_a_gap_and_redeliveries_pass() {
+        let mut next = None;
+        assert_eq!(in_order_len([5, 6, 7], &mut next), 3, "the first message sets the start");
+        assert_eq!(next, Some(8));
+        assert_eq!(in_order_len([6, 8, 9], &mut next), 3, "a redelivery of 6 passes, 8 follows 7");
+        assert_eq!(next, Some(10));
+        assert_eq!(in_order_len([10, 12, 13], &mut next), 1, "11 is missing: stop before 12");
+        assert_eq!(next, Some(11));
+        assert_eq!(in_order_len([], &mut next), 0);
+    }
 }
