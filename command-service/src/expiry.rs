@@ -40,11 +40,23 @@ enum Handled {
 }
 
 impl Service {
-    /// Expires holds as their schedules fire, until the consumer fails.
+    /// Expires holds as their schedules fire, for as long as the process runs: when the consumer
+    /// cannot be reached (a NATS node failing over, the cluster still electing) or its message
+    /// stream ends, it starts again after a short pause instead of giving up.
     ///
     /// # Errors
-    /// When the consumer cannot be created or its message stream ends.
+    /// None in practice; the signature matches the other long-running tasks.
     pub async fn run_expiry(self) -> anyhow::Result<()> {
+        loop {
+            if let Err(error) = self.follow_expiries().await {
+                tracing::warn!(error = %format!("{error:#}"), "expiry consumer interrupted; starting again");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Expires holds as their schedules fire, until the consumer fails.
+    async fn follow_expiries(&self) -> anyhow::Result<()> {
         let settings = self.store().settings();
         let js = jetstream::new(self.store().client().clone());
         let stream = js.get_stream(settings.timers_name()).await?;
