@@ -255,17 +255,29 @@ pub struct Failure {
     /// The input field at fault (`BAD_USER_INPUT`, email `CONFLICT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The stream position of what the failed command did write (a declined charge, a refunded
+    /// late payment), so the caller can wait for it to be projected before it answers: the page
+    /// that reloads after the error then shows the new state. `None` when nothing was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
 }
 
 impl Failure {
     /// A failure with no field.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None }
+        Self { code, message: message.into(), field: None, position: None }
     }
 
     /// A failure that names a field.
     pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: Some(field.to_owned()) }
+        Self { code, message: message.into(), field: Some(field.to_owned()), position: None }
+    }
+
+    /// The same failure, after a write at `position`.
+    #[must_use]
+    pub fn after_write(mut self, position: u64) -> Self {
+        self.position = Some(position).filter(|p| *p > 0);
+        self
     }
 
     /// The generic internal error: detail goes to the logs, not to clients.

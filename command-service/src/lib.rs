@@ -18,6 +18,7 @@ pub mod api;
 pub mod cache;
 pub mod config;
 mod expiry;
+mod idempotency;
 mod listings;
 pub mod payments;
 mod server;
@@ -50,6 +51,7 @@ struct Inner {
     provider: Arc<dyn PaymentProvider>,
     signin_failures: jetstream::kv::Store,
     webhooks_seen: jetstream::kv::Store,
+    idempotency: jetstream::kv::Store,
     hasher: Argon2<'static>,
     dummy_hash: String,
     cache: cache::StateCache,
@@ -135,6 +137,8 @@ impl Service {
         let webhooks_seen =
             key_value(&js, &format!("{}_WEBHOOKS", settings.name), Duration::from_secs(30 * 24 * 3600), replicas)
                 .await?;
+        let idempotency =
+            key_value(&js, &format!("{}_IDEMPOTENCY", settings.name), idempotency::KEY_LIFETIME, replicas).await?;
         let provider: Arc<dyn PaymentProvider> = match provider {
             Some(provider) => provider,
             None => match config.payment_provider {
@@ -163,6 +167,7 @@ impl Service {
                 provider,
                 signin_failures,
                 webhooks_seen,
+                idempotency,
                 hasher,
                 dummy_hash,
                 cache: cache::StateCache::default(),

@@ -80,6 +80,14 @@ fn declined() -> CommandError {
     CommandError::refused(&PaymentError::Declined)
 }
 
+/// A refusal about something already written at `position` (see [`Failure::after_write`]).
+fn written_at(error: CommandError, position: u64) -> CommandError {
+    match error {
+        CommandError::Refused(failure) => CommandError::Refused(failure.after_write(position)),
+        other => other,
+    }
+}
+
 impl Service {
     pub(crate) async fn create_ticket(
         &self,
@@ -122,8 +130,8 @@ impl Service {
         ticket_outcome(&done)
     }
 
-    /// Places a hold: the buyer's slot, then the expiry schedule, then the hold itself (see the
-    /// README, "How a hold is written").
+    /// Places a hold: the buyer's slot, then the hold itself (see the README, "How a hold is
+    /// written"). The slot's claim arms the hold's expiry (see [`crate::expiry`]).
     pub(crate) async fn create_order(
         &self,
         actor: Actor,
@@ -131,20 +139,24 @@ impl Service {
         idempotency_key: Option<&str>,
     ) -> Result<Success, CommandError> {
         let order_id = match idempotency_key {
-            Some(key) => OrderId::for_idempotency_key(actor.id, key),
+            Some(key) => {
+                self.claim_idempotency_key(actor.id, key, &format!("createOrder {ticket_id}")).await?;
+                OrderId::for_idempotency_key(actor.id, ticket_id, key)
+            }
             None => OrderId(Uuid::new_v4()),
         };
-        let at = now();
-        let expires_at = at + self.inner.config.hold();
-        let place = |_: &Listing| {
-            ListingCommand::Order(OrderCommand::Place {
-                order_id,
-                buyer: actor.id,
-                expires_at,
-                idempotency_key: idempotency_key.map(str::to_owned),
-                at,
-            })
+        let place = |expires_at: domain::Timestamp| {
+            move |_: &Listing| {
+                ListingCommand::Order(OrderCommand::Place {
+                    order_id,
+                    buyer: actor.id,
+                    expires_at,
+                    idempotency_key: idempotency_key.map(str::to_owned),
+                    at: now(),
+                })
+            }
         };
+        let wanted_expiry = now() + self.inner.config.hold();
 
         // Refuse early what is refused anyway (unknown, taken, own ticket), before taking a slot;
         // a retry with the same key finds its order here. When this replica's cached listing
@@ -152,11 +164,12 @@ impl Service {
         // else is checked on a fresh load.
         let boundary = subjects::listing(ticket_id);
         let accepted = self.inner.cache.get::<Listing>(&boundary).is_some_and(|cached| {
-            domain::Aggregate::decide(&cached.state, place(&cached.state)).is_ok_and(|events| !events.is_empty())
+            domain::Aggregate::decide(&cached.state, place(wanted_expiry)(&cached.state))
+                .is_ok_and(|events| !events.is_empty())
         });
         if !accepted {
             let before = self.inner.store.load::<Listing>(&boundary).await?;
-            let decided = domain::Aggregate::decide(&before.state, place(&before.state))
+            let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
                 .map_err(|e| CommandError::refused(&e))?;
             if decided.is_empty() {
                 let version = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
@@ -169,45 +182,51 @@ impl Service {
 
         let max_active = usize::try_from(self.inner.config.max_active_holds).unwrap_or(usize::MAX);
         let slot_target = Target { boundary: subjects::account(actor.id), wildcard: false };
-        self.execute::<Account, _>(&slot_target, |_| AccountCommand::ClaimHoldSlot {
-            order_id,
-            ticket_id,
-            expires_at,
-            max_active,
-            at: now(),
-        })
-        .await?;
-
-        let due = ExpiryDue { ticket_id, order_id, buyer: actor.id, expires_at };
-        let payload = serde_json::to_vec(&due).map_err(|e| CommandError::Internal(e.to_string()))?;
-        self.inner
-            .store
-            .schedule(
-                &subjects::expiry_schedule(order_id),
-                &subjects::expiry_firing(ticket_id, order_id),
-                expires_at,
-                payload.into(),
-                &format!("expiry-{order_id}"),
-            )
+        let claimed = self
+            .execute::<Account, _>(&slot_target, |_| AccountCommand::ClaimHoldSlot {
+                order_id,
+                ticket_id,
+                expires_at: wanted_expiry,
+                max_active,
+                at: now(),
+            })
             .await?;
+        // A retry whose first attempt's slot is still claimed keeps that slot's time: the expiry
+        // armed from the claim fires exactly when the hold lapses.
+        let expires_at = claimed.state.hold_slots.get(&order_id).map_or(wanted_expiry, |slot| slot.expires_at);
 
-        match self.execute::<Listing, _>(&listing(ticket_id), place).await {
+        match self.execute::<Listing, _>(&listing(ticket_id), place(expires_at)).await {
             Ok(done) => order_outcome(&done, order_id),
-            Err(error) => {
-                // The hold lost its race (or failed): give the slot back. Should this fail too,
-                // the slot frees itself when the would-be hold expires.
+            // Certainly not placed (refused, or lost every race): give the slot back now. Should
+            // this fail, the slot's own expiry gives it back.
+            Err(error @ (CommandError::Refused(_) | CommandError::Contended)) => {
                 self.release_slot(actor.id, order_id).await;
                 Err(error)
             }
+            // The hold may have been written (a lost acknowledgement): the slot stays, and its
+            // expiry either expires the hold or, finding none, gives the slot back.
+            Err(error) => Err(error),
         }
     }
 
+    /// Gives a hold slot back, logging a failure: for callers whose slot also has an expiry that
+    /// gives it back later.
     pub(crate) async fn release_slot(&self, buyer: AccountId, order_id: OrderId) {
+        if let Err(error) = self.give_slot_back(buyer, order_id).await {
+            tracing::warn!(%buyer, %order_id, %error, "could not release a hold slot; its expiry releases it");
+        }
+    }
+
+    /// Gives a hold slot back (nothing to do when it is not held).
+    ///
+    /// # Errors
+    /// When the release could not be written.
+    pub(crate) async fn give_slot_back(&self, buyer: AccountId, order_id: OrderId) -> Result<(), CommandError> {
         let target = Target { boundary: subjects::account(buyer), wildcard: false };
-        if let Err(error) =
-            self.execute::<Account, _>(&target, |_| AccountCommand::ReleaseHoldSlot { order_id, at: now() }).await
-        {
-            tracing::warn!(%buyer, %order_id, %error, "could not release a hold slot; it frees itself at expiry");
+        match self.execute::<Account, _>(&target, |_| AccountCommand::ReleaseHoldSlot { order_id, at: now() }).await {
+            // An account that does not exist holds no slot.
+            Ok(_) | Err(CommandError::Refused(_)) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -264,6 +283,9 @@ impl Service {
                 "unknown payment token",
             )));
         }
+        if let Some(key) = idempotency_key {
+            self.claim_idempotency_key(actor.id, key, &format!("payOrder {order_id} {token}")).await?;
+        }
         let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
         let key = idempotency_key.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
         let payment_id = PaymentId::for_idempotency_key(order_id, &key);
@@ -316,15 +338,19 @@ impl Service {
             .payments
             .get(&payment_id)
             .is_some_and(|p| p.refund_due || p.status == PaymentStatus::Refunded);
+        // What was written is answered with its position, refusals included.
+        let written = |error| written_at(error, settled.position);
         match failed_reason.as_deref() {
             // The hold lapsed while the provider was charging: the money went back.
-            None if refunded => Err(CommandError::refused(&PaymentError::OrderClosed)),
+            None if refunded => Err(written(CommandError::refused(&PaymentError::OrderClosed))),
             None => payment_outcome(&settled, payment_id),
-            Some("invalid_token") => {
-                Err(CommandError::Refused(Failure::field(ErrorCode::BadUserInput, "token", "unknown payment token")))
-            }
+            Some("invalid_token") => Err(written(CommandError::Refused(Failure::field(
+                ErrorCode::BadUserInput,
+                "token",
+                "unknown payment token",
+            )))),
             Some("provider_unavailable") => Err(CommandError::Internal("payment provider unavailable".into())),
-            Some(_) => Err(declined()),
+            Some(_) => Err(written(declined())),
         }
     }
 
@@ -345,8 +371,8 @@ impl Service {
                 let done = Executed { state: loaded.state.clone(), events: vec![], position: loaded.version, version };
                 let refunded = payment.refund_due || payment.status == PaymentStatus::Refunded;
                 return Ok(Some(match payment.status {
-                    PaymentStatus::Failed => Err(declined()),
-                    _ if refunded => Err(CommandError::refused(&PaymentError::OrderClosed)),
+                    PaymentStatus::Failed => Err(written_at(declined(), loaded.version)),
+                    _ if refunded => Err(written_at(CommandError::refused(&PaymentError::OrderClosed), loaded.version)),
                     _ => payment_outcome(&done, payment_id),
                 }));
             }

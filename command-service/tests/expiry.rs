@@ -173,6 +173,20 @@ async fn a_hold_that_lapsed_while_command_service_was_down_expires_as_soon_as_it
     system.stop();
     let binary = Binary::start(&system).await;
     let (order_id, expires_at) = hold_when_up(&system, ticket, buyer).await;
+    // The expiry is armed from the slot's claim by the scheduler: let it be armed before the kill
+    // (a kill before that is the other test's case: it is armed at the next start).
+    let schedule = domain::subjects::expiry_schedule(order_id);
+    let firing = domain::subjects::expiry_firing(ticket, order_id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let armed = system.service.store().read_timers(&schedule).await.is_ok_and(|m| !m.is_empty())
+            || system.service.store().read_timers(&firing).await.is_ok_and(|m| !m.is_empty());
+        if armed {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expiry was never armed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     binary.kill().await;
 
     // Down across the expiry: the schedule fires into the timer stream meanwhile.

@@ -108,16 +108,19 @@ async fn the_same_idempotency_key_returns_the_first_result_and_never_charges_twi
     assert_eq!(system.provider.charges(), 1);
     assert_eq!(system.listing(ticket).await.payments.len(), 1);
 
-    // A declined first attempt stays declined under its key.
+    // A declined first attempt stays declined under its key; the key names that request only
+    // (another token under it is a conflict on the key, PRODUCT.md).
     let (buyer2, _, order2) = held(&system).await;
     assert_eq!(
         system.code(Request::new(pay(order2, "tok_chargeDeclined")).by(buyer2).with_key("k")).await,
         ErrorCode::PaymentDeclined
     );
     assert_eq!(
-        system.code(Request::new(pay(order2, "tok_visa")).by(buyer2).with_key("k")).await,
+        system.code(Request::new(pay(order2, "tok_chargeDeclined")).by(buyer2).with_key("k")).await,
         ErrorCode::PaymentDeclined
     );
+    let reused = system.fail(Request::new(pay(order2, "tok_visa")).by(buyer2).with_key("k")).await;
+    assert_eq!((reused.code, reused.field.as_deref()), (ErrorCode::Conflict, Some("idempotencyKey")));
     system.ok(Request::new(pay(order2, "tok_visa")).by(buyer2).with_key("k2")).await;
 }
 

@@ -59,7 +59,7 @@ pub enum Event {
         order_id: OrderId,
         /// The ticket the order holds.
         ticket_id: TicketId,
-        /// The slot frees itself then at the latest.
+        /// When the hold lapses: its expiry is armed for then (the slot counts until released).
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
         /// When.
@@ -317,19 +317,93 @@ impl EventEnvelope {
 
     /// Decodes a stored event, upcasting older schema versions.
     ///
+    /// The version is read before the data is given a shape: data of an older version is first
+    /// rewritten, one version at a time, into today's shape ([`UPCASTERS`]), and only then read
+    /// as an [`Event`]. Reading checks the structure only, never today's input rules (see
+    /// `Title`'s `Deserialize`), so an event stays readable whatever rule changes after it.
+    ///
     /// # Errors
     /// [`EventDecodeError`] when the bytes are not a known event of a known version.
     pub fn decode(bytes: &[u8]) -> Result<Event, EventDecodeError> {
-        let envelope: Self = serde_json::from_slice(bytes)?;
-        if envelope.version > envelope.event.schema_version() || envelope.version == 0 {
-            return Err(EventDecodeError::UnknownVersion {
-                event_type: envelope.event.type_name(),
-                version: envelope.version,
-            });
-        }
-        Ok(envelope.event)
+        decode_with(bytes, UPCASTERS)
     }
 }
+
+/// Rewrites the data of one event type from one schema version to the next.
+pub struct Upcaster {
+    /// The event type it applies to.
+    pub event_type: &'static str,
+    /// The version it reads; it writes `from + 1`.
+    pub from: u16,
+    /// The rewrite of the `data` object.
+    pub upcast: fn(serde_json::Value) -> serde_json::Value,
+}
+
+/// Every upcaster, oldest first. Empty while every event type is at version 1; bumping a type's
+/// version adds the step from the old shape here (and a pinned example of the old form to the
+/// tests).
+pub const UPCASTERS: &[Upcaster] = &[];
+
+/// The stored envelope with its data not yet given a shape.
+#[derive(Deserialize)]
+struct RawEnvelope {
+    #[serde(rename = "type")]
+    event_type: String,
+    data: serde_json::Value,
+}
+
+/// The envelope's header alone (the data is skipped, not built).
+#[derive(Deserialize)]
+struct Header<'a> {
+    version: u16,
+    #[serde(rename = "type", borrow)]
+    event_type: std::borrow::Cow<'a, str>,
+}
+
+fn decode_with(bytes: &[u8], upcasters: &[Upcaster]) -> Result<Event, EventDecodeError> {
+    let header: Header<'_> = serde_json::from_slice(bytes)?;
+    let (version, current) = (header.version, latest_version(&header.event_type, upcasters));
+    if version == 0 || version > current {
+        let event_type = KNOWN_TYPES.iter().find(|t| **t == header.event_type).copied().unwrap_or("unknown");
+        return Err(EventDecodeError::UnknownVersion { event_type, version });
+    }
+    if version == current {
+        // Today's shape: read it directly.
+        return Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event);
+    }
+    let RawEnvelope { event_type, mut data, .. } = serde_json::from_slice(bytes)?;
+    for step in version..current {
+        if let Some(upcaster) = upcasters.iter().find(|u| u.event_type == event_type && u.from == step) {
+            data = (upcaster.upcast)(data);
+        }
+    }
+    let tagged = serde_json::json!({ "type": event_type, "data": data });
+    Ok(serde_json::from_value(tagged)?)
+}
+
+/// The version this build writes for a type name: one past its last upcaster, or 1.
+fn latest_version(event_type: &str, upcasters: &[Upcaster]) -> u16 {
+    upcasters.iter().filter(|u| u.event_type == event_type).map(|u| u.from + 1).max().unwrap_or(CURRENT_SCHEMA_VERSION)
+}
+
+/// Every event type name, for error messages.
+const KNOWN_TYPES: [&str; 15] = [
+    "EmailClaimed",
+    "AccountRegistered",
+    "SessionRevoked",
+    "HoldSlotClaimed",
+    "HoldSlotReleased",
+    "TicketListed",
+    "TicketUpdated",
+    "OrderPlaced",
+    "OrderCancelled",
+    "PaymentStarted",
+    "PaymentPending",
+    "PaymentSucceeded",
+    "PaymentFailed",
+    "LatePaymentReceived",
+    "PaymentRefunded",
+];
 
 #[cfg(test)]
 mod tests {
@@ -506,6 +580,50 @@ mod tests {
             EventEnvelope::decode(json.as_bytes()),
             Err(EventDecodeError::UnknownVersion { version: 2, .. })
         ));
+    }
+
+    #[test]
+    fn an_older_version_is_upcast_before_it_is_read() {
+        // A made-up history: TicketListed v1 stored the price as `price`; v2 renamed it.
+        fn rename_price(mut data: serde_json::Value) -> serde_json::Value {
+            if let Some(object) = data.as_object_mut()
+                && let Some(price) = object.remove("price")
+            {
+                object.insert("price_cents".into(), price);
+            }
+            data
+        }
+        let upcasters = [Upcaster { event_type: "TicketListed", from: 1, upcast: rename_price }];
+        let v1 = r#"{"version":1,"type":"TicketListed","data":{"ticket_id":"00000000-0000-0000-0000-000000000004","seller":"00000000-0000-0000-0000-000000000001","title":"Opera\tnight","price":2500,"currency":"USD","at":"2026-01-01T12:00:00Z"}}"#;
+        let event = decode_with(v1.as_bytes(), &upcasters).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&event, Event::TicketListed { price_cents, title, .. }
+            if price_cents.cents() == 2500 && title.as_str() == "Opera\tnight"));
+        // Without the step it does not fit today's shape; a version past the last is refused.
+        assert!(matches!(decode_with(v1.as_bytes(), &[]), Err(EventDecodeError::Malformed(_))));
+        let v3 = v1.replacen(r#""version":1"#, r#""version":3"#, 1);
+        assert!(matches!(
+            decode_with(v3.as_bytes(), &upcasters),
+            Err(EventDecodeError::UnknownVersion { event_type: "TicketListed", version: 3 })
+        ));
+    }
+
+    #[test]
+    fn a_stored_event_that_todays_input_rules_refuse_still_decodes() {
+        // A title with a tab and a price above today's maximum: written when the rules allowed it.
+        let json = r#"{"version":1,"type":"TicketListed","data":{"ticket_id":"00000000-0000-0000-0000-000000000004","seller":"00000000-0000-0000-0000-000000000001","title":"Opera\tnight","price_cents":20000000,"currency":"USD","at":"2026-01-01T12:00:00Z"}}"#;
+        let event = EventEnvelope::decode(json.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&event, Event::TicketListed { title, .. } if title.as_str() == "Opera\tnight"));
+        assert!(Title::parse("Opera\tnight").is_err(), "new input is still refused");
+        assert_eq!(String::from_utf8(EventEnvelope::encode(&event)).ok().as_deref(), Some(json));
+    }
+
+    #[test]
+    fn every_known_type_is_named_for_errors() {
+        let mut names: Vec<_> = catalogue().iter().map(|(e, _)| e.type_name()).collect();
+        names.sort_unstable();
+        let mut known = KNOWN_TYPES.to_vec();
+        known.sort_unstable();
+        assert_eq!(names, known);
     }
 
     #[test]

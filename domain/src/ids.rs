@@ -66,10 +66,16 @@ id_type!(
 const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_7a0e_8f3b_4c2d_9e6a_1b0f_2c3d_4e5f);
 
 impl OrderId {
-    /// The order id a buyer's idempotency key stands for: the same buyer and key always name the
-    /// same order, so a retried `createOrder` finds the order it already placed.
-    pub fn for_idempotency_key(buyer: AccountId, key: &str) -> Self {
-        Self(derive(b"order", buyer.as_uuid(), key))
+    /// The order id a buyer's idempotency key stands for on one ticket: the same buyer, ticket and
+    /// key always name the same order, so a retried `createOrder` finds the order it already
+    /// placed. The ticket is part of the name, so one key used on two tickets can never make two
+    /// holds share an order id (the gateway refuses such a reuse; this holds even after the key's
+    /// record has aged out).
+    pub fn for_idempotency_key(buyer: AccountId, ticket: TicketId, key: &str) -> Self {
+        let mut scope = Vec::with_capacity(32);
+        scope.extend_from_slice(buyer.as_uuid().as_bytes());
+        scope.extend_from_slice(ticket.as_uuid().as_bytes());
+        Self(derive(b"order", &Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, &scope), key))
     }
 }
 
@@ -95,13 +101,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_same_key_names_the_same_order_and_other_keys_do_not() {
+    fn the_same_key_on_the_same_ticket_names_the_same_order_and_nothing_else_does() {
         let buyer = AccountId(Uuid::from_u128(1));
         let other = AccountId(Uuid::from_u128(2));
-        let a = OrderId::for_idempotency_key(buyer, "k1");
-        assert_eq!(a, OrderId::for_idempotency_key(buyer, "k1"));
-        assert_ne!(a, OrderId::for_idempotency_key(buyer, "k2"));
-        assert_ne!(a, OrderId::for_idempotency_key(other, "k1"));
+        let (t1, t2) = (TicketId(Uuid::from_u128(3)), TicketId(Uuid::from_u128(4)));
+        let a = OrderId::for_idempotency_key(buyer, t1, "k1");
+        assert_eq!(a, OrderId::for_idempotency_key(buyer, t1, "k1"));
+        assert_ne!(a, OrderId::for_idempotency_key(buyer, t1, "k2"));
+        assert_ne!(a, OrderId::for_idempotency_key(other, t1, "k1"));
+        assert_ne!(a, OrderId::for_idempotency_key(buyer, t2, "k1"), "one key on two tickets names two orders");
     }
 
     #[test]

@@ -43,9 +43,11 @@ impl fmt::Display for Price {
     }
 }
 
+/// Reads a stored price as it was written: stored events are facts checked under the rules of
+/// their day; today's range applies to new input only ([`Price::from_cents`]).
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Self::from_cents(i64::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        i64::deserialize(deserializer).map(Self)
     }
 }
 

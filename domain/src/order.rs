@@ -133,6 +133,9 @@ pub enum OrderError {
     /// The order id is already used by another buyer (`CONFLICT`).
     #[error("order id already in use")]
     IdInUse,
+    /// The hold would lapse before it is placed (`CONFLICT`): a retry that came too late.
+    #[error("this hold request has lapsed; try again")]
+    HoldLapsed,
     /// A paid order cannot be cancelled (`CONFLICT`).
     #[error("the order is complete and cannot be cancelled")]
     AlreadyComplete,
@@ -143,7 +146,7 @@ impl Refusal for OrderError {
         match self {
             Self::TicketNotFound | Self::NotFound => ErrorCode::NotFound,
             Self::OwnTicket | Self::NotOwner => ErrorCode::Forbidden,
-            Self::TicketUnavailable | Self::IdInUse | Self::AlreadyComplete => ErrorCode::Conflict,
+            Self::TicketUnavailable | Self::IdInUse | Self::HoldLapsed | Self::AlreadyComplete => ErrorCode::Conflict,
         }
     }
 }
@@ -161,6 +164,11 @@ pub(crate) fn decide(listing: &Listing, command: OrderCommand) -> Result<Vec<Eve
             }
             if ticket.status != TicketStatus::Available {
                 return Err(OrderError::TicketUnavailable);
+            }
+            if at >= expires_at {
+                // A retry that kept its first attempt's expiry too long: that expiry has fired (or
+                // is firing) already, so a hold placed now would never be expired.
+                return Err(OrderError::HoldLapsed);
             }
             Ok(vec![Event::OrderPlaced {
                 order_id,
@@ -399,6 +407,19 @@ mod tests {
     fn a_seller_cannot_order_their_own_ticket() {
         given::<Listing>([listed()]).when(place(1, SELLER)).then_err(ListingError::Order(OrderError::OwnTicket));
         assert_eq!(OrderError::OwnTicket.code(), ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn a_hold_that_would_lapse_before_it_is_placed_is_refused() {
+        let late = ListingCommand::Order(OrderCommand::Place {
+            order_id: order(1),
+            buyer: account(BUYER),
+            expires_at: at(900),
+            idempotency_key: Some("k".into()),
+            at: at(900),
+        });
+        given::<Listing>([listed()]).when(late).then_err(ListingError::Order(OrderError::HoldLapsed));
+        assert_eq!(OrderError::HoldLapsed.code(), ErrorCode::Conflict);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub const TIMER_SUBJECTS: [&str; 2] = ["ticketing.schedule.>", "ticketing.expiry
 /// The prefix of command request subjects (core NATS request-reply, not stored).
 pub const COMMAND_PREFIX: &str = "ticketing.cmd";
 
+/// Every account subject: where hold slots are claimed, which arms their expiry.
+pub const ACCOUNTS: &str = "ticketing.account.*";
+
 /// Where the firings of hold expiry schedules land.
 pub const EXPIRY_FIRINGS: &str = "ticketing.expiry.>";
 

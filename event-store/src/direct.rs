@@ -55,7 +55,48 @@ pub(crate) async fn get_all(
 /// read on its own (a literal subject is looked up, not searched for) asking for exactly its
 /// count, so the server never looks through unrelated messages. Made for loading one aggregate
 /// in a long stream; the reads run concurrently and are merged by sequence.
+///
+/// A read that brings fewer messages than the index counted (on a cluster, a replica whose copy is
+/// behind may answer a direct get) would be an inconsistent prefix of the aggregate that can still
+/// pass an append's guard: it is read again, a few times, and then reported as an error, never
+/// accepted.
 pub(crate) async fn get_counted(
+    client: &Client,
+    stream: &str,
+    filter: &str,
+    timeout: Duration,
+) -> Result<Vec<RawMessage>, StoreError> {
+    let mut last = StoreError::Protocol(String::new());
+    for attempt in 0..SHORT_READ_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+        }
+        match get_counted_once(client, stream, filter, timeout).await {
+            Err(error @ StoreError::Protocol(_)) if is_short_read(&error) => last = error,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+/// How often a short read is tried again before it is reported.
+const SHORT_READ_ATTEMPTS: u32 = 5;
+
+const SHORT_READ: &str = "short read";
+
+fn is_short_read(error: &StoreError) -> bool {
+    matches!(error, StoreError::Protocol(detail) if detail.starts_with(SHORT_READ))
+}
+
+/// A subject's read is complete only with every message the index counted.
+fn complete(subject: &str, counted: usize, got: usize) -> Result<(), StoreError> {
+    if got < counted {
+        return Err(StoreError::Protocol(format!("{SHORT_READ} of {subject}: {got} of {counted} messages")));
+    }
+    Ok(())
+}
+
+async fn get_counted_once(
     client: &Client,
     stream: &str,
     filter: &str,
@@ -70,7 +111,7 @@ pub(crate) async fn get_counted(
             let want = remaining.min(BATCH);
             let got = get_batch(client, stream, &subject, next, want, timeout, &mut out).await?;
             if got < want {
-                break;
+                complete(&subject, count, count - remaining + got)?;
             }
             remaining -= got;
             next = out.last().map_or(next, |m| m.sequence + 1);
@@ -176,4 +217,17 @@ async fn get_batch(
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, StoreError> {
     headers.get(name).map(|v| v.as_str()).ok_or_else(|| StoreError::Protocol(format!("direct get without {name}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_with_fewer_messages_than_counted_is_an_error_to_retry() {
+        assert!(complete("s", 3, 3).is_ok());
+        let short = complete("s", 3, 2).err().unwrap_or_else(|| panic!("a short read was accepted"));
+        assert!(is_short_read(&short), "{short}");
+        assert!(!is_short_read(&StoreError::Protocol("bad Nats-Sequence".into())));
+    }
 }

@@ -355,6 +355,21 @@ impl EventStore {
         headers.insert("Nats-Msg-Id", msg_id);
         headers.insert("Nats-Schedule", format!("@at {when}").as_str());
         headers.insert("Nats-Schedule-Target", self.settings.wire_subject(target).as_str());
+        self.publish_timer(subject, headers, payload).await
+    }
+
+    /// Puts a firing on a timer subject right away, as its schedule would have: for a timer whose
+    /// time has already come when it is armed. Deduplicated by `msg_id`.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the timer stream refuses it or stays unreachable.
+    pub async fn fire(&self, target: &str, payload: Bytes, msg_id: &str) -> Result<u64, StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        self.publish_timer(target, headers, payload).await
+    }
+
+    async fn publish_timer(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<u64, StoreError> {
         let mut last_error = StoreError::Timeout;
         for attempt in 0..APPEND_ATTEMPTS {
             if attempt > 0 {

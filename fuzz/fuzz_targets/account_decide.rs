@@ -57,7 +57,7 @@ fuzz_target!(|bytes: &[u8]| {
             state = state.evolve(event);
         }
         if let Some(limit) = limit.filter(|_| !events.is_empty()) {
-            let active = state.active_holds(when);
+            let active = state.active_holds();
             assert!(active <= limit, "{active} active holds under a limit of {limit}: {state:?}");
         }
         if let Some(profile) = &state.profile {

@@ -147,7 +147,8 @@ impl Projector {
             drop(conn);
             let consumer = self.position_consumer(from).await?;
             let mut messages = consumer.stream().max_messages_per_batch(self.batch_max.min(10_000)).messages().await?;
-            let mut next = None;
+            // The first delivery must be `from` itself: anything later is a gap too.
+            let mut next = Some(from);
             'batches: loop {
                 let Some(first) = messages.next().await else { break 'batches };
                 let mut batch = vec![first?];
@@ -226,7 +227,7 @@ impl Projector {
         if live != generation {
             return Ok(None);
         }
-        let committed = apply_batch(&mut tx, generation, batch).await?;
+        let committed = apply_batch(&mut tx, generation, batch, true).await?;
         tx.commit().await?;
         self.stats.applied.fetch_add(committed.applied, Ordering::Relaxed);
         self.stats.parked.fetch_add(committed.parked, Ordering::Relaxed);
@@ -237,8 +238,8 @@ impl Projector {
 }
 
 /// How many of `positions` (as delivered) can be applied in order: up to the first one past the
-/// next expected position. `next` carries the expected position between batches; the first
-/// message of a consumer sets it (the consumer starts at the first position that exists).
+/// next expected position. `next` carries the expected position between batches; it starts at
+/// the position the consumer was created at (or, when `None`, the first message sets it).
 /// Redeliveries of earlier positions are in order (the checkpoint skips them).
 fn in_order_len(positions: impl IntoIterator<Item = u64>, next: &mut Option<u64>) -> usize {
     let mut count = 0;
@@ -270,14 +271,47 @@ async fn checkpoint_inner(conn: &mut PgConnection, generation: &str) -> anyhow::
     Ok(u64::try_from(position).unwrap_or(0))
 }
 
-/// Applies a batch inside the caller's transaction: skips what the checkpoint covers, retries
-/// then parks what fails, advances the checkpoint and queues the change notifications.
+/// A batch that does not continue from the checkpoint: positions are consecutive (nothing is ever
+/// deleted from the stream), so a missing one was lost in delivery and applying past it would skip
+/// it for good. Nothing of the batch is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gap in delivery: expected position {expected}, got {found}")]
+pub struct Gap {
+    /// The position that should have come next.
+    pub expected: u64,
+    /// The position that came instead.
+    pub found: u64,
+}
+
+/// Checks that the positions after `checkpoint` run on from it without a hole.
+fn check_continuity(checkpoint: u64, batch: &[Incoming]) -> Result<(), Gap> {
+    let after = batch.iter().filter(|m| m.position > checkpoint);
+    for (expected, message) in (checkpoint + 1..).zip(after) {
+        if message.position != expected {
+            return Err(Gap { expected, found: message.position });
+        }
+    }
+    Ok(())
+}
+
+/// Applies a batch inside the caller's transaction: refuses a batch that does not continue from
+/// the checkpoint ([`Gap`]), skips what the checkpoint covers, retries then parks what fails,
+/// advances the checkpoint and, when `announce` (the live generation), queues the change
+/// notifications that move the gateways' read-your-writes position. A rebuild's replay into a
+/// generation nobody reads yet announces nothing.
 ///
 /// # Errors
-/// A database error that is not the event's fault (the caller's transaction is then unusable).
-pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incoming]) -> anyhow::Result<Committed> {
+/// [`Gap`], or a database error that is not the event's fault (the caller's transaction is then
+/// unusable).
+pub async fn apply_batch(
+    tx: &mut PgConnection,
+    generation: &str,
+    batch: &[Incoming],
+    announce: bool,
+) -> anyhow::Result<Committed> {
     sqlx::query(&format!("SET LOCAL search_path TO {generation}")).execute(&mut *tx).await?;
     let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE").fetch_one(&mut *tx).await?;
+    check_continuity(u64::try_from(checkpoint).unwrap_or(0), batch)?;
     // Fast path: the whole batch under one savepoint. Only when something fails is the batch
     // redone event by event, each in its own savepoint, to find and park the culprit.
     sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
@@ -293,7 +327,9 @@ pub async fn apply_batch(tx: &mut PgConnection, generation: &str, batch: &[Incom
         }
     };
     sqlx::query("UPDATE checkpoint SET position = $1, updated_at = now()").bind(position).execute(&mut *tx).await?;
-    notify(tx, position, &changes).await?;
+    if announce {
+        notify(tx, position, &changes).await?;
+    }
     Ok(Committed { position: u64::try_from(position).unwrap_or(0), ..committed })
 }
 
@@ -433,7 +469,32 @@ async fn notify(tx: &mut PgConnection, position: i64, changes: &Changes) -> sqlx
 
 #[cfg(test)]
 mod tests {
-    use super::in_order_len;
+    use super::{Gap, Incoming, check_continuity, in_order_len};
+
+    fn at(position: u64) -> Incoming {
+        Incoming {
+            position,
+            subject: String::new(),
+            recorded_at: time::OffsetDateTime::UNIX_EPOCH,
+            payload: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_must_continue_from_the_checkpoint() {
+        assert_eq!(check_continuity(4, &[at(5), at(6)]), Ok(()));
+        assert_eq!(check_continuity(4, &[at(3), at(4), at(5)]), Ok(()), "redeliveries are skipped, not gaps");
+        assert_eq!(check_continuity(4, &[at(6), at(7)]), Err(Gap { expected: 5, found: 6 }), "the first one counts");
+        assert_eq!(check_continuity(4, &[at(5), at(7)]), Err(Gap { expected: 6, found: 7 }));
+        assert_eq!(check_continuity(0, &[]), Ok(()));
+    }
+
+    #[test]
+    fn the_first_delivery_after_positioning_is_checked_too() {
+        let mut next = Some(5);
+        assert_eq!(in_order_len([6, 7], &mut next), 0, "5 never came");
+        assert_eq!(next, Some(5));
+    }
 
     #[test]
     fn delivery_is_applied_up_to_a_gap_and_redeliveries_pass() {

@@ -108,7 +108,8 @@ pub async fn rebuild(
         let batch = next_batch(head).await?;
         let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        let committed = apply_batch(&mut tx, &target, &batch).await?;
+        // Nobody reads this generation yet: its commits must not move read-your-writes.
+        let committed = apply_batch(&mut tx, &target, &batch, false).await?;
         tx.commit().await?;
         events += u64::try_from(batch.len()).unwrap_or(0);
         position = committed.position;
@@ -123,10 +124,17 @@ pub async fn rebuild(
     let old: String =
         sqlx::query_scalar("SELECT active FROM public.projection_generation FOR UPDATE").fetch_one(&mut *tx).await?;
     let head_now = stream.info().await?.state.last_sequence;
+    let caught_up = position >= head_now;
     while position < head_now {
         let batch = next_batch(head_now).await?;
         events += u64::try_from(batch.len()).unwrap_or(0);
-        position = apply_batch(&mut tx, &target, &batch).await?.position;
+        // Announced: the notification is delivered when the switch commits, as this generation
+        // becomes what readers see.
+        position = apply_batch(&mut tx, &target, &batch, true).await?.position;
+    }
+    if caught_up {
+        // Nothing left to apply: still tell the gateways where readers stand after the switch.
+        crate::notify(&mut tx, i64::try_from(position).unwrap_or(i64::MAX), &crate::models::Changes::default()).await?;
     }
     switch(&mut tx, &target).await?;
     tx.commit().await?;

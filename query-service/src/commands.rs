@@ -18,8 +18,12 @@ impl AppState {
     /// The command's refusal, or an internal failure (NATS unreachable, timeout).
     pub async fn command(&self, request: Request) -> Result<Success, Failure> {
         let outcome = self.send(&request).await;
-        if let Ok(success) = &outcome {
-            self.wait_projected(success.position).await;
+        match &outcome {
+            Ok(success) => self.wait_projected(success.position).await,
+            // A refusal that still wrote something (a declined charge): wait for it too, so what
+            // the client reads next shows it.
+            Err(Failure { position: Some(position), .. }) => self.wait_projected(*position).await,
+            Err(_) => {}
         }
         self.metrics.count_command(&outcome);
         outcome

@@ -624,17 +624,29 @@ where
     Fut: std::future::Future<Output = Vec<T>> + Send,
 {
     let receiver = state.changes.subscribe();
-    futures::stream::unfold((receiver, state.clone(), pick), |(mut receiver, state, pick)| async move {
+    // The position this subscriber has seen up to: where a re-read after a lag starts.
+    let seen = *state.projected.borrow();
+    futures::stream::unfold((receiver, state.clone(), pick, seen), |(mut receiver, state, pick, seen)| async move {
         loop {
-            match receiver.recv().await {
-                Ok(changed) => {
-                    let items = pick(state.clone(), changed).await;
-                    return Some((futures::stream::iter(items), (receiver, state, pick)));
+            let changed = match receiver.recv().await {
+                Ok(changed) => changed,
+                // A slow subscriber skipped some commits, and with them maybe the last change of
+                // what it watches: re-read every row that changed since what it has seen.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                    tracing::debug!(skipped, "a subscriber lagged; re-reading what changed");
+                    match crate::db::changed_since(&state.pool, seen).await {
+                        Ok(changed) => std::sync::Arc::new(changed),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not re-read after a lag; retrying at the next change");
+                            continue;
+                        }
+                    }
                 }
-                // A slow subscriber skipped some commits: the next one brings the latest state.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
+            };
+            let seen = seen.max(changed.position);
+            let items = pick(state.clone(), changed).await;
+            return Some((futures::stream::iter(items), (receiver, state, pick, seen)));
         }
     })
     .flatten()

@@ -6,6 +6,10 @@
 pub struct Stack {
     /// The gateway.
     pub app: axum::Router,
+    /// The event store the command service writes to (for tests that store events by hand).
+    pub store: event_store::EventStore,
+    /// The gateway's shared state (for tests that drive the schema directly).
+    pub state: query_service::AppState,
     _nats: testkit::TestNats,
     _db: testkit::TestDb,
     _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -39,6 +43,7 @@ pub async fn stack_full(
         command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
     let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
     let settings = service.store().settings().clone();
+    let store = service.store().clone();
     let projector = projector::Projector::new(db.pool.clone(), client.clone(), settings, 500);
     projector::schema::ensure_live(&db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     let tasks = vec![
@@ -59,7 +64,7 @@ pub async fn stack_full(
     };
     tweak(&mut config);
     let state = query_service::AppState::new(config, db.pool.clone(), client).await;
-    Stack { app: query_service::app(state), _nats: nats, _db: db, _tasks: tasks }
+    Stack { app: query_service::app(state.clone()), store, state, _nats: nats, _db: db, _tasks: tasks }
 }
 
 /// Serves the gateway on a loopback port (with the peer address, as in production).
