@@ -27,6 +27,14 @@ pub struct Config {
     /// Base URL of the Stripe API.
     #[arg(long, env = "STRIPE_API_BASE", default_value = "https://api.stripe.com")]
     pub stripe_api_base: String,
+    /// How long a Stripe request may take before its outcome counts as unknown, in milliseconds.
+    #[arg(long, env = "STRIPE_TIMEOUT_MS", default_value_t = 20_000)]
+    pub stripe_timeout_ms: u64,
+    /// How old a payment still pending must be before it is settled by asking the provider
+    /// (reconciliation), in seconds; also how often it asks again while the provider says
+    /// "processing".
+    #[arg(long, env = "PAYMENT_RECONCILE_AFTER_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub payment_reconcile_after_seconds: u64,
     /// Shared secret that signs payment webhooks (`Stripe-Signature`).
     #[arg(long, env = "PAYMENT_WEBHOOK_SECRET", hide_env_values = true, default_value = "")]
     pub payment_webhook_secret: String,

@@ -1,10 +1,12 @@
 //! Hold expiry, in two durable consumers shared by every replica:
 //!
-//! - the *scheduler* follows the account subjects of the event stream: for every
-//!   `HoldSlotClaimed` it writes a JetStream message schedule at the slot's `expires_at` (or fires
-//!   at once when that time has passed). Arming from the stored claim means every slot, and so
-//!   every hold, gets its expiry even when the process that claimed it dies right after, and a
-//!   hold that was never written costs no schedule write on the request path;
+//! - the *scheduler* follows the account, order and payment subjects of the event stream: for
+//!   every `HoldSlotClaimed` and every `OrderPlaced` it writes a JetStream message schedule at
+//!   the `expires_at` they carry (or fires at once when that time has passed; both write the
+//!   same schedule subject, so a hold has one live schedule), and for every `PaymentStarted` a
+//!   reconciliation schedule. Arming from stored events means every slot and every hold gets its
+//!   expiry even when the process that wrote it dies right after, and costs no write on the
+//!   request path;
 //! - the *expiry* consumer takes the firings on `ticketing.expiry.<ticket>.<order>`, expires the
 //!   order if it is still unpaid and due by its own `expires_at` (re-arming when the firing came
 //!   early), and releases the buyer's slot only once the hold is closed or was never placed.
@@ -20,19 +22,21 @@ use futures::StreamExt;
 
 use domain::{Event, EventEnvelope, subjects};
 
-use crate::listings::ExpiryDue;
+use crate::listings::{ExpiryDue, ReconcileDue};
 use crate::{CommandError, Service, now};
 
 /// The durable consumer's name.
 const CONSUMER: &str = "command-service-expiry";
 
 /// The scheduler's durable consumer (on the event stream).
-const SCHEDULER: &str = "command-service-scheduler";
+const SCHEDULER: &str = "command-service-timers";
+
+/// The durable consumer of reconciliation firings.
+const RECONCILER: &str = "command-service-reconcile";
 
 /// How long after a slot's time its firing waits for a hold that is still being written before it
-/// decides that the hold was never placed. Longer than any append can take (its retries
-/// included), so a hold decided before its `expires_at` has landed by then; one decided later is
-/// refused by the domain.
+/// gives the slot back as never used. Longer than an append takes, its retries included; a hold
+/// that still lands later has its own expiry, armed from its `OrderPlaced`.
 const NEVER_PLACED_AFTER: time::Duration = time::Duration::seconds(60);
 
 /// How long a delivered firing stays with its replica without an acknowledgement.
@@ -51,15 +55,27 @@ async fn keep_in_progress<T>(message: &jetstream::Message, work: impl Future<Out
     }
 }
 
+/// The kinds of timer firings, each with its durable consumer.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// A hold's expiry.
+    Expiry,
+    /// A payment's reconciliation.
+    Reconcile,
+}
+
 /// What to do with a firing.
-enum Handled {
+pub(crate) enum Handled {
+    /// Handled: acknowledge it.
     Done,
+    /// Not yet: deliver it again after this long.
     Later(Duration),
 }
 
 impl Service {
-    /// Runs hold expiry for as long as the process runs: the scheduler, which arms an expiry for
-    /// every claimed hold slot, and the consumer of their firings. When a consumer cannot be
+    /// Runs hold expiry and payment reconciliation for as long as the process runs: the
+    /// scheduler, which arms an expiry for every claimed hold slot and a reconciliation for every
+    /// started payment, and the consumers of their firings. When a consumer cannot be
     /// reached (a NATS node failing over, the cluster still electing) or its message stream ends,
     /// it starts again after a short pause instead of giving up.
     ///
@@ -76,17 +92,26 @@ impl Service {
         };
         let expiring = async {
             loop {
-                if let Err(error) = self.follow_expiries().await {
+                if let Err(error) = self.follow_firings(Timer::Expiry).await {
                     tracing::warn!(error = %format!("{error:#}"), "expiry consumer interrupted; starting again");
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         };
-        futures::future::join(scheduling, expiring).await;
+        let reconciling = async {
+            loop {
+                if let Err(error) = self.follow_firings(Timer::Reconcile).await {
+                    tracing::warn!(error = %format!("{error:#}"), "reconciliation consumer interrupted; starting again");
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        };
+        futures::future::join3(scheduling, expiring, reconciling).await;
         Ok(())
     }
 
-    /// Arms an expiry for every `HoldSlotClaimed`, until the consumer fails.
+    /// Arms an expiry for every `HoldSlotClaimed` and a reconciliation for every `PaymentStarted`,
+    /// until the consumer fails.
     async fn follow_claims(&self) -> anyhow::Result<()> {
         let settings = self.store().settings();
         let js = jetstream::new(self.store().client().clone());
@@ -96,7 +121,11 @@ impl Service {
                 SCHEDULER,
                 consumer::pull::Config {
                     durable_name: Some(SCHEDULER.to_owned()),
-                    filter_subject: settings.wire_subject(subjects::ACCOUNTS),
+                    filter_subjects: vec![
+                        settings.wire_subject(subjects::ACCOUNTS),
+                        settings.wire_subject(subjects::ORDERS),
+                        settings.wire_subject(subjects::PAYMENTS),
+                    ],
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: ACK_WAIT * 5,
                     max_ack_pending: 10_000,
@@ -112,8 +141,11 @@ impl Service {
                     let Ok(message) = message else { return };
                     let sequence = message.info().map_or(0, |info| info.stream_sequence);
                     let ack = match EventEnvelope::decode(&message.payload) {
-                        Ok(Event::HoldSlotClaimed { account_id, order_id, ticket_id, expires_at, .. }) => {
-                            let due = ExpiryDue { ticket_id, order_id, buyer: account_id, expires_at };
+                        Ok(
+                            Event::HoldSlotClaimed { account_id: buyer, order_id, ticket_id, expires_at, .. }
+                            | Event::OrderPlaced { buyer, order_id, ticket_id, expires_at, .. },
+                        ) => {
+                            let due = ExpiryDue { ticket_id, order_id, buyer, expires_at };
                             match service.arm_expiry(&due, sequence).await {
                                 Ok(()) => AckKind::Ack,
                                 Err(error) => {
@@ -122,11 +154,23 @@ impl Service {
                                 }
                             }
                         }
+                        Ok(Event::PaymentStarted { payment_id, ticket_id, at, .. }) => {
+                            let due = ReconcileDue { ticket_id, payment_id };
+                            let when = at + service.reconcile_after();
+                            match service.arm_reconcile(&due, when, sequence).await {
+                                Ok(()) => AckKind::Ack,
+                                Err(error) => {
+                                    tracing::warn!(payment = %payment_id, %error, "could not arm a reconciliation; retrying");
+                                    AckKind::Nak(Some(Duration::from_millis(200)))
+                                }
+                            }
+                        }
                         Ok(_) => AckKind::Ack,
-                        // Not ours to park (the projector parks it); nothing to arm from it.
+                        // Perhaps written by a newer version during a rolling upgrade: leave it
+                        // for a replica that can read it, never drop what may arm an expiry.
                         Err(error) => {
-                            tracing::error!(%error, sequence, "unreadable account event skipped by the scheduler");
-                            AckKind::Ack
+                            tracing::error!(%error, sequence, "unreadable event left for another replica");
+                            AckKind::Nak(Some(Duration::from_secs(30)))
                         }
                     };
                     if let Err(error) = message.ack_with(ack).await {
@@ -153,17 +197,40 @@ impl Service {
         Ok(())
     }
 
-    /// Expires holds as their schedules fire, until the consumer fails.
-    async fn follow_expiries(&self) -> anyhow::Result<()> {
+    /// Writes a payment's reconciliation schedule at `when` (at once when that has passed).
+    async fn arm_reconcile(
+        &self,
+        due: &ReconcileDue,
+        when: domain::Timestamp,
+        started_at: u64,
+    ) -> Result<(), CommandError> {
+        let payload: bytes::Bytes = serde_json::to_vec(due).map_err(|e| CommandError::Internal(e.to_string()))?.into();
+        let msg_id = format!("reconcile-{}-{started_at}", due.payment_id);
+        let firing = subjects::reconcile_firing(due.ticket_id, due.payment_id);
+        if when <= now() {
+            self.store().fire(&firing, payload, &msg_id).await?;
+        } else {
+            let schedule = subjects::reconcile_schedule(due.payment_id);
+            self.store().schedule(&schedule, &firing, when, payload, &msg_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles the firings of one kind of timer as they come, until the consumer fails.
+    async fn follow_firings(&self, timer: Timer) -> anyhow::Result<()> {
+        let (name, filter) = match timer {
+            Timer::Expiry => (CONSUMER, subjects::EXPIRY_FIRINGS),
+            Timer::Reconcile => (RECONCILER, subjects::RECONCILE_FIRINGS),
+        };
         let settings = self.store().settings();
         let js = jetstream::new(self.store().client().clone());
         let stream = js.get_stream(settings.timers_name()).await?;
         let consumer = stream
             .get_or_create_consumer(
-                CONSUMER,
+                name,
                 consumer::pull::Config {
-                    durable_name: Some(CONSUMER.to_owned()),
-                    filter_subject: settings.wire_subject(subjects::EXPIRY_FIRINGS),
+                    durable_name: Some(name.to_owned()),
+                    filter_subject: settings.wire_subject(filter),
                     ack_policy: consumer::AckPolicy::Explicit,
                     // Short: a firing taken by a replica that is then killed goes to another one
                     // within a second. A live handler keeps its firing with progress acks.
@@ -181,27 +248,37 @@ impl Service {
                 let service = self.clone();
                 async move {
                     let Ok(message) = message else { return };
-                    let ack = match serde_json::from_slice::<ExpiryDue>(&message.payload) {
-                        Ok(due) => match keep_in_progress(&message, service.handle_expiry(&due)).await {
+                    let handled = match timer {
+                        Timer::Expiry => match serde_json::from_slice::<ExpiryDue>(&message.payload) {
+                            Ok(due) => Ok(keep_in_progress(&message, service.handle_expiry(&due)).await),
+                            Err(error) => Err(error),
+                        },
+                        Timer::Reconcile => match serde_json::from_slice::<ReconcileDue>(&message.payload) {
+                            Ok(due) => Ok(keep_in_progress(&message, service.handle_reconcile(&due)).await),
+                            Err(error) => Err(error),
+                        },
+                    };
+                    let ack = match handled {
+                        Ok(handled) => match handled {
                             Ok(Handled::Done) => AckKind::Ack,
                             Ok(Handled::Later(delay)) => AckKind::Nak(Some(delay)),
                             Err(error) => {
-                                tracing::warn!(order = %due.order_id, %error, "expiry failed; retrying");
+                                tracing::warn!(subject = %message.subject, %error, "timer handling failed; retrying");
                                 AckKind::Nak(Some(Duration::from_millis(500)))
                             }
                         },
                         Err(error) => {
-                            tracing::error!(%error, subject = %message.subject, "unreadable expiry firing dropped");
+                            tracing::error!(%error, subject = %message.subject, "unreadable timer firing dropped");
                             AckKind::Term
                         }
                     };
                     if let Err(error) = message.ack_with(ack).await {
-                        tracing::warn!(%error, "could not acknowledge an expiry firing");
+                        tracing::warn!(%error, "could not acknowledge a timer firing");
                     }
                 }
             })
             .await;
-        anyhow::bail!("the expiry consumer stopped")
+        anyhow::bail!("the {name} consumer stopped")
     }
 
     /// One firing: the order decides by its own `expires_at`, and the slot goes back only when the
@@ -217,10 +294,19 @@ impl Service {
                     Duration::try_from(remaining).unwrap_or_default() + Duration::from_millis(20),
                 ));
             }
-            // The hold may still be being written (its slot is claimed first): look again
-            // shortly, for a while, before deciding it never happened.
-            None if (now() - due.expires_at) < NEVER_PLACED_AFTER => {
-                return Ok(Handled::Later(Duration::from_millis(500)));
+            // No hold (yet). Should one land later after all, its own `OrderPlaced` arms its
+            // expiry, so here only the slot is at stake.
+            None => {
+                let slots = self.inner.store.load::<domain::Account>(&subjects::account(due.buyer)).await?;
+                if !slots.state.hold_slots.contains_key(&due.order_id) {
+                    // Given back already (a lost race): nothing left to do.
+                    return Ok(Handled::Done);
+                }
+                // It may still be being written (its slot is claimed first): look again shortly,
+                // for a while, before deciding it never happened.
+                if (now() - due.expires_at) < NEVER_PLACED_AFTER {
+                    return Ok(Handled::Later(Duration::from_millis(500)));
+                }
             }
             _ => {}
         }

@@ -44,7 +44,9 @@ fn reused() -> CommandError {
 
 impl Service {
     /// Records that `user`'s `key` names `request` (the operation and its arguments, in a fixed
-    /// text form), or checks that it already names exactly that request.
+    /// text form), or checks that it already names exactly that request. Answers whether the key
+    /// was seen before (a replay: what the first request wrote must be looked up fresh, never in a
+    /// cache that may predate it).
     ///
     /// # Errors
     /// `CONFLICT` (field `idempotencyKey`) when the key names another request; an internal error
@@ -54,7 +56,7 @@ impl Service {
         user: AccountId,
         key: &str,
         request: &str,
-    ) -> Result<(), CommandError> {
+    ) -> Result<bool, CommandError> {
         let name = record_key(user, key);
         let wanted = digest(request.as_bytes());
         let bucket = &self.inner.idempotency;
@@ -64,9 +66,11 @@ impl Service {
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
             }
             match bucket.create(&name, wanted.clone().into()).await {
-                Ok(_) => return Ok(()),
+                // A lost acknowledgement retried here finds its own record: counted as a replay,
+                // which only makes the caller look more carefully.
+                Ok(_) => return Ok(attempt > 0),
                 Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => match bucket.get(&name).await {
-                    Ok(Some(found)) if found.as_ref() == wanted.as_bytes() => return Ok(()),
+                    Ok(Some(found)) if found.as_ref() == wanted.as_bytes() => return Ok(true),
                     Ok(Some(_)) => return Err(reused()),
                     // Aged out between the two calls: record it again.
                     Ok(None) => last = "record vanished".into(),

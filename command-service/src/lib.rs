@@ -142,19 +142,23 @@ impl Service {
         let provider: Arc<dyn PaymentProvider> = match provider {
             Some(provider) => provider,
             None => match config.payment_provider {
-                ProviderKind::Fake => match &config.fake_bank_webhook_url {
-                    Some(url) if !url.is_empty() => {
-                        Arc::new(payments::fake::FakeProvider::with_bank(payments::fake::FakeBank {
+                ProviderKind::Fake => {
+                    let bank = config.fake_bank_webhook_url.as_ref().filter(|url| !url.is_empty()).map(|url| {
+                        payments::fake::FakeBank {
                             webhook_url: url.clone(),
                             secret: config.payment_webhook_secret.clone(),
                             delay: Duration::from_millis(config.fake_bank_settle_ms),
-                        }))
-                    }
-                    _ => Arc::new(payments::fake::FakeProvider::default()),
-                },
-                ProviderKind::Stripe => Arc::new(payments::stripe::StripeProvider::new(
+                        }
+                    });
+                    // Its ledger outlives the process, like a real provider's.
+                    let ledger =
+                        key_value(&js, &format!("{}_FAKE_LEDGER", settings.name), Duration::ZERO, replicas).await?;
+                    Arc::new(payments::fake::FakeProvider::with_ledger(ledger, bank))
+                }
+                ProviderKind::Stripe => Arc::new(payments::stripe::StripeProvider::with_timeout(
                     &config.stripe_api_base,
                     config.stripe_api_key.as_deref().unwrap_or_default(),
+                    Duration::from_millis(config.stripe_timeout_ms.max(1)),
                 )?),
             },
         };

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::{Failure, Outcome, Success};
+use crate::expiry::Handled;
 use crate::payments::webhook::{self, WebhookEvent};
-use crate::payments::{ChargeRequest, ChargeResult, ProviderError};
+use crate::payments::{ChargeRequest, ChargeResult, Lookup, LookupRequest, ProviderError};
 use crate::{CommandError, Executed, Service, Target, now};
 
 /// How long a payment attempt may wait for its provider before a retry with the same key takes
@@ -35,6 +36,13 @@ pub(crate) struct ExpiryDue {
     pub buyer: AccountId,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: domain::Timestamp,
+}
+
+/// What a payment's reconciliation schedule carries to its firing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ReconcileDue {
+    pub ticket_id: TicketId,
+    pub payment_id: PaymentId,
 }
 
 fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
@@ -138,12 +146,12 @@ impl Service {
         ticket_id: TicketId,
         idempotency_key: Option<&str>,
     ) -> Result<Success, CommandError> {
-        let order_id = match idempotency_key {
+        let (order_id, replayed) = match idempotency_key {
             Some(key) => {
-                self.claim_idempotency_key(actor.id, key, &format!("createOrder {ticket_id}")).await?;
-                OrderId::for_idempotency_key(actor.id, ticket_id, key)
+                let replayed = self.claim_idempotency_key(actor.id, key, &format!("createOrder {ticket_id}")).await?;
+                (OrderId::for_idempotency_key(actor.id, ticket_id, key), replayed)
             }
-            None => OrderId(Uuid::new_v4()),
+            None => (OrderId(Uuid::new_v4()), false),
         };
         let place = |expires_at: domain::Timestamp| {
             move |_: &Listing| {
@@ -163,10 +171,13 @@ impl Service {
         // accepts the hold, that is enough to go on (the hold's own append is guarded); anything
         // else is checked on a fresh load.
         let boundary = subjects::listing(ticket_id);
-        let accepted = self.inner.cache.get::<Listing>(&boundary).is_some_and(|cached| {
-            domain::Aggregate::decide(&cached.state, place(wanted_expiry)(&cached.state))
-                .is_ok_and(|events| !events.is_empty())
-        });
+        // A replay's first request may have been answered by another replica: only a fresh load
+        // is sure to show what it wrote.
+        let accepted = !replayed
+            && self.inner.cache.get::<Listing>(&boundary).is_some_and(|cached| {
+                domain::Aggregate::decide(&cached.state, place(wanted_expiry)(&cached.state))
+                    .is_ok_and(|events| !events.is_empty())
+            });
         if !accepted {
             let before = self.inner.store.load::<Listing>(&boundary).await?;
             let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
@@ -200,7 +211,12 @@ impl Service {
             // Certainly not placed (refused, or lost every race): give the slot back now. Should
             // this fail, the slot's own expiry gives it back.
             Err(error @ (CommandError::Refused(_) | CommandError::Contended)) => {
-                self.release_slot(actor.id, order_id).await;
+                // Unless a simultaneous request with the same key placed it meanwhile.
+                let placed =
+                    self.inner.store.load::<Listing>(&boundary).await.map(|l| l.state.orders.contains_key(&order_id));
+                if !matches!(placed, Ok(true)) {
+                    self.release_slot(actor.id, order_id).await;
+                }
                 Err(error)
             }
             // The hold may have been written (a lost acknowledgement): the slot stays, and its
@@ -235,7 +251,7 @@ impl Service {
         if let Some(ticket) = hint {
             return Ok(ticket);
         }
-        let history = self.inner.store.read(&format!("ticketing.ticket.*.order.{order_id}"), 1).await?;
+        let history = self.inner.store.read_counted(&format!("ticketing.ticket.*.order.{order_id}")).await?;
         history
             .first()
             .and_then(|e| e.subject.split('.').nth(2))
@@ -284,6 +300,8 @@ impl Service {
             )));
         }
         if let Some(key) = idempotency_key {
+            // The payment id is derived from the key: a replay finds the first attempt in the
+            // listing, which is always decided on a fresh load before "already done" is answered.
             self.claim_idempotency_key(actor.id, key, &format!("payOrder {order_id} {token}")).await?;
         }
         let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
@@ -313,6 +331,7 @@ impl Service {
         let request = ChargeRequest {
             payment_id,
             order_id,
+            ticket_id,
             amount_cents: payment.amount.cents(),
             currency: payment.currency.code().to_lowercase(),
             token: token.to_owned(),
@@ -324,8 +343,12 @@ impl Service {
             Ok(ChargeResult::Declined { reason }) => PaymentOutcome::Failed { reason },
             Err(ProviderError::InvalidToken) => PaymentOutcome::Failed { reason: "invalid_token".into() },
             Err(ProviderError::Unavailable(detail)) => {
-                tracing::error!(%payment_id, %detail, "payment provider unavailable");
-                PaymentOutcome::Failed { reason: "provider_unavailable".into() }
+                // Whether it charged is unknown (a timeout after charging looks just like this):
+                // recording a failure would let the buyer pay again and be charged twice. The
+                // payment stays pending, the order awaits payment, and reconciliation asks the
+                // provider once the payment is old enough.
+                tracing::warn!(%payment_id, %detail, "payment outcome unknown; left pending for reconciliation");
+                return payment_outcome(&started, payment_id);
             }
         };
         let failed_reason = match &outcome {
@@ -349,7 +372,6 @@ impl Service {
                 "token",
                 "unknown payment token",
             )))),
-            Some("provider_unavailable") => Err(CommandError::Internal("payment provider unavailable".into())),
             Some(_) => Err(written(declined())),
         }
     }
@@ -426,6 +448,56 @@ impl Service {
         .await
     }
 
+    /// How old a pending payment must be before the provider is asked about it.
+    pub(crate) fn reconcile_after(&self) -> time::Duration {
+        time::Duration::seconds(i64::try_from(self.inner.config.payment_reconcile_after_seconds).unwrap_or(60))
+    }
+
+    /// One reconciliation firing: a refund still due is made; a payment still pending (its answer
+    /// lost, or still processing) is settled from what the provider says. Safe with several
+    /// replicas and repeats: every outcome is decided in the listing, and the provider calls
+    /// carry idempotency keys.
+    pub(crate) async fn handle_reconcile(&self, due: &ReconcileDue) -> Result<Handled, CommandError> {
+        let loaded = self.inner.store.load::<Listing>(&subjects::listing(due.ticket_id)).await?;
+        let Some(payment) = loaded.state.payments.get(&due.payment_id) else { return Ok(Handled::Done) };
+        if payment.refund_due {
+            self.refund(due.ticket_id, due.payment_id).await?;
+            return Ok(Handled::Done);
+        }
+        if payment.status != PaymentStatus::Pending {
+            return Ok(Handled::Done);
+        }
+        let after = self.reconcile_after();
+        let again =
+            || Handled::Later(std::time::Duration::try_from(after).unwrap_or(std::time::Duration::from_secs(60)));
+        let age = now() - payment.created_at;
+        if age < after {
+            return Ok(Handled::Later(std::time::Duration::try_from(after - age).unwrap_or_default()));
+        }
+        let request = LookupRequest {
+            payment_id: payment.id,
+            idempotency_key: payment.id.to_string(),
+            provider_ref: payment.provider_ref.clone(),
+        };
+        let outcome = match self.inner.provider.lookup(request).await {
+            Ok(Lookup::Charged { provider_ref }) => PaymentOutcome::Succeeded { provider_ref },
+            Ok(Lookup::Failed { reason }) => PaymentOutcome::Failed { reason },
+            Ok(Lookup::NotCharged) => PaymentOutcome::Failed { reason: "not_charged".into() },
+            Ok(Lookup::Processing { provider_ref }) => {
+                // Still settling: remember its reference and ask again later.
+                self.settle(due.ticket_id, due.payment_id, PaymentOutcome::Pending { provider_ref }).await?;
+                return Ok(again());
+            }
+            Err(error) => {
+                tracing::warn!(payment = %due.payment_id, %error, "reconciliation could not reach the provider");
+                return Ok(again());
+            }
+        };
+        tracing::info!(payment = %due.payment_id, ?outcome, "payment reconciled with the provider");
+        self.settle(due.ticket_id, due.payment_id, outcome).await?;
+        Ok(Handled::Done)
+    }
+
     /// Handles a provider webhook: verify, dedupe by event id, apply. Answers an HTTP status.
     pub(crate) async fn payment_webhook(&self, body: &str, signature: Option<&str>) -> Result<Success, CommandError> {
         let answer = |http_status| Success { position: 0, version: 0, result: Outcome::Webhook { http_status } };
@@ -479,7 +551,8 @@ impl Service {
             tracing::info!(event = %event.id, "webhook without our order id ignored");
             return Ok(None);
         };
-        let ticket_id = match self.resolve_ticket(order_id, None).await {
+        let ticket_hint = object.metadata.ticket_id.as_deref().and_then(|id| id.parse::<TicketId>().ok());
+        let ticket_id = match self.resolve_ticket(order_id, ticket_hint).await {
             Ok(ticket_id) => ticket_id,
             Err(CommandError::Refused(_)) => {
                 tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");

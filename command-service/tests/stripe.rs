@@ -34,24 +34,52 @@ async fn payment_intents(
 ) -> (StatusCode, Json<Value>) {
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     stub.requests.lock().unwrap_or_else(|e| e.into_inner()).push(("payment_intents".into(), headers, form.clone()));
-    let mut answers = stub.answers.lock().unwrap_or_else(|e| e.into_inner());
-    let n = answers.len();
-    let (status, body) = answers
-        .entry(key)
-        .or_insert_with(|| match form.get("payment_method").map(String::as_str) {
-            Some("pm_card_visa") => (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "succeeded"})),
+    let stall = form.get("payment_method").map(String::as_str) == Some("pm_card_stall");
+    let (status, body) = {
+        let mut answers = stub.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = answers.len();
+        let metadata =
+            json!({"payment_id": form.get("metadata[payment_id]"), "order_id": form.get("metadata[order_id]")});
+        answers
+            .entry(key)
+            .or_insert_with(|| match form.get("payment_method").map(String::as_str) {
+                // Charged, but the answer comes after the client gave up.
+                Some("pm_card_stall") => {
+                    (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "succeeded", "metadata": metadata}))
+                }
+                Some("pm_card_visa") => (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "succeeded"})),
             Some("pm_card_async") => (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "processing"})),
             Some("pm_card_chargeDeclined") => (
                 StatusCode::PAYMENT_REQUIRED,
                 json!({"error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline"}}),
             ),
-            _ => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
-            ),
-        })
-        .clone();
+                _ => (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}}),
+                ),
+            })
+            .clone()
+    };
+    if stall {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     (status, Json(body))
+}
+
+/// `GET /v1/payment_intents/search?query=metadata['payment_id']:'<id>'`, over the intents made.
+async fn search_intents(
+    State(stub): State<Arc<Stub>>,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Json<Value> {
+    stub.requests.lock().unwrap_or_else(|e| e.into_inner()).push(("search".into(), HeaderMap::new(), query.clone()));
+    let wanted = query.get("query").and_then(|q| q.split('\'').nth(3)).unwrap_or_default().to_owned();
+    let answers = stub.answers.lock().unwrap_or_else(|e| e.into_inner());
+    let data: Vec<Value> = answers
+        .values()
+        .filter(|(status, body)| status.is_success() && body["metadata"]["payment_id"] == wanted.as_str())
+        .map(|(_, body)| body.clone())
+        .collect();
+    Json(json!({"object": "search_result", "data": data}))
 }
 
 async fn refunds(
@@ -67,6 +95,7 @@ async fn stub() -> (Arc<Stub>, String) {
     let stub = Arc::new(Stub::default());
     let app = Router::new()
         .route("/v1/payment_intents", post(payment_intents))
+        .route("/v1/payment_intents/search", axum::routing::get(search_intents))
         .route("/v1/refunds", post(refunds))
         .with_state(stub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
@@ -83,6 +112,67 @@ async fn system(url: &str, hold_seconds: u64) -> System {
         c.order_hold_seconds = hold_seconds;
     })
     .await
+}
+
+/// Stripe that charges and then stalls past the client's timeout.
+async fn stalling_system(url: &str, hold_seconds: u64) -> System {
+    System::start_configured(|c| {
+        c.payment_provider = ProviderKind::Stripe;
+        c.stripe_api_key = Some("sk_test_123".into());
+        c.stripe_api_base = url.to_owned();
+        c.order_hold_seconds = hold_seconds;
+        c.stripe_timeout_ms = 300;
+        c.payment_reconcile_after_seconds = 1;
+    })
+    .await
+}
+
+fn intents_made(stub: &Stub) -> usize {
+    stub.answers.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|(s, _)| s.is_success()).count()
+}
+
+fn refunds_made(stub: &Stub) -> usize {
+    stub.requests.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(path, ..)| path == "refunds").count()
+}
+
+#[tokio::test]
+async fn a_charge_that_stalls_past_the_timeout_ends_with_one_charge_kept() {
+    let (stub, url) = stub().await;
+    let system = stalling_system(&url, 900).await;
+    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
+    let ticket = system.ticket(seller, 2500).await;
+    let order = system.order(buyer, ticket).await;
+    let answered = system.ok(Request::new(pay(order, "pm_card_stall")).by(buyer)).await;
+    assert!(matches!(answered.result, Outcome::Payment { status: PaymentStatus::Pending, .. }), "{answered:?}");
+    // The buyer tries again with a new key: refused, no second charge.
+    assert_eq!(
+        system.code(Request::new(pay(order, "pm_card_visa")).by(buyer).with_key("retry")).await,
+        ErrorCode::Conflict
+    );
+    let listing = system
+        .wait_for_listing(ticket, std::time::Duration::from_secs(10), |l| {
+            l.orders[&order].status == OrderStatus::Complete
+        })
+        .await;
+    assert!(listing.payments.values().all(|p| p.status == PaymentStatus::Succeeded && p.provider_ref.is_some()));
+    assert_eq!((intents_made(&stub), refunds_made(&stub)), (1, 0), "exactly one charge, not refunded");
+}
+
+#[tokio::test]
+async fn a_stalled_charge_for_a_hold_that_expired_meanwhile_ends_with_one_charge_refunded() {
+    let (stub, url) = stub().await;
+    let system = stalling_system(&url, 1).await;
+    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
+    let ticket = system.ticket(seller, 2500).await;
+    let order = system.order(buyer, ticket).await;
+    system.ok(Request::new(pay(order, "pm_card_stall")).by(buyer)).await;
+    let listing = system
+        .wait_for_listing(ticket, std::time::Duration::from_secs(10), |l| {
+            l.payments.values().any(|p| p.status == PaymentStatus::Refunded)
+        })
+        .await;
+    assert_eq!(listing.orders[&order].status, OrderStatus::Cancelled);
+    assert_eq!((intents_made(&stub), refunds_made(&stub)), (1, 1), "exactly one charge, refunded");
 }
 
 fn pay(order_id: domain::OrderId, token: &str) -> Command {
@@ -117,6 +207,7 @@ async fn a_charge_is_one_idempotent_authenticated_payment_intent() {
     assert_eq!(form.get("currency").map(String::as_str), Some("usd"));
     assert_eq!(form.get("confirm").map(String::as_str), Some("true"));
     assert_eq!(form.get("metadata[order_id]"), Some(&order.to_string()));
+    assert_eq!(form.get("metadata[ticket_id]"), Some(&ticket.to_string()), "webhooks find the listing directly");
     assert_eq!(system.listing(ticket).await.orders[&order].status, OrderStatus::Complete);
 }
 

@@ -14,12 +14,14 @@
 //! | `ticketing.ticket.<ticket>.payment.<payment>` | payment events | the listing boundary |
 //! | `ticketing.schedule.expiry.<order>` | the hold's expiry schedule (a JetStream message schedule) | none |
 //! | `ticketing.expiry.<ticket>.<order>` | the schedule's firing, read by command-service | none |
+//! | `ticketing.schedule.reconcile.<payment>` | a payment's reconciliation schedule | none |
+//! | `ticketing.reconcile.<ticket>.<payment>` | its firing: ask the provider, settle or refund | none |
 //!
 //! The listing boundary is the wildcard `ticketing.ticket.<ticket>.>`: an append anywhere inside it
 //! states the last sequence of the whole boundary it decided on. Commands travel on
 //! `ticketing.cmd.>`, which no stream captures.
 
-use crate::{AccountId, Email, Event, OrderId, TicketId};
+use crate::{AccountId, Email, Event, OrderId, PaymentId, TicketId};
 
 /// The event stream's name.
 pub const STREAM: &str = "TICKETING";
@@ -31,7 +33,7 @@ pub const EVENT_SUBJECTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*
 pub const TIMERS_SUFFIX: &str = "_TIMERS";
 
 /// The subjects the timer stream captures: schedules and their firings.
-pub const TIMER_SUBJECTS: [&str; 2] = ["ticketing.schedule.>", "ticketing.expiry.>"];
+pub const TIMER_SUBJECTS: [&str; 3] = ["ticketing.schedule.>", "ticketing.expiry.>", "ticketing.reconcile.>"];
 
 /// The prefix of command request subjects (core NATS request-reply, not stored).
 pub const COMMAND_PREFIX: &str = "ticketing.cmd";
@@ -41,6 +43,15 @@ pub const ACCOUNTS: &str = "ticketing.account.*";
 
 /// Where the firings of hold expiry schedules land.
 pub const EXPIRY_FIRINGS: &str = "ticketing.expiry.>";
+
+/// Every order subject: where holds are placed, which arms their expiry.
+pub const ORDERS: &str = "ticketing.ticket.*.order.*";
+
+/// Every payment subject: where payments start, which arms their reconciliation.
+pub const PAYMENTS: &str = "ticketing.ticket.*.payment.*";
+
+/// Where the firings of payment reconciliation schedules land.
+pub const RECONCILE_FIRINGS: &str = "ticketing.reconcile.>";
 
 /// An email claim's subject. The address is hex-encoded: addresses contain dots, which NATS
 /// reads as token separators.
@@ -86,6 +97,16 @@ pub fn listing_event(ticket: TicketId, event: &Event) -> Option<String> {
 /// The subject of a hold's expiry schedule.
 pub fn expiry_schedule(order: OrderId) -> String {
     format!("ticketing.schedule.expiry.{order}")
+}
+
+/// The subject of a payment's reconciliation schedule.
+pub fn reconcile_schedule(payment: PaymentId) -> String {
+    format!("ticketing.schedule.reconcile.{payment}")
+}
+
+/// The subject a reconciliation schedule fires on.
+pub fn reconcile_firing(ticket: TicketId, payment: PaymentId) -> String {
+    format!("ticketing.reconcile.{ticket}.{payment}")
 }
 
 /// The subject an expiry schedule fires on.

@@ -267,6 +267,19 @@ impl EventStore {
         self.decode_all(raw)
     }
 
+    /// Reads every event matching `filter` (wildcards allowed) through the subject index, like
+    /// [`EventStore::load`]: a read that comes back short of what the index counts (a replica that
+    /// is behind) is read again, then reported, never taken as complete. For small filters.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails, a read stays short, or an event is unreadable.
+    pub async fn read_counted(&self, filter: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let filter = self.settings.wire_subject(filter);
+        let raw =
+            direct::get_counted(&self.client, &self.settings.name, &filter, self.settings.request_timeout).await?;
+        self.decode_all(raw)
+    }
+
     fn decode_all(&self, raw: Vec<RawMessage>) -> Result<Vec<StoredEvent>, StoreError> {
         raw.into_iter()
             .map(|m| {

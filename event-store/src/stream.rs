@@ -180,7 +180,33 @@ async fn ensure_one(client: &Client, settings: &StreamSettings, wanted: &Value) 
     if let Some((err_code, description)) = api_error(&existing) {
         return Err(StoreError::JetStream { err_code, description });
     }
+    if let Some(widened) = widened(wanted, &existing["config"]) {
+        // A newer version captures more subjects (say, a new kind of timer): add them, keeping
+        // everything else as it is. Nothing is ever taken away here.
+        tracing::info!(stream = name, "adding subjects to the stream");
+        let update_subject = format!("$JS.API.STREAM.UPDATE.{name}");
+        let updated = api(client, &update_subject, Bytes::from(widened.to_string()), settings).await?;
+        if let Some((err_code, description)) = api_error(&updated) {
+            return Err(StoreError::JetStream { err_code, description });
+        }
+        return compare(name, wanted, &updated["config"]);
+    }
     compare(name, wanted, &existing["config"])
+}
+
+/// The existing configuration with the wanted subjects, when the existing stream captures a strict
+/// subset of them (and so only lacks subjects); `None` otherwise.
+fn widened(wanted: &Value, found: &Value) -> Option<Value> {
+    let as_set = |config: &Value| -> std::collections::BTreeSet<String> {
+        config["subjects"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect()
+    };
+    let (wanted_subjects, found_subjects) = (as_set(wanted), as_set(found));
+    if found_subjects.is_empty() || !found_subjects.is_subset(&wanted_subjects) || found_subjects == wanted_subjects {
+        return None;
+    }
+    let mut config = found.clone();
+    config["subjects"] = wanted["subjects"].clone();
+    Some(config)
 }
 
 fn compare(stream: &str, wanted: &Value, found: &Value) -> Result<(), StoreError> {
@@ -294,6 +320,21 @@ mod tests {
         assert_eq!(settings.domain_subject("t1.ticket.x.order.y"), "ticketing.ticket.x.order.y");
         let production = StreamSettings::default();
         assert_eq!(production.wire_subject("ticketing.account.a"), "ticketing.account.a");
+    }
+
+    #[test]
+    fn a_stream_lacking_only_some_subjects_is_widened_and_nothing_else() {
+        let settings = StreamSettings::default();
+        let wanted = settings.timers_config();
+        let mut older = wanted.clone();
+        older["subjects"] = json!(["ticketing.schedule.>", "ticketing.expiry.>"]);
+        let update = widened(&wanted, &older).unwrap_or_else(|| panic!("not widened"));
+        assert_eq!(update["subjects"], wanted["subjects"]);
+        assert_eq!(update["storage"], older["storage"]);
+        assert!(widened(&wanted, &wanted).is_none(), "nothing to add");
+        let mut other = wanted.clone();
+        other["subjects"] = json!(["elsewhere.>"]);
+        assert!(widened(&wanted, &other).is_none(), "a foreign subject is a mismatch, not widened");
     }
 
     #[test]

@@ -79,9 +79,16 @@ pub async fn follow_projection(
                 projected.send_if_modified(|p| bump(p, position));
             }
             loop {
-                match tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+                match tokio::time::timeout(Duration::from_millis(500), listener.try_recv()).await {
+                    // The connection dropped (it reconnects at the next call): notifications sent
+                    // meanwhile are lost, so every subscriber re-reads what it watches.
+                    Ok(Ok(None)) => {
+                        tracing::warn!("projection listener reconnecting; subscribers re-read");
+                        let position = *projected.borrow();
+                        let _ = changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));
+                    }
                     Ok(notification) => {
-                        let notification = notification?;
+                        let Some(notification) = notification? else { continue };
                         let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
                         let ids = |key: &str| -> Vec<uuid::Uuid> {
                             body[key]

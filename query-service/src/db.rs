@@ -117,8 +117,9 @@ where
 /// How many rows of each kind a re-read after a lag brings at most (the latest changes first).
 const CHANGED_SINCE_LIMIT: i64 = 1000;
 
-/// The tickets and orders changed after `position`, as one [`crate::Changed`] at the projected
-/// position now: what a subscriber that lagged behind the notifications may have missed.
+/// The tickets and orders changed at or after `position` (a notification split in chunks shares
+/// one position), as one resync [`crate::Changed`] at the projected position now: what a
+/// subscriber that lagged behind the notifications may have missed.
 ///
 /// # Errors
 /// A database error.
@@ -126,11 +127,11 @@ pub async fn changed_since(pool: &PgPool, position: u64) -> sqlx::Result<crate::
     let after = i64::try_from(position).unwrap_or(i64::MAX);
     let head: i64 = sqlx::query_scalar("SELECT position FROM read.checkpoint").fetch_one(pool).await?;
     let ids = |table: &str| {
-        format!("SELECT id FROM read.{table} WHERE position > $1 ORDER BY position DESC LIMIT {CHANGED_SINCE_LIMIT}")
+        format!("SELECT id FROM read.{table} WHERE position >= $1 ORDER BY position DESC LIMIT {CHANGED_SINCE_LIMIT}")
     };
     let tickets: Vec<Uuid> = sqlx::query_scalar(&ids("tickets")).bind(after).fetch_all(pool).await?;
     let orders: Vec<Uuid> = sqlx::query_scalar(&ids("orders")).bind(after).fetch_all(pool).await?;
-    Ok(crate::Changed::new(u64::try_from(head).unwrap_or(0), tickets, orders))
+    Ok(crate::Changed::resync(u64::try_from(head).unwrap_or(0), tickets, orders))
 }
 
 /// One ticket.

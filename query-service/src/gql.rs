@@ -624,20 +624,26 @@ where
     Fut: std::future::Future<Output = Vec<T>> + Send,
 {
     let receiver = state.changes.subscribe();
-    // The position this subscriber has seen up to: where a re-read after a lag starts.
+    // The position this subscriber has seen up to: where a re-read after a gap starts.
     let seen = *state.projected.borrow();
-    futures::stream::unfold((receiver, state.clone(), pick, seen), |(mut receiver, state, pick, seen)| async move {
+    let start = (receiver, state.clone(), pick, seen, false);
+    futures::stream::unfold(start, |(mut receiver, state, pick, seen, mut behind)| async move {
         loop {
             let changed = match receiver.recv().await {
-                Ok(changed) => changed,
-                // A slow subscriber skipped some commits, and with them maybe the last change of
-                // what it watches: re-read every row that changed since what it has seen.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
-                    tracing::debug!(skipped, "a subscriber lagged; re-reading what changed");
+                // Nothing missed: the commit as notified.
+                Ok(changed) if !changed.resync && !behind => changed,
+                // A subscriber that skipped commits (or a listener that reconnected) may have
+                // missed the last change of what it watches: re-read what changed since.
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     match crate::db::changed_since(&state.pool, seen).await {
-                        Ok(changed) => std::sync::Arc::new(changed),
+                        Ok(changed) => {
+                            behind = false;
+                            std::sync::Arc::new(changed)
+                        }
                         Err(error) => {
-                            tracing::warn!(%error, "could not re-read after a lag; retrying at the next change");
+                            // Still behind: try again at the next commit.
+                            tracing::warn!(%error, "could not re-read after missed notifications");
+                            behind = true;
                             continue;
                         }
                     }
@@ -646,7 +652,7 @@ where
             };
             let seen = seen.max(changed.position);
             let items = pick(state.clone(), changed).await;
-            return Some((futures::stream::iter(items), (receiver, state, pick, seen)));
+            return Some((futures::stream::iter(items), (receiver, state, pick, seen, behind)));
         }
     })
     .flatten()
@@ -662,6 +668,19 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = Ticket>> {
         let wanted = id.map(|id| parse_id(&id, "id")).transpose()?;
         Ok(follow(state(ctx)?, move |state, changed| async move {
+            // After missed notifications one watched ticket is read as it is now, whatever the
+            // (bounded) list of changes says.
+            if changed.resync
+                && let Some(id) = wanted
+            {
+                return db::ticket(&state.pool, id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|row| Ticket { row })
+                    .into_iter()
+                    .collect();
+            }
             let mut tickets = Vec::new();
             for ticket in changed.tickets.iter().filter(|t| wanted.is_none_or(|w| w == **t)) {
                 if let Ok(Some(row)) = changed.ticket(&state.pool, *ticket).await {
@@ -685,6 +704,15 @@ impl Subscription {
             Some(_) => {}
         }
         Ok(follow(state(ctx)?, move |state, changed| async move {
+            if changed.resync {
+                return db::order(&state.pool, order)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|row| Order { row })
+                    .into_iter()
+                    .collect();
+            }
             if !changed.orders.contains(&order) {
                 return vec![];
             }

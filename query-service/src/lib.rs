@@ -51,6 +51,9 @@ pub struct Changed {
     pub tickets: Vec<uuid::Uuid>,
     /// Orders that changed.
     pub orders: Vec<uuid::Uuid>,
+    /// Notifications may have been missed before this one (the gateway's listener reconnected,
+    /// or a subscriber lagged): subscribers re-read what they watch instead of trusting the lists.
+    pub resync: bool,
     ticket_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::TicketRow>>,
     order_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::OrderRow>>,
 }
@@ -60,6 +63,13 @@ impl Changed {
     #[must_use]
     pub fn new(position: u64, tickets: Vec<uuid::Uuid>, orders: Vec<uuid::Uuid>) -> Self {
         Self { position, tickets, orders, ..Self::default() }
+    }
+
+    /// Everything changed after a gap in notifications: `tickets` and `orders` are the rows known
+    /// to have changed (possibly not all of them; subscribers to one row re-read it directly).
+    #[must_use]
+    pub fn resync(position: u64, tickets: Vec<uuid::Uuid>, orders: Vec<uuid::Uuid>) -> Self {
+        Self { position, tickets, orders, resync: true, ..Self::default() }
     }
 
     /// A changed ticket as it is after this commit (or later), read once for all subscribers.

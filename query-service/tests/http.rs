@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod common;
-use common::{SECRET, Stack, stack, stack_with};
+use common::{SECRET, Stack, stack, stack_full, stack_with};
 
 /// A browser-like client: keeps the session cookie.
 #[derive(Default, Clone)]
@@ -286,6 +286,46 @@ async fn a_declined_charge_is_visible_as_soon_as_the_error_is_answered() {
             .await;
         assert_eq!(seen["data"]["order"]["status"], "CREATED", "round {round}: {seen}");
         assert_eq!(seen["data"]["order"]["payment"]["status"], "FAILED", "round {round}: {seen}");
+    }
+}
+
+#[tokio::test]
+async fn a_charge_whose_answer_was_lost_is_pending_not_failed_then_completes_once() {
+    let stack = stack_full(900, |c| c.payment_reconcile_after_seconds = 1, |_| {}).await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "buyer@example.com"})).await;
+    let created =
+        seller.gql(&stack, "mutation { createTicket(title: \"Opera\", priceCents: 2500) { id } }", json!({})).await;
+    let ticket = created["data"]["createTicket"]["id"].clone();
+    let order = buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+    let order = order["data"]["createOrder"]["id"].clone();
+
+    let pay = "mutation($o: ID!, $tok: String!, $k: String) { payOrder(orderId: $o, token: $tok, idempotencyKey: $k) { status } }";
+    let lost = buyer.gql(&stack, pay, json!({"o": order, "tok": "tok_timeout", "k": "first"})).await;
+    assert_eq!(lost["data"]["payOrder"]["status"], "PENDING", "{lost}");
+    let seen = buyer.gql(&stack, "query($o: ID!) { order(id: $o) { status } }", json!({"o": order})).await;
+    assert_eq!(seen["data"]["order"]["status"], "AWAITING_PAYMENT");
+    // Paying again with a new key (what the web app does) cannot charge a second time.
+    let again = buyer.gql(&stack, pay, json!({"o": order, "tok": "tok_visa", "k": "second"})).await;
+    assert_eq!(code(&again), "CONFLICT", "{again}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = buyer
+            .gql(
+                &stack,
+                "query($o: ID!) { order(id: $o) { status payment { status } ticket { status } } }",
+                json!({"o": order}),
+            )
+            .await;
+        if seen["data"]["order"]["status"] == "COMPLETE" {
+            assert_eq!(seen["data"]["order"]["payment"]["status"], "SUCCEEDED");
+            assert_eq!(seen["data"]["order"]["ticket"]["status"], "SOLD");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reconciled: {seen}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

@@ -4,26 +4,157 @@
 //! - `tok_chargeDeclined` is declined (`card_declined`);
 //! - `tok_async` is accepted and settles later by webhook. With a [`FakeBank`] the fake sends
 //!   that webhook itself (signed, like the real provider's) after a delay, so a local system
-//!   behaves like one wired to a real provider.
+//!   behaves like one wired to a real provider;
+//! - `tok_timeout` charges, then its answer is lost (like a provider that times out after
+//!   charging): the payment stays pending until reconciliation asks the ledger.
 //!
-//! Like a real provider it remembers idempotency keys: the same key returns the first result and
-//! charges once. [`FakeProvider::charges`] counts real charges, so tests can prove "charged once".
+//! Like a real provider it keeps a ledger of charges by idempotency key: the same key returns the
+//! first result and charges once. The ledger lives in memory ([`FakeProvider::default`], for
+//! tests that inspect it) or in a JetStream key-value bucket ([`FakeProvider::with_ledger`], what
+//! the service uses), where it outlives the process, so "every charge completed or refunded" can
+//! be checked across a SIGKILL. A bucket entry is `charge.<payment key>` →
+//! `{"status": "succeeded" | "pending" | "declined", "provider_ref", "reason"}`, and a refund is
+//! `refund.<refund key>` → the provider reference.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use async_nats::jetstream::kv;
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
-use super::{ChargeRequest, ChargeResult, PaymentProvider, ProviderError};
+use super::{ChargeRequest, ChargeResult, Lookup, LookupRequest, PaymentProvider, ProviderError};
 
 /// The fake provider.
 #[derive(Debug, Default)]
 pub struct FakeProvider {
-    seen: Mutex<HashMap<String, ChargeResult>>,
-    refunds: Mutex<HashMap<String, String>>,
+    ledger: Ledger,
     latency: Duration,
     bank: Option<FakeBank>,
+}
+
+/// Where the fake keeps its charges and refunds.
+#[derive(Debug)]
+enum Ledger {
+    /// In this process (tests count charges here): charges and refunds by idempotency key.
+    Memory(Mutex<HashMap<String, LedgerEntry>>, Mutex<HashMap<String, String>>),
+    /// In a key-value bucket, outliving the process.
+    Bucket(Box<kv::Store>),
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::Memory(Mutex::default(), Mutex::default())
+    }
+}
+
+/// How often a ledger write is tried before the charge counts as unanswered.
+const BUCKET_ATTEMPTS: u32 = 5;
+
+fn poisoned<T>(_: T) -> ProviderError {
+    ProviderError::Unavailable("ledger lock poisoned".into())
+}
+
+fn bucket_error(error: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Unavailable(format!("ledger: {error}"))
+}
+
+impl Ledger {
+    /// Records `entry` under `key` unless a charge is there already; answers what is recorded.
+    async fn charge_once(&self, key: &str, entry: LedgerEntry) -> Result<LedgerEntry, ProviderError> {
+        match self {
+            Self::Memory(charges, _) => {
+                Ok(charges.lock().map_err(poisoned)?.entry(key.to_owned()).or_insert(entry).clone())
+            }
+            Self::Bucket(store) => {
+                let name = format!("charge.{key}");
+                let body: bytes::Bytes = serde_json::to_vec(&entry).map_err(bucket_error)?.into();
+                let mut last = String::new();
+                // A bucket whose replicas are still being placed (a forming cluster) answers late:
+                // retry a little, as a provider's own client would.
+                for attempt in 0..BUCKET_ATTEMPTS {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                    // Revision 0: only if nothing is there yet (entries are never deleted).
+                    match store.update(&name, body.clone(), 0).await {
+                        Ok(_) => return Ok(entry),
+                        Err(error) if error.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                            if let Some(first) = self.get(key).await? {
+                                return Ok(first);
+                            }
+                            last = "charge vanished".into();
+                        }
+                        Err(error) => last = format!("{error:?}"),
+                    }
+                }
+                Err(bucket_error(last))
+            }
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<LedgerEntry>, ProviderError> {
+        match self {
+            Self::Memory(charges, _) => Ok(charges.lock().map_err(poisoned)?.get(key).cloned()),
+            Self::Bucket(store) => match store.get(format!("charge.{key}")).await.map_err(bucket_error)? {
+                Some(body) => serde_json::from_slice(&body).map(Some).map_err(bucket_error),
+                None => Ok(None),
+            },
+        }
+    }
+
+    async fn refund_once(&self, key: &str, provider_ref: String) -> Result<(), ProviderError> {
+        match self {
+            Self::Memory(_, refunds) => {
+                refunds.lock().map_err(poisoned)?.entry(key.to_owned()).or_insert(provider_ref);
+                Ok(())
+            }
+            Self::Bucket(store) => match store.create(format!("refund.{key}"), provider_ref.into()).await {
+                Ok(_) => Ok(()),
+                Err(error) if error.kind() == kv::CreateErrorKind::AlreadyExists => Ok(()),
+                Err(error) => Err(bucket_error(error)),
+            },
+        }
+    }
+}
+
+/// One charge in the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// `succeeded`, `pending` or `declined`.
+    pub status: String,
+    /// The reference of a charge that moved (or will move) money.
+    #[serde(default)]
+    pub provider_ref: Option<String>,
+    /// Why a declined charge was declined.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl LedgerEntry {
+    fn of(result: &ChargeResult) -> Self {
+        match result {
+            ChargeResult::Succeeded { provider_ref } => {
+                Self { status: "succeeded".into(), provider_ref: Some(provider_ref.clone()), reason: None }
+            }
+            ChargeResult::Pending { provider_ref } => {
+                Self { status: "pending".into(), provider_ref: Some(provider_ref.clone()), reason: None }
+            }
+            ChargeResult::Declined { reason } => {
+                Self { status: "declined".into(), provider_ref: None, reason: Some(reason.clone()) }
+            }
+        }
+    }
+
+    fn result(&self) -> ChargeResult {
+        let provider_ref = self.provider_ref.clone().unwrap_or_default();
+        match self.status.as_str() {
+            "succeeded" => ChargeResult::Succeeded { provider_ref },
+            "pending" => ChargeResult::Pending { provider_ref },
+            _ => ChargeResult::Declined { reason: self.reason.clone().unwrap_or_else(|| "card_declined".into()) },
+        }
+    }
 }
 
 /// A pretend bank that settles asynchronous payments by webhook.
@@ -48,7 +179,11 @@ impl FakeBank {
                 "id": provider_ref,
                 "amount": request.amount_cents,
                 "currency": request.currency,
-                "metadata": {"order_id": request.order_id.to_string(), "payment_id": request.payment_id.to_string()}
+                "metadata": {
+                    "order_id": request.order_id.to_string(),
+                    "payment_id": request.payment_id.to_string(),
+                    "ticket_id": request.ticket_id.to_string()
+                }
             }}
         })
         .to_string();
@@ -77,7 +212,7 @@ impl FakeBank {
     }
 }
 
-const TOKENS: [&str; 3] = ["tok_visa", "tok_chargeDeclined", "tok_async"];
+const TOKENS: [&str; 4] = ["tok_visa", "tok_chargeDeclined", "tok_async", "tok_timeout"];
 
 impl FakeProvider {
     /// A fake that takes `latency` to answer each charge, like a real provider over a network.
@@ -90,17 +225,29 @@ impl FakeProvider {
         Self { bank: Some(bank), ..Self::default() }
     }
 
-    /// How many distinct charges succeeded or are pending (declines move no money).
-    pub fn charges(&self) -> usize {
-        self.seen
-            .lock()
-            .map(|seen| seen.values().filter(|r| !matches!(r, ChargeResult::Declined { .. })).count())
-            .unwrap_or(0)
+    /// A fake that keeps its ledger in `bucket` (it outlives the process), settling `tok_async`
+    /// payments through `bank` when there is one.
+    pub fn with_ledger(bucket: kv::Store, bank: Option<FakeBank>) -> Self {
+        Self { ledger: Ledger::Bucket(Box::new(bucket)), bank, ..Self::default() }
     }
 
-    /// How many distinct refunds were made.
+    /// How many distinct charges succeeded or are pending (declines move no money); in-memory
+    /// ledgers only (0 otherwise).
+    pub fn charges(&self) -> usize {
+        match &self.ledger {
+            Ledger::Memory(charges, _) => {
+                charges.lock().map(|c| c.values().filter(|e| e.status != "declined").count()).unwrap_or(0)
+            }
+            Ledger::Bucket(_) => 0,
+        }
+    }
+
+    /// How many distinct refunds were made; in-memory ledgers only (0 otherwise).
     pub fn refunds(&self) -> usize {
-        self.refunds.lock().map(|r| r.len()).unwrap_or(0)
+        match &self.ledger {
+            Ledger::Memory(_, refunds) => refunds.lock().map(|r| r.len()).unwrap_or(0),
+            Ledger::Bucket(_) => 0,
+        }
     }
 }
 
@@ -114,30 +261,41 @@ impl PaymentProvider for FakeProvider {
             if !self.latency.is_zero() {
                 tokio::time::sleep(self.latency).await;
             }
-            let mut seen = self.seen.lock().map_err(|_| ProviderError::Unavailable("poisoned".into()))?;
-            if let Some(first) = seen.get(&request.idempotency_key) {
-                return Ok(first.clone());
-            }
             let provider_ref = format!("pi_fake_{}", request.payment_id.as_uuid().simple());
             let result = match request.token.as_str() {
-                "tok_visa" => ChargeResult::Succeeded { provider_ref },
+                "tok_visa" | "tok_timeout" => ChargeResult::Succeeded { provider_ref },
                 "tok_async" => ChargeResult::Pending { provider_ref },
                 "tok_chargeDeclined" => ChargeResult::Declined { reason: "card_declined".into() },
                 _ => return Err(ProviderError::InvalidToken),
             };
-            if let (Some(bank), ChargeResult::Pending { provider_ref }) = (&self.bank, &result) {
+            let recorded = self.ledger.charge_once(&request.idempotency_key, LedgerEntry::of(&result)).await?;
+            let first = recorded.result();
+            if recorded == LedgerEntry::of(&result)
+                && let (Some(bank), ChargeResult::Pending { provider_ref }) = (&self.bank, &first)
+            {
                 bank.settle(&request, provider_ref);
             }
-            seen.insert(request.idempotency_key, result.clone());
-            Ok(result)
+            if request.token == "tok_timeout" {
+                return Err(ProviderError::Unavailable("timed out after charging".into()));
+            }
+            Ok(first)
         })
     }
 
     fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>> {
+        Box::pin(async move { self.ledger.refund_once(&idempotency_key, provider_ref).await })
+    }
+
+    fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>> {
         Box::pin(async move {
-            let mut refunds = self.refunds.lock().map_err(|_| ProviderError::Unavailable("poisoned".into()))?;
-            refunds.entry(idempotency_key).or_insert(provider_ref);
-            Ok(())
+            Ok(match self.ledger.get(&request.idempotency_key).await? {
+                None => Lookup::NotCharged,
+                Some(entry) => match entry.result() {
+                    ChargeResult::Succeeded { provider_ref } => Lookup::Charged { provider_ref },
+                    ChargeResult::Pending { provider_ref } => Lookup::Processing { provider_ref },
+                    ChargeResult::Declined { reason } => Lookup::Failed { reason },
+                },
+            })
         })
     }
 }

@@ -8,7 +8,7 @@ pub mod fake;
 pub mod stripe;
 pub mod webhook;
 
-use domain::{OrderId, PaymentId};
+use domain::{OrderId, PaymentId, TicketId};
 use futures::future::BoxFuture;
 
 /// A charge to make.
@@ -18,6 +18,8 @@ pub struct ChargeRequest {
     pub payment_id: PaymentId,
     /// The order it pays for (sent as metadata, so webhooks find it).
     pub order_id: OrderId,
+    /// The order's ticket (sent as metadata, so a webhook finds the listing without a search).
+    pub ticket_id: TicketId,
     /// Amount in cents.
     pub amount_cents: i64,
     /// Lower-case ISO currency (`usd`).
@@ -48,13 +50,47 @@ pub enum ChargeResult {
     },
 }
 
+/// What the provider knows about a charge, when asked later (reconciliation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The money was taken.
+    Charged {
+        /// The provider's reference.
+        provider_ref: String,
+    },
+    /// Accepted, still settling.
+    Processing {
+        /// The provider's reference.
+        provider_ref: String,
+    },
+    /// The charge was made and failed.
+    Failed {
+        /// The provider's short reason.
+        reason: String,
+    },
+    /// No charge was ever made under this payment's key.
+    NotCharged,
+}
+
+/// The charge to ask about: our ids, and the provider's reference when we have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupRequest {
+    /// Our payment id (the provider has it as metadata).
+    pub payment_id: PaymentId,
+    /// The provider-side idempotency key the charge was made with.
+    pub idempotency_key: String,
+    /// The provider's reference, if its answer reached us.
+    pub provider_ref: Option<String>,
+}
+
 /// Why a provider call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The token is not a payment method the provider knows (`BAD_USER_INPUT`, field `token`).
     #[error("unknown payment token")]
     InvalidToken,
-    /// The provider could not be reached or failed (`INTERNAL_SERVER_ERROR`).
+    /// The provider could not be reached, failed or did not answer in time: whether it charged
+    /// is unknown (the payment stays pending until reconciliation asks again).
     #[error("payment provider unavailable: {0}")]
     Unavailable(String),
 }
@@ -69,4 +105,6 @@ pub trait PaymentProvider: Send + Sync + 'static {
 
     /// Refunds a charge in full, once per idempotency key.
     fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>>;
+    /// Asks what became of a charge whose outcome we do not know (a timeout, a crash).
+    fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>>;
 }

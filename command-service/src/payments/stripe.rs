@@ -2,15 +2,17 @@
 //!
 //! A charge is `POST /v1/payment_intents` with `confirm=true` and the payment method token, form
 //! encoded, authenticated with `STRIPE_API_KEY` and made idempotent with an `Idempotency-Key`
-//! header. The order and payment ids travel as metadata so webhooks can be matched. A refund is
-//! `POST /v1/refunds` with the PaymentIntent id.
+//! header. The order, payment and ticket ids travel as metadata so webhooks can be matched. A
+//! refund is `POST /v1/refunds` with the PaymentIntent id. A charge whose answer never came
+//! (a timeout, a 5xx) is looked up later: `GET /v1/payment_intents/<id>` when its id is known,
+//! else `GET /v1/payment_intents/search` by our payment id in the metadata.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{ChargeRequest, ChargeResult, PaymentProvider, ProviderError};
+use super::{ChargeRequest, ChargeResult, Lookup, LookupRequest, PaymentProvider, ProviderError};
 
 /// The Stripe provider.
 #[derive(Debug, Clone)]
@@ -26,6 +28,12 @@ struct Intent {
     status: String,
     #[serde(default)]
     last_payment_error: Option<ApiErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct SearchResult {
+    #[serde(default)]
+    data: Vec<Intent>,
 }
 
 #[derive(Deserialize)]
@@ -49,14 +57,46 @@ impl StripeProvider {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(base: &str, api_key: &str) -> Result<Self, ProviderError> {
+        Self::with_timeout(base, api_key, Duration::from_secs(20))
+    }
+
+    /// A provider whose every request gives up after `timeout` (its outcome is then unknown).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn with_timeout(base: &str, api_key: &str, timeout: Duration) -> Result<Self, ProviderError> {
         // rustls needs a process-wide crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), api_key: api_key.to_owned() })
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
+        let mut url = format!("{}{path}", self.base);
+        for (n, (name, value)) in query.iter().enumerate() {
+            url.push(if n == 0 { '?' } else { '&' });
+            url.push_str(&percent_encode(name));
+            url.push('=');
+            url.push_str(&percent_encode(value));
+        }
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        Ok((status, body))
     }
 
     async fn post(&self, path: &str, key: &str, form: &[(&str, String)]) -> Result<reqwest::Response, ProviderError> {
@@ -69,6 +109,19 @@ impl StripeProvider {
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))
     }
+}
+
+/// Percent-encodes a query component (everything but RFC 3986's unreserved characters).
+fn percent_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() * 3);
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 impl PaymentProvider for StripeProvider {
@@ -87,6 +140,7 @@ impl PaymentProvider for StripeProvider {
                 ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
                 ("metadata[order_id]", request.order_id.to_string()),
                 ("metadata[payment_id]", request.payment_id.to_string()),
+                ("metadata[ticket_id]", request.ticket_id.to_string()),
             ];
             let response = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
             let status = response.status();
@@ -119,6 +173,46 @@ impl PaymentProvider for StripeProvider {
         })
     }
 
+    fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>> {
+        Box::pin(async move {
+            let intent = match &request.provider_ref {
+                Some(id) => {
+                    let (status, body) = self.get(&format!("/v1/payment_intents/{id}"), &[]).await?;
+                    if !status.is_success() {
+                        return Err(ProviderError::Unavailable(format!("Stripe answered HTTP {}", status.as_u16())));
+                    }
+                    Some(
+                        serde_json::from_slice::<Intent>(&body)
+                            .map_err(|e| ProviderError::Unavailable(e.to_string()))?,
+                    )
+                }
+                None => {
+                    let query = format!("metadata['payment_id']:'{}'", request.payment_id);
+                    let (status, body) = self.get("/v1/payment_intents/search", &[("query", query)]).await?;
+                    if !status.is_success() {
+                        return Err(ProviderError::Unavailable(format!("Stripe answered HTTP {}", status.as_u16())));
+                    }
+                    let found: SearchResult =
+                        serde_json::from_slice(&body).map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+                    found.data.into_iter().next()
+                }
+            };
+            Ok(match intent {
+                None => Lookup::NotCharged,
+                Some(intent) => match intent.status.as_str() {
+                    "succeeded" => Lookup::Charged { provider_ref: intent.id },
+                    "processing" | "requires_capture" => Lookup::Processing { provider_ref: intent.id },
+                    other => Lookup::Failed {
+                        reason: intent
+                            .last_payment_error
+                            .and_then(|e| e.decline_code.or(e.code))
+                            .unwrap_or_else(|| other.to_owned()),
+                    },
+                },
+            })
+        })
+    }
+
     fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
             let response = self.post("/v1/refunds", &idempotency_key, &[("payment_intent", provider_ref)]).await?;
@@ -128,5 +222,15 @@ impl PaymentProvider for StripeProvider {
                 Err(ProviderError::Unavailable(format!("Stripe refund answered HTTP {}", response.status().as_u16())))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_encode;
+
+    #[test]
+    fn a_search_query_is_percent_encoded() {
+        assert_eq!(percent_encode("metadata['payment_id']:'a-1'"), "metadata%5B%27payment_id%27%5D%3A%27a-1%27");
     }
 }

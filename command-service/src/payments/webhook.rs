@@ -119,6 +119,9 @@ pub struct WebhookMetadata {
     /// The payment.
     #[serde(default)]
     pub payment_id: Option<String>,
+    /// Our ticket id, so the listing is found without a search.
+    #[serde(default)]
+    pub ticket_id: Option<String>,
 }
 
 /// A payment error on the provider's object.

@@ -35,7 +35,8 @@ impl Process {
             .envs(self.env.iter().cloned())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            // Logs go to stdout: shown with a failing test.
+            .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
