@@ -13,8 +13,9 @@
 //! tests that inspect it) or in a JetStream key-value bucket ([`FakeProvider::with_ledger`], what
 //! the service uses), where it outlives the process, so "every charge completed or refunded" can
 //! be checked across a SIGKILL. A bucket entry is `charge.<payment key>` →
-//! `{"status": "succeeded" | "pending" | "declined", "provider_ref", "reason"}`, and a refund is
-//! `refund.<refund key>` → the provider reference.
+//! `{"status": "succeeded" | "pending" | "declined", "provider_ref", "reason", "settles_at_ms"}`
+//! (a pending charge with a bank settles at `settles_at_ms`, and is "charged" from then on), and a
+//! refund is `refund.<refund key>` → the provider reference.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -130,20 +131,33 @@ pub struct LedgerEntry {
     /// Why a declined charge was declined.
     #[serde(default)]
     pub reason: Option<String>,
+    /// When a pending charge settles at its pretend bank (Unix milliseconds); from then on the
+    /// ledger answers "charged" for it, as a real provider would. `None`: it stays pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settles_at_ms: Option<i64>,
 }
 
 impl LedgerEntry {
     fn of(result: &ChargeResult) -> Self {
         match result {
-            ChargeResult::Succeeded { provider_ref } => {
-                Self { status: "succeeded".into(), provider_ref: Some(provider_ref.clone()), reason: None }
-            }
-            ChargeResult::Pending { provider_ref } => {
-                Self { status: "pending".into(), provider_ref: Some(provider_ref.clone()), reason: None }
-            }
-            ChargeResult::Declined { reason } => {
-                Self { status: "declined".into(), provider_ref: None, reason: Some(reason.clone()) }
-            }
+            ChargeResult::Succeeded { provider_ref } => Self {
+                status: "succeeded".into(),
+                provider_ref: Some(provider_ref.clone()),
+                reason: None,
+                settles_at_ms: None,
+            },
+            ChargeResult::Pending { provider_ref } => Self {
+                status: "pending".into(),
+                provider_ref: Some(provider_ref.clone()),
+                reason: None,
+                settles_at_ms: None,
+            },
+            ChargeResult::Declined { reason } => Self {
+                status: "declined".into(),
+                provider_ref: None,
+                reason: Some(reason.clone()),
+                settles_at_ms: None,
+            },
         }
     }
 
@@ -268,9 +282,14 @@ impl PaymentProvider for FakeProvider {
                 "tok_chargeDeclined" => ChargeResult::Declined { reason: "card_declined".into() },
                 _ => return Err(ProviderError::InvalidToken),
             };
-            let recorded = self.ledger.charge_once(&request.idempotency_key, LedgerEntry::of(&result)).await?;
+            let mut entry = LedgerEntry::of(&result);
+            if let (Some(bank), ChargeResult::Pending { .. }) = (&self.bank, &result) {
+                let settles = time::OffsetDateTime::now_utc() + bank.delay;
+                entry.settles_at_ms = i64::try_from(settles.unix_timestamp_nanos() / 1_000_000).ok();
+            }
+            let recorded = self.ledger.charge_once(&request.idempotency_key, entry.clone()).await?;
             let first = recorded.result();
-            if recorded == LedgerEntry::of(&result)
+            if recorded == entry
                 && let (Some(bank), ChargeResult::Pending { provider_ref }) = (&self.bank, &first)
             {
                 bank.settle(&request, provider_ref);
@@ -288,8 +307,13 @@ impl PaymentProvider for FakeProvider {
 
     fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>> {
         Box::pin(async move {
+            let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
             Ok(match self.ledger.get(&request.idempotency_key).await? {
                 None => Lookup::NotCharged,
+                // Its pretend bank has settled it by now.
+                Some(LedgerEntry { provider_ref: Some(provider_ref), settles_at_ms: Some(at), .. }) if at <= now_ms => {
+                    Lookup::Charged { provider_ref }
+                }
                 Some(entry) => match entry.result() {
                     ChargeResult::Succeeded { provider_ref } => Lookup::Charged { provider_ref },
                     ChargeResult::Pending { provider_ref } => Lookup::Processing { provider_ref },
