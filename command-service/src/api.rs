@@ -236,6 +236,9 @@ pub enum Outcome {
         status: domain::PaymentStatus,
         /// The provider's reference.
         provider_ref: Option<String>,
+        /// The amount charged, in cents.
+        #[serde(default)]
+        amount_cents: i64,
     },
     /// A webhook was handled: answer the provider with this HTTP status.
     Webhook {

@@ -128,6 +128,15 @@ impl Config {
         {
             return Err("FAKE_BANK_WEBHOOK_URL needs PAYMENT_WEBHOOK_SECRET to sign its webhooks".into());
         }
+        if self.payment_provider == ProviderKind::Stripe
+            && self.payment_reconcile_after_seconds.saturating_mul(1000) <= self.stripe_timeout_ms
+        {
+            // Reconciliation must not ask about a charge whose own request may still be running.
+            return Err(format!(
+                "PAYMENT_RECONCILE_AFTER_SECONDS ({}) must be longer than STRIPE_TIMEOUT_MS ({} ms)",
+                self.payment_reconcile_after_seconds, self.stripe_timeout_ms
+            ));
+        }
         let root_ok = !self.subject_root.is_empty()
             && self.subject_root.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !root_ok {

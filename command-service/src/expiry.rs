@@ -39,6 +39,13 @@ const RECONCILER: &str = "command-service-reconcile";
 /// that still lands later has its own expiry, armed from its `OrderPlaced`.
 const NEVER_PLACED_AFTER: time::Duration = time::Duration::seconds(60);
 
+/// How long one pull request waits on the server. Short: a pull lost while a NATS node fails over
+/// is replaced within this long, instead of stalling expiries for the client's default 30 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+
+/// How often the server shows an idle pull is alive; a missed one makes the client pull again.
+const PULL_HEARTBEAT: Duration = Duration::from_millis(500);
+
 /// How long a delivered firing stays with its replica without an acknowledgement.
 const ACK_WAIT: Duration = Duration::from_secs(1);
 
@@ -133,7 +140,13 @@ impl Service {
                 },
             )
             .await?;
-        let messages = consumer.stream().max_messages_per_batch(256).messages().await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(256)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await?;
         messages
             .for_each_concurrent(256, |message| {
                 let service = self.clone();
@@ -157,13 +170,19 @@ impl Service {
                         Ok(Event::PaymentStarted { payment_id, ticket_id, at, .. }) => {
                             let due = ReconcileDue { ticket_id, payment_id };
                             let when = at + service.reconcile_after();
-                            match service.arm_reconcile(&due, when, sequence).await {
-                                Ok(()) => AckKind::Ack,
-                                Err(error) => {
-                                    tracing::warn!(payment = %payment_id, %error, "could not arm a reconciliation; retrying");
-                                    AckKind::Nak(Some(Duration::from_millis(200)))
-                                }
-                            }
+                            service.arm_reconcile_or_retry(&due, when, sequence).await
+                        }
+                        // Money to give back: if the refund right after it fails, this retries it.
+                        Ok(Event::LatePaymentReceived { payment_id, at, .. }) => {
+                            let subject = service.store().settings().domain_subject(&message.subject);
+                            let ticket_id = subject
+                                .split('.')
+                                .nth(2)
+                                .and_then(|t| t.parse().ok())
+                                .unwrap_or(domain::TicketId(uuid::Uuid::nil()));
+                            let due = ReconcileDue { ticket_id, payment_id };
+                            let when = at + service.reconcile_after().min(time::Duration::seconds(5));
+                            service.arm_reconcile_or_retry(&due, when, sequence).await
                         }
                         Ok(_) => AckKind::Ack,
                         // Perhaps written by a newer version during a rolling upgrade: leave it
@@ -195,6 +214,17 @@ impl Service {
             self.store().schedule(&schedule, &firing, due.expires_at, payload, &msg_id).await?;
         }
         Ok(())
+    }
+
+    /// Arms a reconciliation, answering how to acknowledge the event that asked for it.
+    async fn arm_reconcile_or_retry(&self, due: &ReconcileDue, when: domain::Timestamp, sequence: u64) -> AckKind {
+        match self.arm_reconcile(due, when, sequence).await {
+            Ok(()) => AckKind::Ack,
+            Err(error) => {
+                tracing::warn!(payment = %due.payment_id, %error, "could not arm a reconciliation; retrying");
+                AckKind::Nak(Some(Duration::from_millis(200)))
+            }
+        }
     }
 
     /// Writes a payment's reconciliation schedule at `when` (at once when that has passed).
@@ -242,7 +272,13 @@ impl Service {
             .await?;
         // No more in hand than are handled at once: a firing waiting in a buffer gets no progress
         // acknowledgement and would go to another replica after `ACK_WAIT`.
-        let messages = consumer.stream().max_messages_per_batch(64).messages().await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(64)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await?;
         messages
             .for_each_concurrent(64, |message| {
                 let service = self.clone();
@@ -263,8 +299,16 @@ impl Service {
                             Ok(Handled::Done) => AckKind::Ack,
                             Ok(Handled::Later(delay)) => AckKind::Nak(Some(delay)),
                             Err(error) => {
-                                tracing::warn!(subject = %message.subject, %error, "timer handling failed; retrying");
-                                AckKind::Nak(Some(Duration::from_millis(500)))
+                                // Longer each time (a provider that keeps failing is not hammered),
+                                // up to a bound: an expiry must not wait long, a provider may.
+                                let cap = match timer {
+                                    Timer::Expiry => Duration::from_secs(2),
+                                    Timer::Reconcile => Duration::from_secs(60),
+                                };
+                                let delivered = message.info().map_or(1, |info| info.delivered).clamp(1, 8);
+                                let delay = Duration::from_millis(500 << (delivered - 1)).min(cap);
+                                tracing::warn!(subject = %message.subject, %error, ?delay, "timer handling failed; retrying");
+                                AckKind::Nak(Some(delay))
                             }
                         },
                         Err(error) => {

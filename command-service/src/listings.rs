@@ -80,6 +80,7 @@ fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Su
             ticket_id: payment.ticket_id,
             status: payment.status,
             provider_ref: payment.provider_ref.clone(),
+            amount_cents: payment.amount.cents(),
         },
     })
 }
@@ -482,6 +483,14 @@ impl Service {
         let outcome = match self.inner.provider.lookup(request).await {
             Ok(Lookup::Charged { provider_ref }) => PaymentOutcome::Succeeded { provider_ref },
             Ok(Lookup::Failed { reason }) => PaymentOutcome::Failed { reason },
+            Ok(Lookup::NotCharged)
+                if age
+                    < time::Duration::try_from(self.inner.provider.not_charged_is_final_after())
+                        .unwrap_or(time::Duration::ZERO) =>
+            {
+                // Not believed yet (the provider's index may lag): ask again later.
+                return Ok(again());
+            }
             Ok(Lookup::NotCharged) => PaymentOutcome::Failed { reason: "not_charged".into() },
             Ok(Lookup::Processing { provider_ref }) => {
                 // Still settling: remember its reference and ask again later.

@@ -221,3 +221,21 @@ async fn the_fake_providers_ledger_works_on_a_three_node_cluster() {
         "{paid:?}"
     );
 }
+
+#[tokio::test]
+async fn a_charge_still_on_its_way_when_reconciliation_found_nothing_is_refused_not_taken() {
+    // The provider is slow: reconciliation asks (and finds nothing) before the charge arrives.
+    let system = System::start_with_provider(
+        |c| c.payment_reconcile_after_seconds = 1,
+        FakeProvider::with_latency(Duration::from_secs(3)),
+    )
+    .await;
+    let (buyer, ticket, order) = held(&system).await;
+    let slow = system.send(Request::new(pay(order, "tok_visa")).by(buyer)).await;
+    // The slow charge was refused by the provider: it had recorded "not charged" for its key.
+    assert!(matches!(&slow, command_service::api::Reply::Error(f) if f.code == ErrorCode::PaymentDeclined), "{slow:?}");
+    let listing = system.listing(ticket).await;
+    assert_eq!(listing.orders[&order].status, OrderStatus::Created);
+    assert!(listing.payments.values().all(|p| p.status == PaymentStatus::Failed));
+    assert_eq!(system.provider.charges(), 0, "nothing was taken; the buyer may pay again");
+}

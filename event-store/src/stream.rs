@@ -182,7 +182,11 @@ async fn ensure_one(client: &Client, settings: &StreamSettings, wanted: &Value) 
     }
     if let Some(widened) = widened(wanted, &existing["config"]) {
         // A newer version captures more subjects (say, a new kind of timer): add them, keeping
-        // everything else as it is. Nothing is ever taken away here.
+        // everything else as it is, and only when everything else already fits. Nothing is ever
+        // taken away here.
+        let mut same_subjects = wanted.clone();
+        same_subjects["subjects"] = existing["config"]["subjects"].clone();
+        compare(name, &same_subjects, &existing["config"])?;
         tracing::info!(stream = name, "adding subjects to the stream");
         let update_subject = format!("$JS.API.STREAM.UPDATE.{name}");
         let updated = api(client, &update_subject, Bytes::from(widened.to_string()), settings).await?;

@@ -330,6 +330,30 @@ async fn a_charge_whose_answer_was_lost_is_pending_not_failed_then_completes_onc
 }
 
 #[tokio::test]
+async fn a_write_that_succeeded_is_answered_even_when_the_projector_is_far_behind() {
+    let stack = stack().await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "buyer@example.com"})).await;
+    stack.stop_projector();
+    // Past the read-your-writes bound, the stored listing is answered as written, not as an error
+    // that would invite a duplicate.
+    let created = seller
+        .gql(
+            &stack,
+            "mutation { createTicket(title: \"  Opera  \", priceCents: 2500) { id title priceCents status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(created["data"]["createTicket"]["title"], "Opera", "{created}");
+    assert_eq!(created["data"]["createTicket"]["status"], "AVAILABLE");
+    let ticket = created["data"]["createTicket"]["id"].clone();
+    let held =
+        buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id status } }", json!({"t": ticket})).await;
+    assert_eq!(held["data"]["createOrder"]["status"], "CREATED", "{held}");
+}
+
+#[tokio::test]
 async fn a_list_loads_related_rows_in_one_batch_not_one_query_per_item() {
     let stack = stack().await;
     let mut sellers = Vec::new();

@@ -8,6 +8,10 @@
 //! - `tok_timeout` charges, then its answer is lost (like a provider that times out after
 //!   charging): the payment stays pending until reconciliation asks the ledger.
 //!
+//! Asked about a key it has no charge for, the ledger records "not charged" under that key (the
+//! same compare-and-set a charge uses), so its answer is final: a charge still on its way with
+//! that key is declined instead of landing after the payment was failed.
+//!
 //! Like a real provider it keeps a ledger of charges by idempotency key: the same key returns the
 //! first result and charges once. The ledger lives in memory ([`FakeProvider::default`], for
 //! tests that inspect it) or in a JetStream key-value bucket ([`FakeProvider::with_ledger`], what
@@ -226,6 +230,9 @@ impl FakeBank {
     }
 }
 
+/// The reason of a charge refused because reconciliation found nothing under its key first.
+const NOT_CHARGED: &str = "not_charged";
+
 const TOKENS: [&str; 4] = ["tok_visa", "tok_chargeDeclined", "tok_async", "tok_timeout"];
 
 impl FakeProvider {
@@ -308,7 +315,18 @@ impl PaymentProvider for FakeProvider {
     fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>> {
         Box::pin(async move {
             let now_ms = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-            Ok(match self.ledger.get(&request.idempotency_key).await? {
+            let entry = match self.ledger.get(&request.idempotency_key).await? {
+                Some(entry) => Some(entry),
+                None => {
+                    // Nothing under the key: record that, with the same compare-and-set a charge
+                    // uses, so a charge still on its way is refused instead of landing after the
+                    // payment was failed. Whichever is first decides, once.
+                    let void = LedgerEntry::of(&ChargeResult::Declined { reason: NOT_CHARGED.into() });
+                    let recorded = self.ledger.charge_once(&request.idempotency_key, void.clone()).await?;
+                    (recorded != void).then_some(recorded)
+                }
+            };
+            Ok(match entry {
                 None => Lookup::NotCharged,
                 // Its pretend bank has settled it by now.
                 Some(LedgerEntry { provider_ref: Some(provider_ref), settles_at_ms: Some(at), .. }) if at <= now_ms => {

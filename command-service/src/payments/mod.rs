@@ -107,4 +107,9 @@ pub trait PaymentProvider: Send + Sync + 'static {
     fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>>;
     /// Asks what became of a charge whose outcome we do not know (a timeout, a crash).
     fn lookup(&self, request: LookupRequest) -> BoxFuture<'_, Result<Lookup, ProviderError>>;
+    /// How old a payment must be before [`Lookup::NotCharged`] is believed: zero for a provider
+    /// whose answer is authoritative, longer for one whose index lags (Stripe's search).
+    fn not_charged_is_final_after(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }

@@ -216,12 +216,24 @@ impl PaymentProvider for StripeProvider {
     fn refund(&self, provider_ref: String, idempotency_key: String) -> BoxFuture<'_, Result<(), ProviderError>> {
         Box::pin(async move {
             let response = self.post("/v1/refunds", &idempotency_key, &[("payment_intent", provider_ref)]).await?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(ProviderError::Unavailable(format!("Stripe refund answered HTTP {}", response.status().as_u16())))
+            let status = response.status();
+            if status.is_success() {
+                return Ok(());
             }
+            let body = response.bytes().await.unwrap_or_default();
+            let code = serde_json::from_slice::<ErrorEnvelope>(&body).ok().and_then(|e| e.error.code);
+            // Refunded already (say, from the dashboard): the money is back, which is the point.
+            if code.as_deref() == Some("charge_already_refunded") {
+                return Ok(());
+            }
+            Err(ProviderError::Unavailable(format!("Stripe refund answered HTTP {}", status.as_u16())))
         })
+    }
+
+    fn not_charged_is_final_after(&self) -> Duration {
+        // Search is eventually consistent (typically under a minute behind, more in the very
+        // outages that leave outcomes unknown): "no such intent" is believed only this late.
+        Duration::from_secs(15 * 60)
     }
 }
 

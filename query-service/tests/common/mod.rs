@@ -15,6 +15,16 @@ pub struct Stack {
     _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+impl Stack {
+    /// Stops the projector (as if it were far behind): nothing more reaches the read models.
+    pub fn stop_projector(&self) {
+        // The tasks are: commands, expiry, projector.
+        if let Some(projector) = self._tasks.get(2) {
+            projector.abort();
+        }
+    }
+}
+
 pub const SECRET: &str = "test-secret-test-secret-test-secret-42";
 
 pub async fn stack() -> Stack {
