@@ -5,20 +5,9 @@ mod common;
 use std::time::Duration;
 
 use command_service::api::{Command, Outcome, Reply, Request};
-use common::{System, webhook_body};
-use domain::{Actor, CancelReason, ErrorCode, Event, OrderId, OrderStatus, PaymentStatus, TicketId, TicketStatus};
+use common::{System, held, pay, webhook_body};
+use domain::{CancelReason, ErrorCode, Event, OrderId, OrderStatus, PaymentStatus, TicketStatus};
 use futures::future::join_all;
-
-fn pay(order_id: OrderId, token: &str) -> Command {
-    Command::PayOrder { order_id, ticket_id: None, token: token.into() }
-}
-
-async fn held(system: &System) -> (Actor, TicketId, OrderId) {
-    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
-    let ticket = system.ticket(seller, 2500).await;
-    let order = system.order(buyer, ticket).await;
-    (buyer, ticket, order)
-}
 
 fn payment_of(outcome: &Outcome) -> (domain::PaymentId, PaymentStatus, Option<String>) {
     match outcome {

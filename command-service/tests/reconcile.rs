@@ -12,20 +12,9 @@ use command_service::Service;
 use command_service::api::{Command, Outcome, Request};
 use command_service::payments::fake::FakeProvider;
 use command_service::payments::{ChargeRequest, ChargeResult, Lookup, LookupRequest, PaymentProvider, ProviderError};
-use common::{System, webhook_body};
-use domain::{Actor, ErrorCode, OrderId, OrderStatus, PaymentStatus, TicketId, TicketStatus};
+use common::{System, held, pay, webhook_body};
+use domain::{Actor, ErrorCode, OrderStatus, PaymentStatus, TicketStatus};
 use futures::future::BoxFuture;
-
-fn pay(order_id: OrderId, token: &str) -> Command {
-    Command::PayOrder { order_id, ticket_id: None, token: token.into() }
-}
-
-async fn held(system: &System) -> (Actor, TicketId, OrderId) {
-    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
-    let ticket = system.ticket(seller, 2500).await;
-    let order = system.order(buyer, ticket).await;
-    (buyer, ticket, order)
-}
 
 #[tokio::test]
 async fn a_charge_whose_answer_was_lost_stays_pending_then_completes_once() {

@@ -295,6 +295,17 @@ mod tests {
         }
     }
 
+    /// Account 1 took a slot for `order_n` on `ticket_n`, lapsing at `expires`.
+    fn claimed(order_n: u128, ticket_n: u128, expires: i64) -> Event {
+        Event::HoldSlotClaimed {
+            account_id: account(1),
+            order_id: order(order_n),
+            ticket_id: ticket(ticket_n),
+            expires_at: at(expires),
+            at: at(0),
+        }
+    }
+
     fn claim(order_n: u128, expires: i64, now: i64) -> AccountCommand {
         AccountCommand::ClaimHoldSlot {
             order_id: order(order_n),
@@ -383,62 +394,23 @@ mod tests {
     #[test]
     fn a_buyer_may_hold_up_to_the_limit() {
         given::<Account>([registered(1)]).when(claim(1, 900, 0)).then_ok();
-        let (_, state) = given::<Account>([
-            registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-        ])
-        .when(claim(2, 900, 1))
-        .then_ok();
+        let (_, state) = given::<Account>([registered(1), claimed(1, 1, 900)]).when(claim(2, 900, 1)).then_ok();
         assert_eq!(state.active_holds(), 2);
     }
 
     #[test]
     fn a_buyer_at_the_hold_limit_is_refused_another_hold() {
-        given::<Account>([
-            registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(2),
-                ticket_id: ticket(2),
-                expires_at: at(900),
-                at: at(0),
-            },
-        ])
-        .when(claim(3, 901, 1))
-        .then_err(AccountError::HoldLimitReached { max: 2 });
+        given::<Account>([registered(1), claimed(1, 1, 900), claimed(2, 2, 900)])
+            .when(claim(3, 901, 1))
+            .then_err(AccountError::HoldLimitReached { max: 2 });
     }
 
     #[test]
     fn released_slots_no_longer_count_against_the_limit() {
         let history = [
             registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(2),
-                ticket_id: ticket(2),
-                expires_at: at(100),
-                at: at(0),
-            },
+            claimed(1, 1, 900),
+            claimed(2, 2, 100),
             Event::HoldSlotReleased { account_id: account(1), order_id: order(1), at: at(5) },
         ];
         given::<Account>(history).when(claim(3, 905, 5)).then_ok();
@@ -448,63 +420,27 @@ mod tests {
     fn a_lapsed_slot_counts_until_its_release_is_written() {
         // The expiry of order 2 is late (say, every command-service was down): its hold is still
         // open, so the buyer may not take another one past the limit.
-        given::<Account>([
-            registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(2),
-                ticket_id: ticket(2),
-                expires_at: at(100),
-                at: at(0),
-            },
-        ])
-        .when(claim(3, 1000, 100))
-        .then_err(AccountError::HoldLimitReached { max: 2 });
+        given::<Account>([registered(1), claimed(1, 1, 900), claimed(2, 2, 100)])
+            .when(claim(3, 1000, 100))
+            .then_err(AccountError::HoldLimitReached { max: 2 });
     }
 
     #[test]
     fn an_order_id_holding_a_slot_for_another_ticket_is_refused() {
-        given::<Account>([
-            registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
+        given::<Account>([registered(1), claimed(1, 1, 900)])
+            .when(AccountCommand::ClaimHoldSlot {
                 order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-        ])
-        .when(AccountCommand::ClaimHoldSlot {
-            order_id: order(1),
-            ticket_id: ticket(2),
-            expires_at: at(901),
-            max_active: 2,
-            at: at(1),
-        })
-        .then_err(AccountError::SlotInUse);
+                ticket_id: ticket(2),
+                expires_at: at(901),
+                max_active: 2,
+                at: at(1),
+            })
+            .then_err(AccountError::SlotInUse);
     }
 
     #[test]
     fn claiming_the_same_order_twice_takes_one_slot() {
-        given::<Account>([
-            registered(1),
-            Event::HoldSlotClaimed {
-                account_id: account(1),
-                order_id: order(1),
-                ticket_id: ticket(1),
-                expires_at: at(900),
-                at: at(0),
-            },
-        ])
-        .when(claim(1, 900, 1))
-        .then_nothing();
+        given::<Account>([registered(1), claimed(1, 1, 900)]).when(claim(1, 900, 1)).then_nothing();
     }
 
     #[test]

@@ -239,3 +239,16 @@ pub fn webhook_body(event_id: &str, kind: &str, provider_ref: &str, order: Order
     })
     .to_string()
 }
+
+/// The `payOrder` command for an order, without a ticket hint.
+pub fn pay(order_id: OrderId, token: &str) -> Command {
+    Command::PayOrder { order_id, ticket_id: None, token: token.into() }
+}
+
+/// A fresh seller's ticket at 25.00, held by a fresh buyer.
+pub async fn held(system: &System) -> (Actor, TicketId, OrderId) {
+    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
+    let ticket = system.ticket(seller, 2500).await;
+    let order = system.order(buyer, ticket).await;
+    (buyer, ticket, order)
+}
