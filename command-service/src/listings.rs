@@ -38,6 +38,24 @@ pub(crate) struct ExpiryDue {
     pub expires_at: domain::Timestamp,
 }
 
+/// What becomes of a hold slot when the hold's own append failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotAfterFailedHold {
+    /// Certainly not placed (refused, or lost every race): give the slot back now. Should that
+    /// fail, the slot's own expiry gives it back.
+    GiveBack,
+    /// The hold may have been written (a lost acknowledgement, a store timeout): the slot stays,
+    /// and its expiry either expires the hold or, finding none, gives the slot back.
+    Keep,
+}
+
+fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
+    match error {
+        CommandError::Refused(_) | CommandError::Contended => SlotAfterFailedHold::GiveBack,
+        CommandError::Store(_) | CommandError::Internal(_) => SlotAfterFailedHold::Keep,
+    }
+}
+
 /// What a payment's reconciliation schedule carries to its firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ReconcileDue {
@@ -209,20 +227,21 @@ impl Service {
 
         match self.execute::<Listing, _>(&listing(ticket_id), place(expires_at)).await {
             Ok(done) => order_outcome(&done, order_id),
-            // Certainly not placed (refused, or lost every race): give the slot back now. Should
-            // this fail, the slot's own expiry gives it back.
-            Err(error @ (CommandError::Refused(_) | CommandError::Contended)) => {
-                // Unless a simultaneous request with the same key placed it meanwhile.
-                let placed =
-                    self.inner.store.load::<Listing>(&boundary).await.map(|l| l.state.orders.contains_key(&order_id));
-                if !matches!(placed, Ok(true)) {
-                    self.release_slot(actor.id, order_id).await;
+            Err(error) => {
+                if slot_after_failed_hold(&error) == SlotAfterFailedHold::GiveBack {
+                    // Unless a simultaneous request with the same key placed it meanwhile.
+                    let placed = self
+                        .inner
+                        .store
+                        .load::<Listing>(&boundary)
+                        .await
+                        .map(|l| l.state.orders.contains_key(&order_id));
+                    if !matches!(placed, Ok(true)) {
+                        self.release_slot(actor.id, order_id).await;
+                    }
                 }
                 Err(error)
             }
-            // The hold may have been written (a lost acknowledgement): the slot stays, and its
-            // expiry either expires the hold or, finding none, gives the slot back.
-            Err(error) => Err(error),
         }
     }
 
@@ -584,5 +603,21 @@ impl Service {
             return Ok(None);
         };
         self.settle(ticket_id, payment_id, outcome).await.map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_whose_append_timed_out_keeps_its_slot_and_a_refused_one_gives_it_back() {
+        let keep = [CommandError::Store(event_store::StoreError::Timeout), CommandError::Internal("lost".into())];
+        for error in &keep {
+            assert_eq!(slot_after_failed_hold(error), SlotAfterFailedHold::Keep, "{error}");
+        }
+        let refused = CommandError::refused(&OrderError::TicketUnavailable);
+        assert_eq!(slot_after_failed_hold(&refused), SlotAfterFailedHold::GiveBack);
+        assert_eq!(slot_after_failed_hold(&CommandError::Contended), SlotAfterFailedHold::GiveBack);
     }
 }
