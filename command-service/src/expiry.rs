@@ -62,6 +62,21 @@ async fn keep_in_progress<T>(message: &jetstream::Message, work: impl Future<Out
     }
 }
 
+/// Runs one consumer for ever: when it fails (a NATS node failing over, the cluster still
+/// electing) or its messages end, it starts again after a short pause.
+async fn restarting<F, Fut>(what: &str, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    loop {
+        if let Err(error) = run().await {
+            tracing::warn!(error = %format!("{error:#}"), "{what} interrupted; starting again");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The kinds of timer firings, each with its durable consumer.
 #[derive(Debug, Clone, Copy)]
 enum Timer {
@@ -89,30 +104,9 @@ impl Service {
     /// # Errors
     /// None in practice; the signature matches the other long-running tasks.
     pub async fn run_expiry(self) -> anyhow::Result<()> {
-        let scheduling = async {
-            loop {
-                if let Err(error) = self.follow_claims().await {
-                    tracing::warn!(error = %format!("{error:#}"), "expiry scheduler interrupted; starting again");
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        };
-        let expiring = async {
-            loop {
-                if let Err(error) = self.follow_firings(Timer::Expiry).await {
-                    tracing::warn!(error = %format!("{error:#}"), "expiry consumer interrupted; starting again");
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        };
-        let reconciling = async {
-            loop {
-                if let Err(error) = self.follow_firings(Timer::Reconcile).await {
-                    tracing::warn!(error = %format!("{error:#}"), "reconciliation consumer interrupted; starting again");
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        };
+        let scheduling = restarting("expiry scheduler", || self.follow_claims());
+        let expiring = restarting("expiry consumer", || self.follow_firings(Timer::Expiry));
+        let reconciling = restarting("reconciliation consumer", || self.follow_firings(Timer::Reconcile));
         futures::future::join3(scheduling, expiring, reconciling).await;
         Ok(())
     }
@@ -201,24 +195,21 @@ impl Service {
         anyhow::bail!("the expiry scheduler stopped")
     }
 
-    /// Writes the schedule of one claimed slot (replacing an older one for the same order), or
-    /// fires it at once when its time has come. Repeats are deduplicated by the claim's position.
-    async fn arm_expiry(&self, due: &ExpiryDue, claimed_at: u64) -> Result<(), CommandError> {
-        let payload: bytes::Bytes = serde_json::to_vec(due).map_err(|e| CommandError::Internal(e.to_string()))?.into();
-        let msg_id = format!("expiry-{}-{claimed_at}", due.order_id);
+    /// Writes the expiry schedule of one claimed slot or placed hold (replacing an older one for
+    /// the same order; a time already come fires at once). Repeats are deduplicated by the
+    /// position of the event that armed it.
+    async fn arm_expiry(&self, due: &ExpiryDue, armed_by: u64) -> Result<(), CommandError> {
+        let schedule = subjects::expiry_schedule(due.order_id);
         let firing = subjects::expiry_firing(due.ticket_id, due.order_id);
-        if due.expires_at <= now() {
-            self.store().fire(&firing, payload, &msg_id).await?;
-        } else {
-            let schedule = subjects::expiry_schedule(due.order_id);
-            self.store().schedule(&schedule, &firing, due.expires_at, payload, &msg_id).await?;
-        }
-        Ok(())
+        self.arm(&schedule, &firing, due.expires_at, due, &format!("expiry-{}-{armed_by}", due.order_id)).await
     }
 
     /// Arms a reconciliation, answering how to acknowledge the event that asked for it.
-    async fn arm_reconcile_or_retry(&self, due: &ReconcileDue, when: domain::Timestamp, sequence: u64) -> AckKind {
-        match self.arm_reconcile(due, when, sequence).await {
+    async fn arm_reconcile_or_retry(&self, due: &ReconcileDue, when: domain::Timestamp, armed_by: u64) -> AckKind {
+        let schedule = subjects::reconcile_schedule(due.payment_id);
+        let firing = subjects::reconcile_firing(due.ticket_id, due.payment_id);
+        let msg_id = format!("reconcile-{}-{armed_by}", due.payment_id);
+        match self.arm(&schedule, &firing, when, due, &msg_id).await {
             Ok(()) => AckKind::Ack,
             Err(error) => {
                 tracing::warn!(payment = %due.payment_id, %error, "could not arm a reconciliation; retrying");
@@ -227,22 +218,17 @@ impl Service {
         }
     }
 
-    /// Writes a payment's reconciliation schedule at `when` (at once when that has passed).
-    async fn arm_reconcile(
+    /// Writes one timer: `due` fires on `firing` at `when`.
+    async fn arm(
         &self,
-        due: &ReconcileDue,
+        schedule: &str,
+        firing: &str,
         when: domain::Timestamp,
-        started_at: u64,
+        due: &impl serde::Serialize,
+        msg_id: &str,
     ) -> Result<(), CommandError> {
-        let payload: bytes::Bytes = serde_json::to_vec(due).map_err(|e| CommandError::Internal(e.to_string()))?.into();
-        let msg_id = format!("reconcile-{}-{started_at}", due.payment_id);
-        let firing = subjects::reconcile_firing(due.ticket_id, due.payment_id);
-        if when <= now() {
-            self.store().fire(&firing, payload, &msg_id).await?;
-        } else {
-            let schedule = subjects::reconcile_schedule(due.payment_id);
-            self.store().schedule(&schedule, &firing, when, payload, &msg_id).await?;
-        }
+        let payload = serde_json::to_vec(due).map_err(|e| CommandError::Internal(e.to_string()))?;
+        self.store().schedule(schedule, firing, when, payload.into(), msg_id).await?;
         Ok(())
     }
 

@@ -247,10 +247,7 @@ impl EventStore {
     /// # Errors
     /// [`StoreError`] when the store fails or an event is unreadable.
     pub async fn load<A: Aggregate>(&self, boundary: &str) -> Result<Loaded<A>, StoreError> {
-        let filter = self.settings.wire_subject(boundary);
-        let raw =
-            direct::get_counted(&self.client, &self.settings.name, &filter, self.settings.request_timeout).await?;
-        let history = self.decode_all(raw)?;
+        let history = self.read_counted(boundary).await?;
         let version = history.last().map_or(0, |e| e.sequence);
         let state = A::replay(history.iter().map(|e| &e.event));
         Ok(Loaded { state, version, history })
@@ -349,7 +346,9 @@ impl EventStore {
     }
 
     /// Writes a JetStream message schedule in the timer stream: at `fire_at` the server publishes
-    /// `payload` on `target`. Writing the same schedule subject again replaces the schedule.
+    /// `payload` on `target`. Writing the same schedule subject again replaces the schedule. A
+    /// time that has already come (a timer armed late) fires at once: the payload goes straight to
+    /// `target`, deduplicated by `msg_id` like the schedule.
     ///
     /// # Errors
     /// [`StoreError`] when the schedule is not stored.
@@ -366,20 +365,12 @@ impl EventStore {
             .map_err(|e| StoreError::Protocol(format!("unformattable schedule time: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
+        if fire_at <= time::OffsetDateTime::now_utc() {
+            return self.publish_timer(target, headers, payload).await;
+        }
         headers.insert("Nats-Schedule", format!("@at {when}").as_str());
         headers.insert("Nats-Schedule-Target", self.settings.wire_subject(target).as_str());
         self.publish_timer(subject, headers, payload).await
-    }
-
-    /// Puts a firing on a timer subject right away, as its schedule would have: for a timer whose
-    /// time has already come when it is armed. Deduplicated by `msg_id`.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the timer stream refuses it or stays unreachable.
-    pub async fn fire(&self, target: &str, payload: Bytes, msg_id: &str) -> Result<u64, StoreError> {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", msg_id);
-        self.publish_timer(target, headers, payload).await
     }
 
     async fn publish_timer(&self, subject: &str, headers: HeaderMap, payload: Bytes) -> Result<u64, StoreError> {
