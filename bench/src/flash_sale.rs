@@ -210,6 +210,9 @@ async fn start_system() -> anyhow::Result<System> {
     let mut commands = command_service::config::Config::with_nats_url(&server.url());
     commands.max_active_holds = 1000;
     commands.order_hold_seconds = 3600;
+    // Every simulated buyer comes from one loopback address.
+    commands.signup_per_minute_per_client = 1_000_000;
+    commands.create_ticket_per_minute = 1_000_000;
     let service = command_service::Service::connect(commands, client.clone(), None).await?;
     let requests = service.subscribe().await?;
     let settings = service.store().settings().clone();
@@ -222,6 +225,7 @@ async fn start_system() -> anyhow::Result<System> {
         database_url: db.url.clone(),
         nats_url: server.url(),
         cookie_secure: false,
+        ws_max_per_client: 1_000_000,
         ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
     };
     let state = query_service::AppState::new(config, db.pool.clone(), client.clone()).await;
@@ -302,6 +306,7 @@ impl Gateway {
             .env("DATABASE_URL", &system.database_url)
             .env("JWT_SECRET", JWT_SECRET)
             .env("COOKIE_SECURE", "false")
+            .env("WS_MAX_PER_CLIENT", "1000000")
             .kill_on_drop(true)
             .spawn()
             .context("starting the gateway process")?;

@@ -1,8 +1,7 @@
 //! Accounts: sign-up, sign-in (with throttling), sign-out and session checks.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::password_hash::phc;
 use argon2::{Algorithm, Argon2, Params, Version};
-use async_nats::jetstream::kv;
 use domain::account::check_password;
 use domain::{
     Account, AccountCommand, AccountError, AccountId, Actor, Email, EmailClaim, EmailClaimCommand, ErrorCode,
@@ -11,30 +10,156 @@ use domain::{
 use uuid::Uuid;
 
 use crate::api::{Failure, Outcome, Success};
-use crate::{CommandError, Service, Target, now};
+use crate::{CommandError, Service, Target, now, throttle};
+
+/// Memory one argon2id hash takes, in MiB.
+pub(crate) const HASH_MEMORY_MIB: u64 = 19;
+
+/// How many hash requests may wait for a hashing thread before more are refused.
+const HASH_QUEUE: usize = 512;
 
 /// Argon2id with OWASP's minimum: 19 MiB of memory, 2 iterations, 1 lane.
 pub(crate) fn hasher() -> Argon2<'static> {
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    let params =
+        Params::new(u32::try_from(HASH_MEMORY_MIB * 1024).unwrap_or(19 * 1024), 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU by design.
-pub(crate) async fn hash_password(hasher: &Argon2<'static>, password: &str) -> anyhow::Result<String> {
-    let hasher = hasher.clone();
-    let password = password.to_owned();
-    tokio::task::spawn_blocking(move || {
-        hasher.hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("hashing: {e}"))
-    })
-    .await?
+/// One hashing thread's tools: the hasher and the memory it fills, allocated once and reused, so
+/// that what a hash takes is given back to no allocator (which would keep it: glibc held 300 MiB
+/// after 200 hashes on two threads).
+struct Workspace {
+    hasher: Argon2<'static>,
+    blocks: Vec<argon2::Block>,
 }
 
-async fn verify_password(hasher: &Argon2<'static>, password: &str, hash: &str) -> bool {
-    let hasher = hasher.clone();
-    let (password, hash) = (password.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || hasher.verify_password(password.as_bytes(), hash.as_str()).is_ok())
-        .await
-        .unwrap_or(false)
+impl Workspace {
+    fn new() -> Self {
+        let hasher = hasher();
+        let blocks = vec![argon2::Block::default(); hasher.params().block_count()];
+        Self { hasher, blocks }
+    }
+
+    /// An argon2id hash of `password` in PHC form (`$argon2id$v=19$m=19456,t=2,p=1$…`).
+    fn hash(&mut self, password: &[u8]) -> Result<String, String> {
+        let salt = *Uuid::new_v4().as_bytes();
+        let mut output = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+        self.hasher
+            .hash_password_into_with_memory(password, &salt, &mut output, &mut self.blocks)
+            .map_err(|e| e.to_string())?;
+        let phc = argon2::PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: phc::ParamsString::try_from(self.hasher.params()).map_err(|e| e.to_string())?,
+            salt: Some(phc::Salt::new(&salt).map_err(|e| e.to_string())?),
+            hash: Some(phc::Output::new(&output).map_err(|e| e.to_string())?),
+        };
+        Ok(phc.to_string())
+    }
+
+    /// Whether `password` matches a PHC hash (with the parameters the hash names).
+    fn verify(&mut self, password: &[u8], hash: &str) -> bool {
+        let Ok(parsed) = argon2::PasswordHash::new(hash) else { return false };
+        let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else { return false };
+        let version = match parsed.version {
+            None => Version::default(),
+            Some(v) => match Version::try_from(v) {
+                Ok(version) => version,
+                Err(_) => return false,
+            },
+        };
+        let Ok(params) = Params::try_from(&parsed) else { return false };
+        let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+        let needed = params.block_count();
+        if self.blocks.len() < needed {
+            // A hash made with more memory than ours (a past setting): grow once for it.
+            self.blocks.resize(needed, argon2::Block::default());
+        }
+        let mut output = vec![0u8; expected.as_bytes().len()];
+        let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password,
+            salt,
+            &mut output,
+            &mut self.blocks[..needed],
+        );
+        computed.is_ok() && constant_time_eq(&output, expected.as_bytes())
+    }
+}
+
+/// Whether two byte strings are equal, in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
+
+/// A fixed set of threads that hash and verify passwords, so that their memory is bounded: each
+/// thread owns one [`HASH_MEMORY_MIB`] workspace, and however many sign-ins and sign-ups arrive,
+/// the rest queue (up to [`HASH_QUEUE`], then `RATE_LIMITED`).
+pub(crate) struct Hashers {
+    jobs: std::sync::mpsc::SyncSender<Job>,
+}
+
+impl Hashers {
+    /// Starts `threads` hashing threads; they end when the last handle is dropped.
+    pub(crate) fn start(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(HASH_QUEUE);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new().name(format!("password-hash-{n}")).spawn(move || {
+                let mut workspace = Workspace::new();
+                loop {
+                    let job = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv();
+                    match job {
+                        Ok(job) => job(&mut workspace),
+                        Err(_) => return,
+                    }
+                }
+            });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "could not start a password-hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Workspace) -> T + Send + 'static,
+    ) -> Result<T, CommandError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |workspace| {
+            let _ = tx.send(work(workspace));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                return Err(CommandError::Refused(Failure::new(
+                    ErrorCode::RateLimited,
+                    "too many sign-ins and sign-ups at once; try again shortly",
+                )));
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(CommandError::Internal("password hashing stopped".into()));
+            }
+        }
+        rx.await.map_err(|_| CommandError::Internal("password hashing failed".into()))
+    }
+
+    /// An argon2id hash of `password` in PHC form.
+    pub(crate) async fn hash(&self, password: &str) -> Result<String, CommandError> {
+        let password = password.to_owned();
+        self.run(move |workspace| workspace.hash(password.as_bytes()))
+            .await?
+            .map_err(|e| CommandError::Internal(format!("hashing: {e}")))
+    }
+
+    /// Whether `password` matches a PHC hash.
+    async fn verify(&self, password: &str, hash: &str) -> Result<bool, CommandError> {
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        self.run(move |workspace| workspace.verify(password.as_bytes(), &hash)).await
+    }
 }
 
 fn account_target(id: AccountId) -> Target {
@@ -70,11 +195,24 @@ impl Service {
         }
     }
 
-    pub(crate) async fn sign_up(&self, email: &str, password: &str) -> Result<Success, CommandError> {
+    pub(crate) async fn sign_up(
+        &self,
+        email: &str,
+        password: &str,
+        client_addr: Option<&str>,
+    ) -> Result<Success, CommandError> {
         let email = Email::parse(email).map_err(|e| CommandError::refused(&AccountError::from(e)))?;
         check_password(password).map_err(|e| CommandError::refused(&e))?;
-        let password_hash =
-            hash_password(&self.inner.hasher, password).await.map_err(|e| CommandError::Internal(e.to_string()))?;
+        // The cheap checks first: a taken address costs no hash, and a client over its rate none either.
+        if self.find_account(&email).await?.is_some() {
+            return Err(CommandError::refused(&AccountError::EmailTaken));
+        }
+        if let Some(client) = client_addr {
+            let key = format!("signup.{}.{}", throttle::part(client), throttle::minute(now()));
+            self.admit(&key, self.inner.config.signup_per_minute_per_client, "too many sign-ups from this address")
+                .await?;
+        }
+        let password_hash = self.inner.hashers.hash(password).await?;
 
         // Claim the address, or learn which account claimed it; then register that account.
         // Both appends expect an empty subject, so one sign-up per address wins.
@@ -102,6 +240,9 @@ impl Service {
         Ok(self.session(account_id, &email, SessionId(Uuid::new_v4()), registered.position, registered.version))
     }
 
+    /// Signs in. Each attempt is counted before the password is checked, per email and client
+    /// address and per client address, so parallel guesses cannot all be checked; the right
+    /// password takes its attempt back. Failures from one address never refuse another's.
     pub(crate) async fn sign_in(
         &self,
         email: &str,
@@ -110,22 +251,21 @@ impl Service {
     ) -> Result<Success, CommandError> {
         let unauthenticated =
             || CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "wrong email or password"));
-        let email_key = match Email::parse(email) {
-            Ok(email) => format!("email.{}", hex::encode(email.as_str())),
-            Err(_) => format!("email.{}", hex::encode(email.trim().to_lowercase())),
+        let address = match Email::parse(email) {
+            Ok(email) => email.as_str().to_owned(),
+            Err(_) => email.trim().to_lowercase(),
         };
-        let addr_key = client_addr.map(|addr| format!("addr.{}", hex::encode(addr)));
+        let client = client_addr.unwrap_or("-");
+        let email_key = format!("email.{}.{}", throttle::part(&address), throttle::part(client));
+        let client_key = client_addr.map(|addr| format!("addr.{}", throttle::part(addr)));
         let config = &self.inner.config;
-        if self.failures(&email_key).await >= config.signin_max_failures
-            || match &addr_key {
-                Some(key) => self.failures(key).await >= config.signin_max_failures_per_addr,
-                None => false,
-            }
+        let refused = "too many failed sign-ins; try again later";
+        self.admit(&email_key, config.signin_max_failures, refused).await?;
+        if let Some(key) = &client_key
+            && let Err(error) = self.admit(key, config.signin_max_failures_per_addr, refused).await
         {
-            return Err(CommandError::Refused(Failure::new(
-                ErrorCode::RateLimited,
-                "too many failed sign-ins; try again later",
-            )));
+            self.inner.throttle.give_back(&email_key).await;
+            return Err(error);
         }
 
         let found = match Email::parse(email) {
@@ -136,20 +276,30 @@ impl Service {
         let hash = found.as_ref().map_or(self.inner.dummy_hash.as_str(), |(account, _, _)| {
             account.profile.as_ref().map_or(self.inner.dummy_hash.as_str(), |p| p.password_hash.as_str())
         });
-        let verified = verify_password(&self.inner.hasher, password, hash).await;
+        let verified = self.inner.hashers.verify(password, hash).await?;
         match found {
             Some((account, position, version)) if verified => {
-                let _ = self.inner.signin_failures.delete(&email_key).await;
+                self.inner.throttle.clear(&email_key).await;
+                if let Some(key) = &client_key {
+                    self.inner.throttle.give_back(key).await;
+                }
                 let profile = account.profile.ok_or_else(unauthenticated)?;
                 Ok(self.session(profile.id, &profile.email, SessionId(Uuid::new_v4()), position, version))
             }
-            _ => {
-                self.count_failure(&email_key).await;
-                if let Some(key) = &addr_key {
-                    self.count_failure(key).await;
-                }
-                Err(unauthenticated())
+            // The attempt stays counted as a failure.
+            _ => Err(unauthenticated()),
+        }
+    }
+
+    /// Counts one attempt under a throttle key, or refuses: `RATE_LIMITED` at the limit, and an
+    /// internal error (never a free pass) when the counters cannot be reached.
+    pub(crate) async fn admit(&self, key: &str, limit: u64, message: &str) -> Result<(), CommandError> {
+        match self.inner.throttle.take(key, limit).await {
+            Ok(()) => Ok(()),
+            Err(throttle::Refused::Limit | throttle::Refused::Contended) => {
+                Err(CommandError::Refused(Failure::new(ErrorCode::RateLimited, message)))
             }
+            Err(error @ throttle::Refused::Unavailable(_)) => Err(CommandError::Internal(error.to_string())),
         }
     }
 
@@ -160,39 +310,6 @@ impl Service {
         let loaded = self.inner.store.load::<Account>(&subjects::account(account_id)).await?;
         let version = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
         Ok(loaded.state.profile.is_some().then_some((loaded.state, loaded.version, version)))
-    }
-
-    async fn failures(&self, key: &str) -> u64 {
-        match self.inner.signin_failures.get(key).await {
-            Ok(Some(value)) => std::str::from_utf8(&value).ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-            _ => 0,
-        }
-    }
-
-    /// Counts a failure with compare-and-set, so replicas never lose an increment.
-    async fn count_failure(&self, key: &str) {
-        let kv = &self.inner.signin_failures;
-        for _ in 0..10 {
-            let stored = match kv.entry(key).await {
-                Ok(Some(entry)) => {
-                    let count: u64 = match entry.operation {
-                        kv::Operation::Put => {
-                            std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()).unwrap_or(0)
-                        }
-                        kv::Operation::Delete | kv::Operation::Purge => 0,
-                    };
-                    kv.update(key, (count + 1).to_string().into(), entry.revision).await.is_ok()
-                }
-                Ok(None) => kv.create(key, "1".into()).await.is_ok(),
-                Err(error) => {
-                    tracing::warn!(%error, "sign-in throttle unavailable");
-                    return;
-                }
-            };
-            if stored {
-                return;
-            }
-        }
     }
 
     pub(crate) async fn sign_out(
@@ -224,5 +341,27 @@ impl Service {
             }
             _ => Err(CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "session expired or signed out"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+
+    use super::*;
+
+    #[test]
+    fn hashes_made_in_a_workspace_and_by_the_crate_verify_either_way() {
+        let mut workspace = Workspace::new();
+        let ours = workspace.hash(b"correct horse").unwrap_or_else(|e| panic!("{e}"));
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{ours}");
+        assert!(hasher().verify_password(b"correct horse", ours.as_str()).is_ok(), "the crate accepts ours");
+        assert!(workspace.verify(b"correct horse", &ours));
+        assert!(!workspace.verify(b"wrong horse", &ours));
+        // Hashes stored before (made by the crate, with its own salt) still verify.
+        let theirs = hasher().hash_password(b"stored before").unwrap_or_else(|e| panic!("{e}")).to_string();
+        assert!(workspace.verify(b"stored before", &theirs));
+        assert!(!workspace.verify(b"stored after", &theirs));
+        assert!(!workspace.verify(b"x", "not a hash"));
     }
 }

@@ -67,6 +67,9 @@ pub enum Command {
         email: String,
         /// The password (8..=128 characters).
         password: String,
+        /// The client's network address, for per-address throttling of sign-ups.
+        #[serde(default)]
+        client_addr: Option<String>,
     },
     /// Check credentials and open a session. Repeated failures are throttled.
     SignIn {

@@ -70,6 +70,16 @@ pub struct Config {
     /// How long failures count, in seconds after the last one.
     #[arg(long, env = "SIGNIN_THROTTLE_SECONDS", default_value_t = 900)]
     pub signin_throttle_seconds: u64,
+    /// Sign-ups per client address (an IPv6 /64) and minute before `RATE_LIMITED`.
+    #[arg(long, env = "SIGNUP_PER_MINUTE_PER_CLIENT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub signup_per_minute_per_client: u64,
+    /// `createTicket`s per account and minute before `RATE_LIMITED` (the stream keeps every listing).
+    #[arg(long, env = "CREATE_TICKET_PER_MINUTE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub create_ticket_per_minute: u64,
+    /// Memory for password hashing (argon2id takes 19 MiB per hash), in MiB: at most this much
+    /// hashing runs at once (and never more hashes than cores), the rest waits its turn.
+    #[arg(long, env = "PASSWORD_HASH_MEMORY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(19..=65_536))]
+    pub password_hash_memory_mib: u64,
 }
 
 /// Which payment provider charges cards.
@@ -146,6 +156,14 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How many password hashes may run at once: what `PASSWORD_HASH_MEMORY_MIB` holds, and no
+    /// more than the cores (more would only wait for a core while holding its memory).
+    pub fn password_hashers(&self) -> usize {
+        let by_memory = usize::try_from(self.password_hash_memory_mib / crate::accounts::HASH_MEMORY_MIB).unwrap_or(1);
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        by_memory.min(cores).max(1)
     }
 
     /// The stream settings these values describe.

@@ -22,11 +22,11 @@ mod idempotency;
 mod listings;
 pub mod payments;
 mod server;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::Argon2;
 use async_nats::jetstream;
 use domain::{Aggregate, ErrorCode, Event, Timestamp, error::Refusal};
 use event_store::{Append, AppendError, EventStore, Guard, StoreError};
@@ -49,10 +49,10 @@ struct Inner {
     config: Config,
     store: EventStore,
     provider: Arc<dyn PaymentProvider>,
-    signin_failures: jetstream::kv::Store,
+    throttle: throttle::Throttle,
     webhooks_seen: jetstream::kv::Store,
     idempotency: jetstream::kv::Store,
-    hasher: Argon2<'static>,
+    hashers: accounts::Hashers,
     dummy_hash: String,
     cache: cache::StateCache,
 }
@@ -162,17 +162,18 @@ impl Service {
                 )?),
             },
         };
-        let hasher = accounts::hasher();
-        let dummy_hash = accounts::hash_password(&hasher, "not a real password, for timing only").await?;
+        let hashers = accounts::Hashers::start(config.password_hashers());
+        let dummy_hash =
+            hashers.hash("not a real password, for timing only").await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 store,
                 provider,
-                signin_failures,
+                throttle: throttle::Throttle::new(signin_failures),
                 webhooks_seen,
                 idempotency,
-                hasher,
+                hashers,
                 dummy_hash,
                 cache: cache::StateCache::default(),
             }),

@@ -1,5 +1,6 @@
 //! Tickets, orders, payments and payment webhooks: everything decided inside a listing.
 
+use async_nats::jetstream::kv;
 use domain::{
     Account, AccountCommand, AccountId, Actor, ErrorCode, Listing, ListingCommand, Order, OrderCommand, OrderError,
     OrderId, PaymentCommand, PaymentError, PaymentId, PaymentOutcome, PaymentStatus, Price, TicketCommand, TicketError,
@@ -124,6 +125,14 @@ impl Service {
     ) -> Result<Success, CommandError> {
         let title = Title::parse(title).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
         let price = Price::from_cents(price_cents).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        // Every listing stays in the stream for good: a spammer gets a few a minute, not millions.
+        let key = format!("listing.{}.{}", actor.id, crate::throttle::minute(now()));
+        self.admit(
+            &key,
+            self.inner.config.create_ticket_per_minute,
+            "too many listings this minute; try again shortly",
+        )
+        .await?;
         let ticket_id = TicketId(Uuid::new_v4());
         let done = self
             .execute::<Listing, _>(&listing(ticket_id), |_| {
@@ -542,22 +551,71 @@ impl Service {
             return Ok(answer(400));
         };
         let seen_key = format!("evt.{}", hex::encode(&event.id));
-        if matches!(self.inner.webhooks_seen.get(&seen_key).await, Ok(Some(_))) {
-            return Ok(answer(200));
-        }
-        let mut position = 0;
-        if let Some(done) = self.apply_webhook(&event).await? {
-            position = done.position;
-        }
-        // Marked only after its effect is stored: a crash in between means the provider's retry
-        // is applied again, which changes nothing the second time.
-        if let Err(error) = self.inner.webhooks_seen.put(&seen_key, "1".into()).await {
-            tracing::warn!(%error, event = %event.id, "could not remember a webhook event id");
+        let revision = match self.claim_webhook(&seen_key).await? {
+            WebhookClaim::Mine(revision) => revision,
+            WebhookClaim::Done => return Ok(answer(200)),
+            // Another delivery of this event is being applied: the provider retries later.
+            WebhookClaim::Busy => return Ok(answer(409)),
+        };
+        let position = match self.apply_webhook(&event).await {
+            Ok(WebhookEffect::Applied(done)) => done.position,
+            Ok(WebhookEffect::Ignored) => 0,
+            Ok(WebhookEffect::Mismatch) => {
+                self.release_webhook(&seen_key, revision).await;
+                return Ok(answer(400));
+            }
+            Err(error) => {
+                // Not applied: the provider's retry may apply it.
+                self.release_webhook(&seen_key, revision).await;
+                return Err(error);
+            }
+        };
+        // Marked done only after its effect is stored: a crash in between leaves the claim to go
+        // stale, and the provider's retry applies it again, which changes nothing the second time.
+        if let Err(error) = self.inner.webhooks_seen.update(&seen_key, WEBHOOK_DONE.into(), revision).await {
+            tracing::warn!(%error, event = %event.id, "could not mark a webhook event done");
+            let _ = self.inner.webhooks_seen.put(&seen_key, WEBHOOK_DONE.into()).await;
         }
         Ok(Success { position, version: 0, result: Outcome::Webhook { http_status: 200 } })
     }
 
-    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<Option<Executed<Listing>>, CommandError> {
+    /// Claims a webhook event id before applying it, so two simultaneous deliveries of one event
+    /// apply it once: the second waits for the first (a little), then answers as it did. A claim
+    /// left by a process that died while applying is taken over once it is stale.
+    async fn claim_webhook(&self, key: &str) -> Result<WebhookClaim, CommandError> {
+        let bucket = &self.inner.webhooks_seen;
+        let gave_up_at = std::time::Instant::now() + WEBHOOK_WAIT;
+        loop {
+            let entry = bucket.entry(key).await.map_err(|e| CommandError::Internal(e.to_string()))?;
+            let take_over = match &entry {
+                None => Some(0),
+                Some(entry) if entry.operation != kv::Operation::Put => Some(entry.revision),
+                Some(entry) if entry.value.as_ref() != WEBHOOK_APPLYING.as_bytes() => return Ok(WebhookClaim::Done),
+                Some(entry) if now() - entry.created > WEBHOOK_CLAIM_STALE => Some(entry.revision),
+                Some(_) => None,
+            };
+            if let Some(revision) = take_over {
+                if let Ok(revision) = bucket.update(key, WEBHOOK_APPLYING.into(), revision).await {
+                    return Ok(WebhookClaim::Mine(revision));
+                }
+                continue;
+            }
+            if std::time::Instant::now() >= gave_up_at {
+                return Ok(WebhookClaim::Busy);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Gives up a claim whose event was not applied, so that a retry may apply it.
+    async fn release_webhook(&self, key: &str, revision: u64) {
+        let bucket = &self.inner.webhooks_seen;
+        if let Err(error) = bucket.delete_expect_revision(key, Some(revision)).await {
+            tracing::warn!(%error, "could not release a webhook claim; it is taken over once stale");
+        }
+    }
+
+    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<WebhookEffect, CommandError> {
         let object = &event.data.object;
         let outcome = match event.kind.as_str() {
             "payment_intent.succeeded" => PaymentOutcome::Succeeded { provider_ref: object.id.clone() },
@@ -571,20 +629,20 @@ impl Service {
             "charge.refunded" => PaymentOutcome::Refunded,
             other => {
                 tracing::debug!(kind = other, "webhook type ignored");
-                return Ok(None);
+                return Ok(WebhookEffect::Ignored);
             }
         };
         let provider_ref = object.payment_intent.as_deref().unwrap_or(&object.id);
         let Some(order_id) = object.metadata.order_id.as_deref().and_then(|id| id.parse::<OrderId>().ok()) else {
             tracing::info!(event = %event.id, "webhook without our order id ignored");
-            return Ok(None);
+            return Ok(WebhookEffect::Ignored);
         };
         let ticket_hint = object.metadata.ticket_id.as_deref().and_then(|id| id.parse::<TicketId>().ok());
         let ticket_id = match self.resolve_ticket(order_id, ticket_hint).await {
             Ok(ticket_id) => ticket_id,
             Err(CommandError::Refused(_)) => {
                 tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
-                return Ok(None);
+                return Ok(WebhookEffect::Ignored);
             }
             Err(error) => return Err(error),
         };
@@ -600,10 +658,52 @@ impl Service {
             .or_else(|| loaded.state.orders.get(&order_id).and_then(|o| o.payment));
         let Some(payment_id) = payment_id else {
             tracing::info!(event = %event.id, %order_id, "webhook for an order without payments ignored");
-            return Ok(None);
+            return Ok(WebhookEffect::Ignored);
         };
-        self.settle(ticket_id, payment_id, outcome).await.map(Some)
+        if let Some(payment) = loaded.state.payments.get(&payment_id) {
+            let amount_differs = object.amount.is_some_and(|amount| amount != payment.amount.cents());
+            let currency_differs = object
+                .currency
+                .as_deref()
+                .is_some_and(|currency| !currency.eq_ignore_ascii_case(payment.currency.code()));
+            if amount_differs || currency_differs {
+                tracing::error!(
+                    event = %event.id, %payment_id, amount = ?object.amount, currency = ?object.currency,
+                    expected = payment.amount.cents(), "webhook amount or currency differs from the payment; refused"
+                );
+                return Ok(WebhookEffect::Mismatch);
+            }
+        }
+        self.settle(ticket_id, payment_id, outcome).await.map(|done| WebhookEffect::Applied(Box::new(done)))
     }
+}
+
+/// A webhook event id's claim while it is applied, and its mark once done.
+const WEBHOOK_APPLYING: &str = "applying";
+const WEBHOOK_DONE: &str = "done";
+/// How long a second delivery waits for the first to be applied before answering 409.
+const WEBHOOK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How old a claim must be before another delivery takes it over (its process died applying).
+const WEBHOOK_CLAIM_STALE: time::Duration = time::Duration::seconds(30);
+
+/// Who applies a webhook event.
+enum WebhookClaim {
+    /// This delivery, holding the claim at this revision.
+    Mine(u64),
+    /// Nobody: it was applied before.
+    Done,
+    /// Another delivery, still applying it.
+    Busy,
+}
+
+/// What a verified webhook did.
+enum WebhookEffect {
+    /// It settled a payment.
+    Applied(Box<Executed<Listing>>),
+    /// Nothing to do (another type, an order not ours, no payment).
+    Ignored,
+    /// Its amount or currency is not the payment's: refused, not applied.
+    Mismatch,
 }
 
 #[cfg(test)]

@@ -139,7 +139,9 @@ impl Service {
             )));
         }
         match &request.command {
-            Command::SignUp { email, password } => self.sign_up(email, password).await,
+            Command::SignUp { email, password, client_addr } => {
+                self.sign_up(email, password, client_addr.as_deref()).await
+            }
             Command::SignIn { email, password, client_addr } => {
                 self.sign_in(email, password, client_addr.as_deref()).await
             }

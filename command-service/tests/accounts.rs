@@ -8,7 +8,7 @@ use domain::{Account, AccountId, ErrorCode, Event, SessionId, subjects};
 use futures::future::join_all;
 
 fn sign_up(email: &str, password: &str) -> Request {
-    Request::new(Command::SignUp { email: email.into(), password: password.into() })
+    Request::new(Command::SignUp { email: email.into(), password: password.into(), client_addr: None })
 }
 
 fn sign_in(email: &str, password: &str, addr: Option<&str>) -> Request {

@@ -188,10 +188,20 @@ async fn the_fake_providers_ledger_works_on_a_three_node_cluster() {
         command_service::api::Reply::Error(f) => panic!("{f:?}"),
     };
     let seller = session(
-        ask(Request::new(Command::SignUp { email: "s@example.com".into(), password: "correct horse".into() })).await,
+        ask(Request::new(Command::SignUp {
+            email: "s@example.com".into(),
+            password: "correct horse".into(),
+            client_addr: None,
+        }))
+        .await,
     );
     let buyer = session(
-        ask(Request::new(Command::SignUp { email: "b@example.com".into(), password: "correct horse".into() })).await,
+        ask(Request::new(Command::SignUp {
+            email: "b@example.com".into(),
+            password: "correct horse".into(),
+            client_addr: None,
+        }))
+        .await,
     );
     let command_service::api::Reply::Ok(listed) =
         ask(Request::new(Command::CreateTicket { title: "Opera".into(), price_cents: 100 }).by(seller)).await

@@ -236,7 +236,8 @@ async fn late_money_is_refunded_through_the_refunds_api() {
     let (stub, url) = stub().await;
     let system = system(&url, 1).await;
     let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
-    let ticket = system.ticket(seller, 100).await;
+    // The webhook bodies carry 25.00: the amount of the payment.
+    let ticket = system.ticket(seller, 2500).await;
     let order = system.order(buyer, ticket).await;
     let pending = system.ok(Request::new(pay(order, "pm_card_async")).by(buyer)).await;
     let Outcome::Payment { provider_ref: Some(provider_ref), payment_id, .. } = pending.result else {

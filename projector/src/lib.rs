@@ -11,7 +11,7 @@
 //!   parked in `parked_events` with its error; the batch goes on without it (see the README for
 //!   what that means for the affected aggregate).
 //! - **Notifications.** Each commit sends `pg_notify('ticketing_changes', …)` with the new
-//!   position and the tickets and orders that changed; PostgreSQL delivers it only on commit.
+//!   position and the tickets and orders that changed and the sessions signed out; PostgreSQL delivers it only on commit.
 //! - **Replicas.** Any number may run: one holds a PostgreSQL advisory lock and projects, the
 //!   others wait to take over.
 //! - **Rebuild.** [`rebuild::rebuild`] replays the stream into a new generation and switches
@@ -445,25 +445,35 @@ async fn park(tx: &mut PgConnection, message: &Incoming, error: &str, attempts: 
 /// Ids per notification: PostgreSQL limits a payload to 8000 bytes.
 const IDS_PER_NOTIFICATION: usize = 150;
 
-/// Queues the change notifications; PostgreSQL sends them when the transaction commits.
+/// Queues the change notifications; PostgreSQL sends them when the transaction commits. Each
+/// carries the position and at most [`IDS_PER_NOTIFICATION`] ids in all, under `tickets`,
+/// `orders` and `sessions` (signed out); a commit that changed nothing still sends its position.
 async fn notify(tx: &mut PgConnection, position: i64, changes: &Changes) -> sqlx::Result<()> {
-    let tickets: Vec<String> = changes.tickets.iter().map(ToString::to_string).collect();
-    let orders: Vec<String> = changes.orders.iter().map(ToString::to_string).collect();
-    let mut first = true;
-    let (mut t, mut o) = (tickets.as_slice(), orders.as_slice());
-    while first || !t.is_empty() || !o.is_empty() {
-        first = false;
-        let (tn, on) =
-            (t.len().min(IDS_PER_NOTIFICATION), o.len().min(IDS_PER_NOTIFICATION - t.len().min(IDS_PER_NOTIFICATION)));
-        let payload = serde_json::json!({ "position": position, "tickets": &t[..tn], "orders": &o[..on] });
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(NOTIFY_CHANNEL)
-            .bind(payload.to_string())
-            .execute(&mut *tx)
-            .await?;
-        t = &t[tn..];
-        o = &o[on..];
+    let ids = changes
+        .tickets
+        .iter()
+        .map(|id| ("tickets", id.0))
+        .chain(changes.orders.iter().map(|id| ("orders", id.0)))
+        .chain(changes.sessions.iter().map(|id| ("sessions", id.0)))
+        .collect::<Vec<_>>();
+    let mut chunks = ids.chunks(IDS_PER_NOTIFICATION).peekable();
+    if chunks.peek().is_none() {
+        return send_notification(tx, position, &[]).await;
     }
+    for chunk in chunks {
+        send_notification(tx, position, chunk).await?;
+    }
+    Ok(())
+}
+
+async fn send_notification(tx: &mut PgConnection, position: i64, ids: &[(&str, uuid::Uuid)]) -> sqlx::Result<()> {
+    let mut payload = serde_json::json!({ "position": position, "tickets": [], "orders": [], "sessions": [] });
+    for (kind, id) in ids {
+        if let Some(list) = payload[*kind].as_array_mut() {
+            list.push(serde_json::Value::String(id.to_string()));
+        }
+    }
+    sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(payload.to_string()).execute(&mut *tx).await?;
     Ok(())
 }
 

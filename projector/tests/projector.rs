@@ -76,7 +76,10 @@ impl World {
 
     async fn actor(&self) -> Actor {
         let email = format!("u{}@example.com", uuid::Uuid::new_v4().simple());
-        match self.send(Request::new(Command::SignUp { email, password: "correct horse".into() })).await {
+        match self
+            .send(Request::new(Command::SignUp { email, password: "correct horse".into(), client_addr: None }))
+            .await
+        {
             Reply::Ok(s) => match s.result {
                 Outcome::Session { account_id, .. } => Actor::user(account_id),
                 other => panic!("{other:?}"),

@@ -98,12 +98,13 @@ pub async fn follow_projection(
                                 .filter_map(|v| v.as_str()?.parse().ok())
                                 .collect()
                         };
-                        let changed =
+                        let mut changed =
                             crate::Changed::new(body["position"].as_u64().unwrap_or(0), ids("tickets"), ids("orders"));
+                        changed.sessions = ids("sessions");
                         if let Some(position) = body["position"].as_i64() {
                             projected.send_if_modified(|p| bump(p, position));
                         }
-                        if !changed.tickets.is_empty() || !changed.orders.is_empty() {
+                        if !changed.tickets.is_empty() || !changed.orders.is_empty() || !changed.sessions.is_empty() {
                             // Nobody listening is fine.
                             let _ = changes.send(std::sync::Arc::new(changed));
                         }

@@ -42,6 +42,13 @@ pub struct Config {
     /// The web app's bundle (built by `scripts/build-web`), served on every path the API does not take.
     #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
     pub web_dir: std::path::PathBuf,
+    /// Comma-separated networks (CIDRs, e.g. `10.0.0.0/8,fd00::/8`) of the proxies in front of
+    /// the gateway: only from these peers is `X-Forwarded-For` read for the client's address.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// How many WebSockets one client address (an IPv6 /64) may hold open on this gateway.
+    #[arg(long, env = "WS_MAX_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub ws_max_per_client: u64,
     /// The first token of every subject (must match command-service).
     #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing")]
     pub subject_root: String,
@@ -62,12 +69,21 @@ impl Config {
         if self.session_seconds <= 0 {
             return Err("SESSION_SECONDS must be positive".into());
         }
+        self.trusted().map_err(|e| format!("TRUSTED_PROXIES: {e}"))?;
         for email in &self.admin_emails {
             if !email.trim().is_empty() && Email::parse(email).is_err() {
                 return Err(format!("ADMIN_EMAILS has an invalid address: {email:?}"));
             }
         }
         Ok(())
+    }
+
+    /// The trusted proxies' networks.
+    ///
+    /// # Errors
+    /// The first entry that is not a CIDR.
+    pub fn trusted(&self) -> Result<Vec<crate::client::Cidr>, String> {
+        self.trusted_proxies.iter().filter(|c| !c.trim().is_empty()).map(|c| c.parse()).collect()
     }
 
     /// Whether an address is an administrator's.

@@ -85,6 +85,8 @@ pub struct AccountRow {
 /// A row of `read.ticket_history`.
 #[derive(Debug, Clone, FromRow)]
 pub struct HistoryRow {
+    /// The ticket.
+    pub ticket_id: Uuid,
     /// Event type.
     pub event_type: String,
     /// When.
@@ -210,15 +212,40 @@ pub async fn account(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<AccountRow>
     sqlx::query_as("SELECT id, email FROM read.accounts WHERE id = $1").bind(id).fetch_optional(pool).await
 }
 
-/// A ticket's history, oldest first.
+/// The histories of these tickets, each oldest first.
 ///
 /// # Errors
 /// A database error.
-pub async fn history(pool: &PgPool, ticket: Uuid) -> sqlx::Result<Vec<HistoryRow>> {
-    sqlx::query_as("SELECT event_type, at, version FROM read.ticket_history WHERE ticket_id = $1 ORDER BY position")
-        .bind(ticket)
-        .fetch_all(pool)
-        .await
+pub async fn histories(pool: &PgPool, tickets: &[Uuid]) -> sqlx::Result<Vec<HistoryRow>> {
+    sqlx::query_as(
+        "SELECT ticket_id, event_type, at, version FROM read.ticket_history WHERE ticket_id = ANY($1)
+         ORDER BY ticket_id, position",
+    )
+    .bind(tickets)
+    .fetch_all(pool)
+    .await
+}
+
+/// Whether a page cursor names an item: a ticket's (`tickets`) or an order's (`orders`)
+/// creation position.
+///
+/// # Errors
+/// A database error.
+pub async fn cursor_exists(pool: &PgPool, table: Cursor, position: i64) -> sqlx::Result<bool> {
+    let sql = match table {
+        Cursor::Ticket => "SELECT EXISTS (SELECT 1 FROM read.tickets WHERE created_position = $1)",
+        Cursor::Order => "SELECT EXISTS (SELECT 1 FROM read.orders WHERE created_position = $1)",
+    };
+    sqlx::query_scalar(sql).bind(position).fetch_one(pool).await
+}
+
+/// What a page cursor points into.
+#[derive(Debug, Clone, Copy)]
+pub enum Cursor {
+    /// A ticket connection.
+    Ticket,
+    /// An order connection.
+    Order,
 }
 
 /// Whether a session was signed out.

@@ -148,26 +148,35 @@ impl User {
         ID(self.id.to_string())
     }
 
-    /// The email address: shown to the user themselves and to admins only.
+    /// The email address: shown to the user themselves and to admins only, null to anyone else.
     async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let visible = self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.id || me.actor().is_admin);
-        if !visible {
+        if !self.private_visible(ctx) {
             return Ok(None);
         }
         Ok(Some(self.account(ctx).await?.email))
     }
 
-    /// `USER`, and `ADMIN` for administrators.
-    async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Role>> {
+    /// `USER`, and `ADMIN` while the address is in `ADMIN_EMAILS`: shown to the user themselves
+    /// and to admins only, null to anyone else.
+    async fn roles(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<Role>>> {
+        if !self.private_visible(ctx) {
+            return Ok(None);
+        }
         let mut roles = vec![Role::User];
         if state(ctx)?.config.is_admin(&self.account(ctx).await?.email) {
             roles.push(Role::Admin);
         }
-        Ok(roles)
+        Ok(Some(roles))
     }
 }
 
 impl User {
+    /// Whether the viewer may see this user's personal data (email, roles): it is them, or an
+    /// admin.
+    fn private_visible(&self, ctx: &Context<'_>) -> bool {
+        self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.id || me.actor().is_admin)
+    }
+
     /// The account's row: the one at hand, or read through the batch loader.
     async fn account(&self, ctx: &Context<'_>) -> async_graphql::Result<AccountRow> {
         if let Some(row) = &self.row {
@@ -250,12 +259,14 @@ impl Ticket {
         rfc3339(self.row.updated_at)
     }
     /// Every event of the ticket, oldest first: for its seller and admins only.
+    #[graphql(complexity = "HISTORY_COST + child_complexity")]
     async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
         let me = signed_in(ctx)?;
         if me.sub.0 != self.row.seller_id && !me.actor().is_admin {
             return Err(error(ErrorCode::Forbidden, "only the seller or an admin may read the history", None));
         }
-        Ok(db::history(&state(ctx)?.pool, self.row.id).await.map_err(internal)?.into_iter().map(Into::into).collect())
+        let rows = loaders(ctx)?.load_one(crate::loaders::HistoryKey(self.row.id)).await.map_err(internal)?;
+        Ok(rows.unwrap_or_default().into_iter().map(Into::into).collect())
     }
 }
 
@@ -387,16 +398,30 @@ pub struct OrderConnection {
 }
 
 fn page_limit(first: i32) -> async_graphql::Result<i64> {
-    if !(1..=MAX_PAGE).contains(&first) {
-        return Err(error(ErrorCode::BadUserInput, format!("first must be between 1 and {MAX_PAGE}"), Some("first")));
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(error(ErrorCode::BadUserInput, format!("first must be between 0 and {MAX_PAGE}"), Some("first")));
     }
     Ok(i64::from(first) + 1)
 }
 
-fn cursor(after: Option<&str>) -> async_graphql::Result<Option<i64>> {
-    after
-        .map(|c| c.parse::<i64>().map_err(|_| error(ErrorCode::BadUserInput, "after is not a cursor", Some("after"))))
-        .transpose()
+/// What one item of a page costs in the complexity limit: `first` times its selection, so a
+/// client asking for 100 items pays for 100.
+fn page_cost(first: i32, child_complexity: usize) -> usize {
+    usize::try_from(first.clamp(1, MAX_PAGE)).unwrap_or(1) * child_complexity
+}
+
+/// What a ticket's history costs on top of its fields: it is a list of unbounded length.
+const HISTORY_COST: usize = 10;
+
+/// The position an `after` cursor names; a cursor that names no item of `table` is refused.
+async fn cursor(ctx: &Context<'_>, table: db::Cursor, after: Option<&str>) -> async_graphql::Result<Option<i64>> {
+    let Some(after) = after else { return Ok(None) };
+    let unknown = || error(ErrorCode::BadUserInput, "after is not a cursor of this list", Some("after"));
+    let position = after.parse::<i64>().map_err(|_| unknown())?;
+    if !db::cursor_exists(&state(ctx)?.pool, table, position).await.map_err(internal)? {
+        return Err(unknown());
+    }
+    Ok(Some(position))
 }
 
 fn page<R, T>(mut rows: Vec<R>, first: i32, position: impl Fn(&R) -> i64, wrap: impl Fn(R) -> T) -> (Vec<T>, PageInfo) {
@@ -418,6 +443,7 @@ impl Query {
     }
 
     /// Tickets, newest first, optionally with one status.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn tickets(
         &self,
         ctx: &Context<'_>,
@@ -425,10 +451,11 @@ impl Query {
         after: Option<String>,
         status: Option<TicketStatus>,
     ) -> async_graphql::Result<TicketConnection> {
+        let limit = page_limit(first)?;
         let rows = db::tickets(
             &state(ctx)?.pool,
-            page_limit(first)?,
-            cursor(after.as_deref())?,
+            limit,
+            cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?,
             status.map(ticket_status_text),
             None,
         )
@@ -445,6 +472,7 @@ impl Query {
     }
 
     /// The tickets I sell, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn my_tickets(
         &self,
         ctx: &Context<'_>,
@@ -452,14 +480,15 @@ impl Query {
         after: Option<String>,
     ) -> async_graphql::Result<TicketConnection> {
         let me = signed_in(ctx)?;
-        let rows = db::tickets(&state(ctx)?.pool, page_limit(first)?, cursor(after.as_deref())?, None, Some(me.sub.0))
-            .await
-            .map_err(internal)?;
+        let limit = page_limit(first)?;
+        let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
+        let rows = db::tickets(&state(ctx)?.pool, limit, after, None, Some(me.sub.0)).await.map_err(internal)?;
         let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
         Ok(TicketConnection { nodes, page_info })
     }
 
     /// My orders, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn my_orders(
         &self,
         ctx: &Context<'_>,
@@ -467,9 +496,9 @@ impl Query {
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
         let me = signed_in(ctx)?;
-        let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, page_limit(first)?, cursor(after.as_deref())?)
-            .await
-            .map_err(internal)?;
+        let limit = page_limit(first)?;
+        let after = cursor(ctx, db::Cursor::Order, after.as_deref()).await?;
+        let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, limit, after).await.map_err(internal)?;
         let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Order { row });
         Ok(OrderConnection { nodes, page_info })
     }
@@ -493,10 +522,11 @@ impl Mutation {
     async fn session(&self, ctx: &Context<'_>, command: Command) -> async_graphql::Result<User> {
         let state = state(ctx)?;
         let success = state.command(Request::new(command)).await.map_err(from_failure)?;
-        let Outcome::Session { account_id, email, roles, session_id } = success.result else {
+        let Outcome::Session { account_id, email, session_id, .. } = success.result else {
             return Err(internal("unexpected command result"));
         };
-        let roles = if state.config.is_admin(&email) { vec!["USER".into(), "ADMIN".into()] } else { roles };
+        // Informational only: every request decides roles from the configuration in force.
+        let roles = state.roles(&email);
         let (token, _) = state.sessions.issue(account_id, session_id, &email, roles).map_err(internal)?;
         ctx.append_http_header("Set-Cookie", state.sessions.cookie(&token));
         Ok(User { id: account_id.0, row: Some(AccountRow { id: account_id.0, email }), is_viewer: true })
@@ -583,7 +613,8 @@ impl Mutation {
 impl Mutation {
     /// Creates an account and signs it in (sets the `session` cookie).
     async fn sign_up(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<User> {
-        self.session(ctx, Command::SignUp { email, password }).await
+        let client_addr = ctx.data_opt::<crate::ClientAddr>().map(|a| a.0.clone());
+        self.session(ctx, Command::SignUp { email, password, client_addr }).await
     }
 
     /// Signs in (sets the `session` cookie). Repeated failures are throttled.

@@ -9,20 +9,22 @@
 //! - Sessions are HS256 JWTs in the `session` cookie ([`session`]); a signed-out session is
 //!   refused through the projected `revoked_sessions`.
 
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod db;
 pub mod gql;
+pub mod limits;
 pub mod loaders;
 pub mod metrics;
 pub mod session;
+pub mod socket;
 pub mod web;
 
 use std::sync::Arc;
 
 use async_graphql::Schema;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -51,6 +53,8 @@ pub struct Changed {
     pub tickets: Vec<uuid::Uuid>,
     /// Orders that changed.
     pub orders: Vec<uuid::Uuid>,
+    /// Sessions signed out (their WebSockets end).
+    pub sessions: Vec<uuid::Uuid>,
     /// Notifications may have been missed before this one (the gateway's listener reconnected,
     /// or a subscriber lagged): subscribers re-read what they watch instead of trusting the lists.
     pub resync: bool,
@@ -105,8 +109,9 @@ impl Changed {
 
 /// The deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
-/// The most complex query accepted.
-pub const MAX_COMPLEXITY: usize = 1000;
+/// The most complex query accepted: every field costs 1, a page `first ×` its selection, so a
+/// page of 100 tickets with a dozen fields (and their sellers) fits and 50 such pages do not.
+pub const MAX_COMPLEXITY: usize = 5000;
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -134,19 +139,24 @@ pub struct AppState {
     pub changes: tokio::sync::broadcast::Sender<Arc<Changed>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// The proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Arc<[client::Cidr]>,
+    /// Open WebSockets per client address.
+    pub sockets: Arc<socket::Slots>,
 }
 
 /// The signed-in user of a request, if any.
 pub struct Viewer(pub Option<Claims>);
 
-/// The client's network address (for sign-in throttling).
+/// The client's network address as the throttles count it ([`client::throttle_key`]).
 pub struct ClientAddr(pub String);
 
 /// Builds the schema (without request data).
 pub fn schema(introspection: bool) -> GatewaySchema {
     let builder = Schema::build(gql::Query, gql::Mutation, gql::Subscription)
         .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY);
+        .limit_complexity(MAX_COMPLEXITY)
+        .extension(limits::AliasLimit);
     if introspection { builder.finish() } else { builder.disable_introspection().finish() }
 }
 
@@ -165,17 +175,51 @@ impl AppState {
         let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
         let subject_root = config.subject_root.clone();
         let schema = schema(config.graphql_introspection);
-        Self { pool, nats, sessions, config, projected, subject_root, schema, changes, metrics: Arc::default() }
+        // `Config::validate` has refused bad entries before a gateway starts.
+        let trusted_proxies = config.trusted().unwrap_or_default().into();
+        Self {
+            pool,
+            nats,
+            sessions,
+            config,
+            projected,
+            subject_root,
+            schema,
+            changes,
+            metrics: Arc::default(),
+            trusted_proxies,
+            sockets: Arc::default(),
+        }
     }
 
-    /// The viewer a `Cookie` header names: a valid token whose session is not revoked.
+    /// The viewer a `Cookie` header names: a valid token whose session is not revoked, with its
+    /// roles decided by the configuration in force now (not by what the token was issued with).
     async fn viewer(&self, headers: &HeaderMap) -> Option<Claims> {
         let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-        let claims = self.sessions.verify(session::from_cookie_header(cookies)?)?;
-        match db::is_revoked(&self.pool, claims.jti.0).await {
-            Ok(false) => Some(claims),
-            _ => None,
+        let mut claims = self.sessions.verify(session::from_cookie_header(cookies)?)?;
+        claims.roles = self.roles(&claims.email);
+        self.session_live(&claims).await.then_some(claims)
+    }
+
+    /// `USER`, and `ADMIN` while the address is in `ADMIN_EMAILS`.
+    pub fn roles(&self, email: &str) -> Vec<String> {
+        let mut roles = vec!["USER".to_owned()];
+        if self.config.is_admin(email) {
+            roles.push("ADMIN".to_owned());
         }
+        roles
+    }
+
+    /// Whether a verified session is still good: not expired, not signed out. A read model that
+    /// cannot answer counts as signed out (fail closed).
+    pub async fn session_live(&self, claims: &Claims) -> bool {
+        claims.exp > time::OffsetDateTime::now_utc().unix_timestamp()
+            && matches!(db::is_revoked(&self.pool, claims.jti.0).await, Ok(false))
+    }
+
+    /// The client's address as the throttles count it, from the peer and trusted proxies' headers.
+    fn client_key(&self, peer: std::net::IpAddr, headers: &HeaderMap) -> String {
+        client::throttle_key(client::address(peer, headers, &self.trusted_proxies))
     }
 }
 
@@ -248,9 +292,9 @@ async fn graphql(
         .data(Viewer(viewer))
         .data(state.clone())
         .data(loaders::loaders(state.pool.clone(), state.metrics.clone()));
-    // The peer address throttles sign-ins per client (set when served with connect info).
+    // The client's address throttles sign-ins and sign-ups (known when served with connect info).
     if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
-        request = request.data(ClientAddr(addr.ip().to_string()));
+        request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));
     }
     let response = state.schema.execute(request).await;
     let mut out = ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&response).unwrap_or_default())
@@ -267,15 +311,15 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
     use axum::extract::FromRequestParts;
     let (mut parts, _body) = request.into_parts();
     if parts.headers.contains_key(header::UPGRADE) {
-        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &state).await {
-            Ok(protocol) => protocol,
-            Err(rejection) => return rejection.into_response(),
+        let Some(protocol) = socket::protocol(&parts.headers) else {
+            return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "unknown WebSocket subprotocol");
         };
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        return graphql_ws(State(state), protocol, upgrade, parts.headers).await;
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+        return graphql_ws(state, protocol, upgrade, &parts.headers, peer).await;
     }
     if !state.config.graphql_introspection {
         return StatusCode::NOT_FOUND.into_response();
@@ -286,23 +330,33 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
 /// A small, self-contained query explorer (nothing is loaded from elsewhere).
 const EXPLORER: &str = include_str!("explorer.html");
 
-/// Subscriptions over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`). The
-/// handshake is authenticated by the cookie, and refused from a foreign origin that carries it.
+/// GraphQL over WebSocket (`graphql-transport-ws`, and the legacy `graphql-ws`): subscriptions,
+/// and queries and mutations sent as `subscribe` messages, under the same session, client address
+/// and limits as over HTTP ([`socket`]). The handshake is authenticated by the cookie, and refused
+/// from a foreign origin that carries it, or when the client holds too many sockets already.
 async fn graphql_ws(
-    State(state): State<AppState>,
-    protocol: GraphQLProtocol,
+    state: AppState,
+    protocol: async_graphql::http::WebSocketProtocols,
     upgrade: WebSocketUpgrade,
-    headers: HeaderMap,
+    headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
 ) -> Response {
-    if headers.get(header::COOKIE).is_some() && !origin_allowed(&state.config, &headers) {
+    if headers.get(header::COOKIE).is_some() && !origin_allowed(&state.config, headers) {
         return json_error(StatusCode::FORBIDDEN, "FORBIDDEN", "origin not allowed");
     }
-    let viewer = state.viewer(&headers).await;
+    let client = peer.map(|peer| state.client_key(peer, headers));
+    let Some(slot) = state.sockets.take(client.as_deref().unwrap_or("unknown"), state.config.ws_max_per_client) else {
+        return json_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many open WebSockets from this address");
+    };
+    let viewer = state.viewer(headers).await;
     let mut data = async_graphql::Data::default();
-    data.insert(Viewer(viewer));
+    data.insert(Viewer(viewer.clone()));
     data.insert(state.clone());
     data.insert(loaders::loaders(state.pool.clone(), state.metrics.clone()));
-    let schema = state.schema.clone();
+    if let Some(client) = client {
+        data.insert(ClientAddr(client));
+    }
+    let executor = socket::SocketExecutor::new(state, viewer);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // tungstenite's default 128 KiB read buffer is allocated and zeroed per connection;
@@ -310,7 +364,7 @@ async fn graphql_ws(
         .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(MAX_BODY)
         .max_frame_size(MAX_BODY)
-        .on_upgrade(move |stream| GraphQLWebSocket::new(stream, schema, protocol).with_data(data).serve())
+        .on_upgrade(move |stream| socket::serve(stream, protocol, data, executor, slot))
 }
 
 /// A request with the cookie must come from an allowed origin or from the gateway's own (the

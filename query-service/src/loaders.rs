@@ -1,5 +1,5 @@
 //! Dataloaders: fields that fetch a related row (a ticket's seller, an order's ticket or
-//! payment, a payment's order) batch their keys into one `= ANY($1)` query per kind, so a list
+//! payment, a payment's order, a ticket's history) batch their keys into one `= ANY($1)` query per kind, so a list
 //! never costs a query per item.
 
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use async_graphql::dataloader::{DataLoader, Loader};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::db::{AccountRow, OrderRow, PaymentRow, TicketRow};
+use crate::db::{AccountRow, HistoryRow, OrderRow, PaymentRow, TicketRow};
 
 /// The loaders of one request (or one WebSocket connection); nothing is cached.
 pub type Loaders = DataLoader<ReadModels>;
@@ -38,6 +38,9 @@ pub struct OrderKey(pub Uuid);
 /// Key of a payment.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PaymentKey(pub Uuid);
+/// Key of a ticket's history.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HistoryKey(pub Uuid);
 
 impl ReadModels {
     async fn by_ids<R>(&self, select: &str, ids: Vec<Uuid>) -> Result<Vec<R>, String>
@@ -87,5 +90,21 @@ impl Loader<PaymentKey> for ReadModels {
     async fn load(&self, keys: &[PaymentKey]) -> Result<HashMap<PaymentKey, PaymentRow>, String> {
         let rows: Vec<PaymentRow> = self.by_ids(crate::db::PAYMENT, keys.iter().map(|k| k.0).collect()).await?;
         Ok(rows.into_iter().map(|r| (PaymentKey(r.id), r)).collect())
+    }
+}
+
+impl Loader<HistoryKey> for ReadModels {
+    type Value = Vec<HistoryRow>;
+    type Error = String;
+
+    async fn load(&self, keys: &[HistoryKey]) -> Result<HashMap<HistoryKey, Vec<HistoryRow>>, String> {
+        self.metrics.loader_queries.fetch_add(1, Ordering::Relaxed);
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = crate::db::histories(&self.pool, &ids).await.map_err(|e| e.to_string())?;
+        let mut histories: HashMap<HistoryKey, Vec<HistoryRow>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            histories.entry(HistoryKey(row.ticket_id)).or_default().push(row);
+        }
+        Ok(histories)
     }
 }

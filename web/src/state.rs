@@ -46,7 +46,7 @@ macro_rules! user_from {
     ($($source:ty),*) => {$(
         impl From<$source> for User {
             fn from(u: $source) -> Self {
-                User::new(u.id, u.email, &u.roles)
+                User::new(u.id, u.email, &u.roles.unwrap_or_default())
             }
         }
     )*};

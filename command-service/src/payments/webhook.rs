@@ -11,6 +11,9 @@ use sha2::Sha256;
 /// How far a signature's timestamp may be from now, in seconds.
 pub const TOLERANCE_SECONDS: i64 = 300;
 
+/// The most `v1` signatures a header may carry (a provider sends one per active secret).
+pub const MAX_CANDIDATES: usize = 8;
+
 /// Why a webhook was refused (answered with HTTP 400, no effect).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -39,10 +42,12 @@ fn mac(secret: &str, timestamp: i64, body: &str) -> Hmac<Sha256> {
     mac
 }
 
-/// Verifies a `Stripe-Signature` header against the raw body.
+/// Verifies a `Stripe-Signature` header against the raw body. The MAC is computed once and each
+/// candidate (at most [`MAX_CANDIDATES`]) compared with it in constant time.
 ///
 /// # Errors
-/// [`SignatureError`] when the header is malformed, no signature matches, or it is stale.
+/// [`SignatureError`] when the header is malformed (or has too many candidates), no signature
+/// matches, or it is stale.
 pub fn verify(secret: &str, header: Option<&str>, body: &str, now: i64) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Malformed)?;
     let mut timestamp = None;
@@ -50,7 +55,12 @@ pub fn verify(secret: &str, header: Option<&str>, body: &str, now: i64) -> Resul
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) => candidates.extend(hex::decode(value).ok()),
+            Some(("v1", value)) => {
+                if candidates.len() == MAX_CANDIDATES {
+                    return Err(SignatureError::Malformed);
+                }
+                candidates.extend(hex::decode(value).ok());
+            }
             _ => {}
         }
     }
@@ -59,7 +69,8 @@ pub fn verify(secret: &str, header: Option<&str>, body: &str, now: i64) -> Resul
         return Err(SignatureError::Malformed);
     }
     // Check the MAC first so a forged request learns nothing from the timing of the clock check.
-    let matched = candidates.iter().any(|candidate| mac(secret, timestamp, body).verify_slice(candidate).is_ok());
+    let expected = mac(secret, timestamp, body).finalize().into_bytes();
+    let matched = candidates.iter().fold(false, |matched, candidate| matched | constant_time_eq(&expected, candidate));
     if !matched {
         return Err(SignatureError::Mismatch);
     }
@@ -67,6 +78,11 @@ pub fn verify(secret: &str, header: Option<&str>, body: &str, now: i64) -> Resul
         return Err(SignatureError::Stale);
     }
     Ok(())
+}
+
+/// Whether two byte strings are equal, in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// A webhook event, as much of it as the platform reads.
@@ -171,5 +187,15 @@ mod tests {
         let v1 = good.split_once("v1=").map(|(_, v)| v).unwrap_or_default();
         let header = format!("t=1000,v1={},v1={v1}", "00".repeat(32));
         assert_eq!(verify(SECRET, Some(&header), BODY, 1_000), Ok(()));
+    }
+
+    #[test]
+    fn a_header_with_more_candidates_than_a_provider_sends_is_refused_unread() {
+        let good = sign(SECRET, 1_000, BODY);
+        let v1 = good.split_once("v1=").map(|(_, v)| v).unwrap_or_default();
+        let within = format!("t=1000{},v1={v1}", ",v1=00".repeat(MAX_CANDIDATES - 1));
+        assert_eq!(verify(SECRET, Some(&within), BODY, 1_000), Ok(()));
+        let flood = format!("t=1000{},v1={v1}", ",v1=00".repeat(10_000));
+        assert_eq!(verify(SECRET, Some(&flood), BODY, 1_000), Err(SignatureError::Malformed));
     }
 }

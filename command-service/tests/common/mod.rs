@@ -87,8 +87,13 @@ impl System {
     }
 
     pub async fn sign_up(&self, email: &str) -> Actor {
-        let success =
-            self.ok(Request::new(Command::SignUp { email: email.into(), password: "correct horse".into() })).await;
+        let success = self
+            .ok(Request::new(Command::SignUp {
+                email: email.into(),
+                password: "correct horse".into(),
+                client_addr: None,
+            }))
+            .await;
         match success.result {
             Outcome::Session { account_id, roles, .. } => {
                 Actor { id: account_id, is_admin: roles.iter().any(|r| r == "ADMIN") }

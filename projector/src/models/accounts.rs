@@ -3,13 +3,13 @@
 use domain::Event;
 use sqlx::PgConnection;
 
-use super::Applied;
+use super::{Applied, Changes};
 
 /// Applies account events.
 ///
 /// # Errors
 /// A database error.
-pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>) -> sqlx::Result<()> {
+pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>, changes: &mut Changes) -> sqlx::Result<()> {
     match applied.event {
         Event::AccountRegistered { account_id, email, at, .. } => {
             sqlx::query(
@@ -24,6 +24,7 @@ pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>) -> sqlx::Resul
             .await?;
         }
         Event::SessionRevoked { account_id, session_id, expires_at, .. } => {
+            changes.sessions.insert(*session_id);
             sqlx::query(
                 "INSERT INTO revoked_sessions (session_id, account_id, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT (session_id) DO NOTHING",

@@ -22,12 +22,14 @@ pub struct Changes {
     pub tickets: BTreeSet<TicketId>,
     /// Orders whose row (or payment) changed.
     pub orders: BTreeSet<OrderId>,
+    /// Sessions signed out: gateways end those sessions' open WebSockets.
+    pub sessions: BTreeSet<domain::SessionId>,
 }
 
 impl Changes {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.tickets.is_empty() && self.orders.is_empty()
+        self.tickets.is_empty() && self.orders.is_empty() && self.sessions.is_empty()
     }
 }
 
@@ -56,7 +58,7 @@ impl Applied<'_> {
 /// # Errors
 /// A database error; the caller retries, then parks the event.
 pub async fn apply(conn: &mut PgConnection, applied: Applied<'_>, changes: &mut Changes) -> sqlx::Result<()> {
-    accounts::apply(conn, applied).await?;
+    accounts::apply(conn, applied, changes).await?;
     tickets::apply(conn, applied, changes).await?;
     orders::apply(conn, applied, changes).await?;
     payments::apply(conn, applied, changes).await?;

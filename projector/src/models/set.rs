@@ -141,6 +141,7 @@ fn fold(rows: &mut Rows, applied: &Applied<'_>, changes: &mut Changes) {
         }
         Event::SessionRevoked { account_id, session_id, expires_at, .. } => {
             rows.revoked.push((session_id.0, account_id.0, *expires_at));
+            changes.sessions.insert(*session_id);
         }
         _ => {}
     }
