@@ -203,14 +203,15 @@ impl Service {
     ) -> Result<Success, CommandError> {
         let email = Email::parse(email).map_err(|e| CommandError::refused(&AccountError::from(e)))?;
         check_password(password).map_err(|e| CommandError::refused(&e))?;
-        // The cheap checks first: a taken address costs no hash, and a client over its rate none either.
-        if self.find_account(&email).await?.is_some() {
-            return Err(CommandError::refused(&AccountError::EmailTaken));
-        }
+        // The cheap checks first: a client over its rate costs no lookup (so probing which
+        // addresses are registered is throttled too), and a taken address costs no hash.
         if let Some(client) = client_addr {
             let key = format!("signup.{}.{}", throttle::part(client), throttle::minute(now()));
             self.admit(&key, self.inner.config.signup_per_minute_per_client, "too many sign-ups from this address")
                 .await?;
+        }
+        if self.find_account(&email).await?.is_some() {
+            return Err(CommandError::refused(&AccountError::EmailTaken));
         }
         let password_hash = self.inner.hashers.hash(password).await?;
 
@@ -257,26 +258,54 @@ impl Service {
         };
         let client = client_addr.unwrap_or("-");
         let email_key = format!("email.{}.{}", throttle::part(&address), throttle::part(client));
-        let client_key = client_addr.map(|addr| format!("addr.{}", throttle::part(addr)));
         let config = &self.inner.config;
         let refused = "too many failed sign-ins; try again later";
         self.admit(&email_key, config.signin_max_failures, refused).await?;
-        if let Some(key) = &client_key
-            && let Err(error) = self.admit(key, config.signin_max_failures_per_addr, refused).await
-        {
+        let client_stem = client_addr.map(|addr| format!("addr.{}", throttle::part(addr)));
+        let client_key = match &client_stem {
+            None => None,
+            Some(stem) => {
+                // Two windows of half the throttle time: failures count 450 to 900 s (by default),
+                // and a window's key never outlives the bucket's age limit.
+                let windows = throttle::Windows { stem, seconds: (config.signin_throttle_seconds / 2).max(1) };
+                match windows.take(&self.inner.throttle, now(), config.signin_max_failures_per_addr).await {
+                    Ok(key) => Some(key),
+                    Err(error) => {
+                        self.inner.throttle.give_back(&email_key).await;
+                        return Err(Self::throttle_refusal(error, refused));
+                    }
+                }
+            }
+        };
+        // Only a wrong password stays counted: an attempt we could not check gives its place back.
+        let give_back = || async {
             self.inner.throttle.give_back(&email_key).await;
-            return Err(error);
-        }
+            if let Some(key) = &client_key {
+                self.inner.throttle.give_back(key).await;
+            }
+        };
 
         let found = match Email::parse(email) {
-            Ok(email) => self.find_account(&email).await?,
+            Ok(email) => match self.find_account(&email).await {
+                Ok(found) => found,
+                Err(error) => {
+                    give_back().await;
+                    return Err(error);
+                }
+            },
             Err(_) => None,
         };
         // Unknown addresses cost a hash check too, so timing does not tell them apart.
         let hash = found.as_ref().map_or(self.inner.dummy_hash.as_str(), |(account, _, _)| {
             account.profile.as_ref().map_or(self.inner.dummy_hash.as_str(), |p| p.password_hash.as_str())
         });
-        let verified = self.inner.hashers.verify(password, hash).await?;
+        let verified = match self.inner.hashers.verify(password, hash).await {
+            Ok(verified) => verified,
+            Err(error) => {
+                give_back().await;
+                return Err(error);
+            }
+        };
         match found {
             Some((account, position, version)) if verified => {
                 self.inner.throttle.clear(&email_key).await;
@@ -291,16 +320,21 @@ impl Service {
         }
     }
 
+    /// What a client sees when a throttle refuses: `RATE_LIMITED` at the limit (or in a burst), an
+    /// internal error (never a free pass) when the counters cannot be reached.
+    fn throttle_refusal(error: throttle::Refused, message: &str) -> CommandError {
+        match error {
+            throttle::Refused::Limit | throttle::Refused::Contended => {
+                CommandError::Refused(Failure::new(ErrorCode::RateLimited, message))
+            }
+            error @ throttle::Refused::Unavailable(_) => CommandError::Internal(error.to_string()),
+        }
+    }
+
     /// Counts one attempt under a throttle key, or refuses: `RATE_LIMITED` at the limit, and an
     /// internal error (never a free pass) when the counters cannot be reached.
     pub(crate) async fn admit(&self, key: &str, limit: u64, message: &str) -> Result<(), CommandError> {
-        match self.inner.throttle.take(key, limit).await {
-            Ok(()) => Ok(()),
-            Err(throttle::Refused::Limit | throttle::Refused::Contended) => {
-                Err(CommandError::Refused(Failure::new(ErrorCode::RateLimited, message)))
-            }
-            Err(error @ throttle::Refused::Unavailable(_)) => Err(CommandError::Internal(error.to_string())),
-        }
+        self.inner.throttle.take(key, limit).await.map_err(|error| Self::throttle_refusal(error, message))
     }
 
     /// The account registered with an address, with its position and version.

@@ -76,6 +76,10 @@ pub struct Config {
     /// `createTicket`s per account and minute before `RATE_LIMITED` (the stream keeps every listing).
     #[arg(long, env = "CREATE_TICKET_PER_MINUTE", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub create_ticket_per_minute: u64,
+    /// Accept the well-known secrets of the dev overlay and examples (`PAYMENT_WEBHOOK_SECRET`);
+    /// never in production.
+    #[arg(long, env = "ALLOW_DEV_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_dev_secrets: bool,
     /// Memory for password hashing (argon2id takes 19 MiB per hash), in MiB: at most this much
     /// hashing runs at once (and never more hashes than cores), the rest waits its turn.
     #[arg(long, env = "PASSWORD_HASH_MEMORY_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(19..=65_536))]
@@ -132,6 +136,9 @@ impl Config {
         }
         if !self.stripe_api_base.starts_with("http://") && !self.stripe_api_base.starts_with("https://") {
             return Err(format!("STRIPE_API_BASE must be an http(s) URL, got {:?}", self.stripe_api_base));
+        }
+        if !self.allow_dev_secrets && event_store::is_dev_secret(&self.payment_webhook_secret) {
+            return Err("PAYMENT_WEBHOOK_SECRET is a well-known development secret: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)".into());
         }
         if self.fake_bank_webhook_url.as_deref().is_some_and(|u| !u.is_empty())
             && self.payment_webhook_secret.is_empty()
@@ -195,6 +202,15 @@ mod tests {
         let config = Config::parse_from(["c", "--admin-emails", " Boss@Example.com ,ops@example.com"]);
         assert!(config.admin_emails.contains(&Email::parse("boss@example.com").unwrap_or_else(|e| panic!("{e}"))));
         assert!(Config::try_parse_from(["c", "--admin-emails", "not-an-email"]).is_err());
+    }
+
+    #[test]
+    fn the_published_dev_webhook_secret_stops_start_up_unless_allowed() {
+        let dev = Config::parse_from(["c", "--payment-webhook-secret", "whsec_dev_only"]);
+        assert!(dev.validate().is_err_and(|e| e.contains("PAYMENT_WEBHOOK_SECRET")));
+        let allowed =
+            Config::parse_from(["c", "--payment-webhook-secret", "whsec_dev_only", "--allow-dev-secrets", "true"]);
+        assert!(allowed.validate().is_ok());
     }
 
     #[test]

@@ -304,11 +304,9 @@ async fn key_value(
 /// # Errors
 /// When NATS is unreachable or the streams are unusable at start.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let client = async_nats::ConnectOptions::new()
-        .name("command-service")
-        .retry_on_initial_connect()
-        .connect(event_store::server_addrs(&config.nats_url)?)
-        .await?;
+    let (options, servers) =
+        event_store::connect_options(&config.nats_url, event_store::auth::Role::CommandService.user())?;
+    let client = options.retry_on_initial_connect().connect(servers).await?;
     if let Some(addr) = config.health_addr {
         tokio::spawn(event_store::health::serve(addr, event_store::health::nats_connected(client.clone())));
     }

@@ -573,8 +573,8 @@ impl Service {
         // Marked done only after its effect is stored: a crash in between leaves the claim to go
         // stale, and the provider's retry applies it again, which changes nothing the second time.
         if let Err(error) = self.inner.webhooks_seen.update(&seen_key, WEBHOOK_DONE.into(), revision).await {
+            // Another delivery took the claim over meanwhile (this one was slow): it marks it.
             tracing::warn!(%error, event = %event.id, "could not mark a webhook event done");
-            let _ = self.inner.webhooks_seen.put(&seen_key, WEBHOOK_DONE.into()).await;
         }
         Ok(Success { position, version: 0, result: Outcome::Webhook { http_status: 200 } })
     }
@@ -661,15 +661,22 @@ impl Service {
             return Ok(WebhookEffect::Ignored);
         };
         if let Some(payment) = loaded.state.payments.get(&payment_id) {
-            let amount_differs = object.amount.is_some_and(|amount| amount != payment.amount.cents());
-            let currency_differs = object
-                .currency
-                .as_deref()
-                .is_some_and(|currency| !currency.eq_ignore_ascii_case(payment.currency.code()));
-            if amount_differs || currency_differs {
+            // Money that moves must be this payment's, in full: a refund by what was refunded.
+            let moves_money = matches!(event.kind.as_str(), "payment_intent.succeeded" | "charge.refunded");
+            let amount =
+                if event.kind == "charge.refunded" { object.amount_refunded.or(object.amount) } else { object.amount };
+            let matches = match (amount, object.currency.as_deref()) {
+                (Some(amount), Some(currency)) => {
+                    amount == payment.amount.cents() && currency.eq_ignore_ascii_case(payment.currency.code())
+                }
+                (None, None) => !moves_money,
+                (Some(amount), None) => !moves_money && amount == payment.amount.cents(),
+                (None, Some(currency)) => !moves_money && currency.eq_ignore_ascii_case(payment.currency.code()),
+            };
+            if !matches {
                 tracing::error!(
-                    event = %event.id, %payment_id, amount = ?object.amount, currency = ?object.currency,
-                    expected = payment.amount.cents(), "webhook amount or currency differs from the payment; refused"
+                    event = %event.id, %payment_id, ?amount, currency = ?object.currency,
+                    expected = payment.amount.cents(), "webhook amount or currency is not the payment's; refused"
                 );
                 return Ok(WebhookEffect::Mismatch);
             }

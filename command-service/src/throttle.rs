@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 
-/// How often a compare-and-set that lost a race is tried again before the attempt is refused.
+/// How long an attempt keeps retrying a compare-and-set that lost a race before it is refused: a
+/// burst of a few hundred attempts on one key (one account listing in parallel) all get counted.
+const CONTENDED_FOR: Duration = Duration::from_secs(3);
+/// How often a give-back is tried.
 const ATTEMPTS: u32 = 32;
 
 /// Why an attempt was not admitted.
@@ -59,7 +62,10 @@ impl Throttle {
     /// [`Refused::Limit`] at the limit, [`Refused::Contended`] when it could not be counted for
     /// racing attempts, [`Refused::Unavailable`] when the store fails.
     pub(crate) async fn take(&self, key: &str, limit: u64) -> Result<(), Refused> {
-        for attempt in 0..ATTEMPTS {
+        let gave_up_at = std::time::Instant::now() + CONTENDED_FOR;
+        let mut attempt: u64 = 0;
+        while std::time::Instant::now() < gave_up_at {
+            attempt += 1;
             let (count, revision) = match self.bucket.entry(key).await {
                 Ok(Some(entry)) => (count_of(&entry), entry.revision),
                 Ok(None) => (0, 0),
@@ -72,8 +78,8 @@ impl Throttle {
                 return Ok(());
             }
             // Lost a race to another attempt: back off a little, spread, and read again.
-            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 8);
-            tokio::time::sleep(Duration::from_millis(u64::from(attempt.min(8)) + jitter)).await;
+            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 4);
+            tokio::time::sleep(Duration::from_millis(attempt.min(4) + jitter)).await;
         }
         Err(Refused::Contended)
     }
@@ -98,9 +104,54 @@ impl Throttle {
     }
 }
 
-/// A key part from what a client sent, in the bucket alphabet.
+/// A key part from what a client sent: a digest, so that any text (a 100 KiB "email") makes a
+/// short key in the bucket alphabet; a key as long as the text would make a subject too long for
+/// NATS, which closes the connection it arrives on.
 pub(crate) fn part(raw: &str) -> String {
-    hex::encode(raw)
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(raw.as_bytes())[..16])
+}
+
+/// Counts failures in windows of `seconds`: an attempt is admitted while the failures of this
+/// window and the one before stay under `limit`. Unlike one counter whose age restarts at every
+/// write, a window's count stops growing when its window ends, so failures age out even where
+/// sign-ins never stop (a shared office address).
+pub(crate) struct Windows<'a> {
+    /// The key's stem (`addr.<client>`).
+    pub stem: &'a str,
+    /// The window length.
+    pub seconds: u64,
+}
+
+impl Windows<'_> {
+    fn key(&self, window: i64) -> String {
+        format!("{}.{window}", self.stem)
+    }
+
+    fn window(&self, now: time::OffsetDateTime) -> i64 {
+        now.unix_timestamp().div_euclid(i64::try_from(self.seconds.max(1)).unwrap_or(i64::MAX))
+    }
+
+    /// The current window's key, once the attempt is counted in it.
+    ///
+    /// # Errors
+    /// As [`Throttle::take`].
+    pub(crate) async fn take(
+        &self,
+        throttle: &Throttle,
+        now: time::OffsetDateTime,
+        limit: u64,
+    ) -> Result<String, Refused> {
+        let window = self.window(now);
+        let before = match throttle.bucket.entry(self.key(window - 1)).await {
+            Ok(Some(entry)) => count_of(&entry),
+            Ok(None) => 0,
+            Err(error) => return Err(Refused::Unavailable(error.to_string())),
+        };
+        let key = self.key(window);
+        throttle.take(&key, limit.saturating_sub(before)).await?;
+        Ok(key)
+    }
 }
 
 /// The current one-minute window (unix minutes), for per-minute counters.

@@ -25,6 +25,8 @@ use bytes::Bytes;
 use domain::{Aggregate, Event, EventDecodeError, EventEnvelope, Timestamp};
 use serde::Deserialize;
 
+pub mod auth;
+
 pub use direct::RawMessage;
 pub use stream::StreamSettings;
 
@@ -40,6 +42,50 @@ pub fn server_addrs(nats_url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr
         .filter(|url| !url.is_empty())
         .map(|url| url.parse().map_err(|e| anyhow::anyhow!("NATS_URL has an invalid server {url:?}: {e}")))
         .collect()
+}
+
+/// Connection options for a `NATS_URL` as the service `name` (one of [`auth::Role`]'s users): its
+/// servers; the user and password its URLs carry (`nats://user:password@host:4222`, URL-safe
+/// characters), which is how each service gets its own NATS credentials; and replies on the
+/// service's own inbox prefix, which its permissions allow.
+///
+/// # Errors
+/// A URL that does not parse, named.
+pub fn connect_options(
+    nats_url: &str,
+    name: &str,
+) -> anyhow::Result<(async_nats::ConnectOptions, Vec<async_nats::ServerAddr>)> {
+    let servers = server_addrs(nats_url)?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .custom_inbox_prefix(format!("_INBOX_{name}"))
+        // A refusal by the server (a permissions violation) is otherwise silent.
+        .event_callback({
+            let service = name.to_owned();
+            move |event| {
+                let service = service.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        tracing::warn!(%service, %error, "NATS server error");
+                    }
+                }
+            }
+        });
+    if let Some(addr) = servers.iter().find(|addr| addr.has_user_pass()) {
+        let user = addr.username().unwrap_or_default().to_owned();
+        let password = addr.password().unwrap_or_default().to_owned();
+        options = options.user_and_password(user, password);
+    }
+    Ok((options, servers))
+}
+
+/// Secrets published in this repository (the dev overlay, examples): start-up refuses them
+/// unless `ALLOW_DEV_SECRETS=true`, so a copied example never guards real money.
+pub const DEV_SECRETS: &[&str] = &["dev-only-jwt-secret-change-me-0123456789", "whsec_dev_only", "dev-only-password"];
+
+/// Whether a secret is one of [`DEV_SECRETS`] (or marked as one: it contains `dev-only`).
+pub fn is_dev_secret(secret: &str) -> bool {
+    DEV_SECRETS.contains(&secret) || secret.contains("dev-only")
 }
 
 /// Header carrying the event type name, so consumers can route without decoding the body.

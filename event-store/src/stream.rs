@@ -148,6 +148,35 @@ pub async fn ensure(client: &Client, settings: &StreamSettings) -> Result<(), St
     }
 }
 
+/// Waits until the event stream exists, for a client that may only read it (a projector: the
+/// command service creates and widens the streams). Gives up after two minutes.
+///
+/// # Errors
+/// The stream still missing after two minutes, or JetStream refusing to describe it.
+pub async fn wait_for(client: &Client, settings: &StreamSettings) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let give_up = std::time::Duration::from_secs(120);
+    let mut said = false;
+    loop {
+        let info = api(client, &format!("$JS.API.STREAM.INFO.{}", settings.name), Bytes::new(), settings).await;
+        match info {
+            Ok(info) => match api_error(&info) {
+                None => return Ok(()),
+                Some((STREAM_NOT_FOUND, _)) if started.elapsed() < give_up => {
+                    if !said {
+                        tracing::info!(stream = %settings.name, "waiting for the command service to create the stream");
+                        said = true;
+                    }
+                }
+                Some((err_code, description)) => return Err(StoreError::JetStream { err_code, description }),
+            },
+            Err(StoreError::Timeout | StoreError::Nats(_)) if started.elapsed() < give_up => {}
+            Err(error) => return Err(error),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
 async fn ensure_once(client: &Client, settings: &StreamSettings) -> Result<(), StoreError> {
     // A client made with `retry_on_initial_connect` knows the server only once connected.
     if client.server_info().version.is_empty() {

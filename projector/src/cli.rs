@@ -54,11 +54,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         anyhow::bail!("bad configuration: DATABASE_URL is required");
     };
     let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
-    let client = async_nats::ConnectOptions::new()
-        .name("projector")
-        .retry_on_initial_connect()
-        .connect(event_store::server_addrs(&cli.nats_url)?)
-        .await?;
+    let (options, servers) = event_store::connect_options(&cli.nats_url, event_store::auth::Role::Projector.user())?;
+    let client = options.retry_on_initial_connect().connect(servers).await?;
     if let Some(addr) = cli.health_addr {
         let (client, pool) = (client.clone(), pool.clone());
         let check: event_store::health::Check = std::sync::Arc::new(move || {
@@ -72,8 +69,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
     settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
-    // Creates the streams if this projector starts first; refuses mismatching ones.
-    event_store::stream::ensure(&client, &settings).await?;
+    // The command service creates the streams; a projector may only read them.
+    event_store::stream::wait_for(&client, &settings).await?;
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::Run => {
             let projector = crate::Projector::new(pool, client, settings, cli.batch_max);

@@ -77,8 +77,13 @@ pub fn address(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
         return peer;
     }
     // Every header line in order, each a comma-separated list; the last entry is the nearest hop.
-    let hops: Vec<&str> =
-        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
+    // Lines are read leniently: a client's non-ASCII bytes to the left must not hide the hop our
+    // proxy appended to the same line.
+    let hops: Vec<String> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).split(',').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
         // A hop we cannot read ends the chain: the last trusted hop is the best we know.
@@ -164,6 +169,13 @@ mod tests {
         // Ports and brackets are allowed; garbage ends the chain at the last trusted hop.
         assert_eq!(address(ip("10.0.0.2"), &headers(&["[2001:db8::1]:443"]), &trusted), ip("2001:db8::1"));
         assert_eq!(address(ip("10.0.0.2"), &headers(&["1.1.1.1, garbage, 10.9.9.9"]), &trusted), ip("10.9.9.9"));
+        // A client's bytes that are not ASCII do not hide the hop the proxy appended.
+        let mut mixed = HeaderMap::new();
+        mixed.append(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.9").unwrap_or_else(|e| panic!("{e}")),
+        );
+        assert_eq!(address(ip("10.0.0.2"), &mixed, &trusted), ip("198.51.100.9"));
         // No header from a trusted proxy: the proxy itself.
         assert_eq!(address(ip("10.0.0.2"), &HeaderMap::new(), &trusted), ip("10.0.0.2"));
         // Nothing trusted: the peer, always.

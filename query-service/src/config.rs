@@ -49,6 +49,14 @@ pub struct Config {
     /// How many WebSockets one client address (an IPv6 /64) may hold open on this gateway.
     #[arg(long, env = "WS_MAX_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_max_per_client: u64,
+    /// Where to serve `/metrics` instead of on `HTTP_ADDR` (e.g. `0.0.0.0:9090`), so that a public
+    /// ingress in front of `HTTP_ADDR` does not expose it; unset: on `HTTP_ADDR`.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Accept the well-known secrets of the dev overlay and examples (`JWT_SECRET`); never in
+    /// production.
+    #[arg(long, env = "ALLOW_DEV_SECRETS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_dev_secrets: bool,
     /// The first token of every subject (must match command-service).
     #[arg(long, env = "SUBJECT_ROOT", default_value = "ticketing")]
     pub subject_root: String,
@@ -62,6 +70,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.jwt_secret.len() < 32 {
             return Err("JWT_SECRET must be set to at least 32 bytes".into());
+        }
+        if !self.allow_dev_secrets && event_store::is_dev_secret(&self.jwt_secret) {
+            return Err("JWT_SECRET is a well-known development secret: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)".into());
         }
         if self.database_url.is_empty() {
             return Err("DATABASE_URL is required".into());
@@ -90,5 +101,31 @@ impl Config {
     pub fn is_admin(&self, email: &str) -> bool {
         let Ok(email) = Email::parse(email) else { return false };
         self.admin_emails.iter().filter_map(|e| Email::parse(e).ok()).any(|admin| admin == email)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(jwt_secret: &str) -> Config {
+        Config {
+            jwt_secret: jwt_secret.into(),
+            database_url: "postgres://x".into(),
+            ..Config::parse_from(["query-service"])
+        }
+    }
+
+    #[test]
+    fn the_published_dev_secret_and_bad_proxies_stop_start_up() {
+        assert!(config("a-real-secret-a-real-secret-a-real-secret").validate().is_ok());
+        let dev = config("dev-only-jwt-secret-change-me-0123456789");
+        assert!(dev.validate().is_err_and(|e| e.contains("JWT_SECRET")), "{:?}", dev.validate());
+        assert!(Config { allow_dev_secrets: true, ..dev }.validate().is_ok());
+        let proxies = Config {
+            trusted_proxies: vec!["10.0.0.0/99".into()],
+            ..config("a-real-secret-a-real-secret-a-real-secret")
+        };
+        assert!(proxies.validate().is_err_and(|e| e.starts_with("TRUSTED_PROXIES")), "{:?}", proxies.validate());
     }
 }

@@ -631,6 +631,7 @@ impl Mutation {
                 time::OffsetDateTime::from_unix_timestamp(me.exp).unwrap_or_else(|_| time::OffsetDateTime::now_utc());
             let request = Request::new(Command::SignOut { session_id: me.jti, expires_at }).by(me.actor());
             state.command(request).await.map_err(from_failure)?;
+            state.signed_out_here(me);
         }
         ctx.append_http_header("Set-Cookie", state.sessions.clear_cookie());
         Ok(true)

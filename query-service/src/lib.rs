@@ -143,6 +143,9 @@ pub struct AppState {
     pub trusted_proxies: Arc<[client::Cidr]>,
     /// Open WebSockets per client address.
     pub sockets: Arc<socket::Slots>,
+    /// Sessions signed out through this gateway, refused at once, before the projector reports
+    /// them (kept until their tokens expire).
+    pub signed_out: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, i64>>>,
 }
 
 /// The signed-in user of a request, if any.
@@ -189,6 +192,7 @@ impl AppState {
             metrics: Arc::default(),
             trusted_proxies,
             sockets: Arc::default(),
+            signed_out: Arc::default(),
         }
     }
 
@@ -213,8 +217,27 @@ impl AppState {
     /// Whether a verified session is still good: not expired, not signed out. A read model that
     /// cannot answer counts as signed out (fail closed).
     pub async fn session_live(&self, claims: &Claims) -> bool {
-        claims.exp > time::OffsetDateTime::now_utc().unix_timestamp()
-            && matches!(db::is_revoked(&self.pool, claims.jti.0).await, Ok(false))
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let signed_out_here = {
+            let signed_out = self.signed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            signed_out.contains_key(&claims.jti.0)
+        };
+        claims.exp > now && !signed_out_here && matches!(db::is_revoked(&self.pool, claims.jti.0).await, Ok(false))
+    }
+
+    /// Records a sign-out made through this gateway: its session is refused here at once, and
+    /// this gateway's sockets of that session are closed, whether or not the projector has
+    /// caught up (other gateways learn it from the projection).
+    pub fn signed_out_here(&self, claims: &Claims) {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        {
+            let mut signed_out = self.signed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            signed_out.retain(|_, exp| *exp > now);
+            signed_out.insert(claims.jti.0, claims.exp);
+        }
+        let mut changed = Changed::new(*self.projected.borrow(), vec![], vec![]);
+        changed.sessions.push(claims.jti.0);
+        let _ = self.changes.send(Arc::new(changed));
     }
 
     /// The client's address as the throttles count it, from the peer and trusted proxies' headers.
@@ -238,12 +261,17 @@ pub fn app(state: AppState) -> Router {
         .route("/webhooks/payments", post(webhook))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::render))
+        .merge(if state.config.metrics_addr.is_none() { metrics_routes() } else { Router::new() })
         .merge(web::routes(state.config.web_dir.clone()))
         .layer(axum::middleware::map_response(typed_too_large))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(cors)
         .with_state(state)
+}
+
+/// `/metrics`, on `HTTP_ADDR` or on a listener of its own (`METRICS_ADDR`).
+fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics::render))
 }
 
 /// The body limit's bare 413 becomes a typed error like every other refusal.
@@ -408,13 +436,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// When a server cannot be reached or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&config.database_url).await?;
-    let nats = async_nats::ConnectOptions::new()
-        .name("query-service")
-        .retry_on_initial_connect()
-        .connect(event_store::server_addrs(&config.nats_url)?)
-        .await?;
+    let (options, servers) = event_store::connect_options(&config.nats_url, event_store::auth::Role::Gateway.user())?;
+    let nats = options.retry_on_initial_connect().connect(servers).await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
     let state = AppState::new(config, pool, nats).await;
+    if let Some(metrics_listener) = metrics_listener {
+        let metrics = metrics_routes().with_state(state.clone());
+        tokio::spawn(async move { axum::serve(metrics_listener, metrics).await });
+    }
     tracing::info!(addr = %listener.local_addr()?, "query-service ready");
     // With the peer address: sign-in throttling counts per client address.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -1,13 +1,22 @@
-//! Request-cost limits beyond depth and complexity: a cap on aliases per document.
+//! Request-cost limits beyond depth and complexity: a cap on aliases per document, and only the
+//! operation that runs is validated and costed.
 //!
 //! Complexity counts `first ×` the selection of every page, so one alias can cost no more than a
 //! page of results; the alias cap stops a document from asking for the same cheap field a
 //! thousand times under different names, before anything is validated or resolved.
+//!
+//! A client may send a document of several operations and name the one to run (the web app
+//! sends each `.graphql` file whole). Validation would cost every operation, with the variables
+//! of the one that runs (so `first: $first` of another is "not defined"); the others are dropped
+//! right after parsing, as they never run.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::Name;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest};
+use async_graphql::parser::Positioned;
+use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
 
 /// The most aliased fields one document may have.
@@ -18,35 +27,82 @@ pub struct AliasLimit;
 
 impl ExtensionFactory for AliasLimit {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension)
+        Arc::new(AliasLimitExtension::default())
     }
 }
 
-struct AliasLimitExtension;
-
-/// Aliased fields in a selection set, fragments' bodies counted where they are defined.
-fn aliases(set: &SelectionSet) -> usize {
-    set.items
-        .iter()
-        .map(|selection| match &selection.node {
-            Selection::Field(field) => {
-                usize::from(field.node.alias.is_some()) + aliases(&field.node.selection_set.node)
-            }
-            Selection::InlineFragment(fragment) => aliases(&fragment.node.selection_set.node),
-            Selection::FragmentSpread(_) => 0,
-        })
-        .sum()
+/// One request's limits: it remembers which operation the request names.
+#[derive(Default)]
+struct AliasLimitExtension {
+    operation: std::sync::Mutex<Option<String>>,
 }
 
-/// Every aliased field of a document.
+/// Keeps only the operation named `name` of a document of several (when it has it).
+fn only_the_operation(document: &mut ExecutableDocument, name: Option<&str>) {
+    let async_graphql::parser::types::DocumentOperations::Multiple(operations) = &mut document.operations else {
+        return;
+    };
+    if let Some(name) = name
+        && operations.keys().any(|n| n.as_str() == name)
+    {
+        operations.retain(|n, _| n.as_str() == name);
+    }
+}
+
+type Fragments = std::collections::HashMap<Name, Positioned<FragmentDefinition>>;
+
+/// Aliased fields in a selection set, each fragment counted wherever it is spread (its own count
+/// computed once, so a fragment spread a million times costs one walk; a cycle counts nothing
+/// here and is refused by validation).
+fn aliases(set: &SelectionSet, fragments: &Fragments, memo: &mut HashMap<Name, usize>, path: &mut Vec<Name>) -> usize {
+    set.items.iter().fold(0usize, |count, selection| {
+        let here = match &selection.node {
+            Selection::Field(field) => usize::from(field.node.alias.is_some()).saturating_add(aliases(
+                &field.node.selection_set.node,
+                fragments,
+                memo,
+                path,
+            )),
+            Selection::InlineFragment(fragment) => aliases(&fragment.node.selection_set.node, fragments, memo, path),
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                match (memo.get(name), fragments.get(name)) {
+                    (Some(known), _) => *known,
+                    (None, Some(fragment)) if !path.contains(name) => {
+                        path.push(name.clone());
+                        let inside = aliases(&fragment.node.selection_set.node, fragments, memo, path);
+                        path.pop();
+                        memo.insert(name.clone(), inside);
+                        inside
+                    }
+                    _ => 0,
+                }
+            }
+        };
+        count.saturating_add(here)
+    })
+}
+
+/// Every aliased field a document would run: the operations', with their fragments expanded.
 pub fn count_aliases(document: &ExecutableDocument) -> usize {
-    let operations: usize = document.operations.iter().map(|(_, op)| aliases(&op.node.selection_set.node)).sum();
-    let fragments: usize = document.fragments.values().map(|f| aliases(&f.node.selection_set.node)).sum();
-    operations + fragments
+    let mut memo = HashMap::new();
+    document.operations.iter().fold(0usize, |count, (_, op)| {
+        count.saturating_add(aliases(&op.node.selection_set.node, &document.fragments, &mut memo, &mut Vec::new()))
+    })
 }
 
 #[async_trait::async_trait]
 impl Extension for AliasLimitExtension {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        *self.operation.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -54,7 +110,9 @@ impl Extension for AliasLimitExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+        let mut document = next.run(ctx, query, variables).await?;
+        let operation = self.operation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        only_the_operation(&mut document, operation.as_deref());
         let count = count_aliases(&document);
         if count > MAX_ALIASES {
             let mut error =
@@ -65,5 +123,31 @@ impl Extension for AliasLimitExtension {
             return Err(error);
         }
         Ok(document)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_aliases;
+
+    fn count(query: &str) -> usize {
+        count_aliases(&async_graphql::parser::parse_query(query).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    #[test]
+    fn aliases_in_fragments_count_wherever_they_are_spread() {
+        assert_eq!(count("{ a: me { id } b: me { i: id } }"), 3);
+        let twice = "{ x: tickets { nodes { ...F } } y: tickets { nodes { ...F } } } \
+                     fragment F on Ticket { t1: title t2: title ... on Ticket { t3: title } }";
+        assert_eq!(count(twice), 2 + 2 * 3);
+        // A cycle counts what it has once and ends (validation refuses it afterwards).
+        assert_eq!(count("{ ...A } fragment A on Query { a: me { id } ...B } fragment B on Query { ...A }"), 1);
+        // Fragments that each spread the next ten times: 10^30 fields, counted in a moment.
+        let mut deep = String::from("{ ...F0 } ");
+        for n in 0..30 {
+            deep.push_str(&format!("fragment F{n} on Query {{ {} }} ", format!("...F{} ", n + 1).repeat(10)));
+        }
+        deep.push_str("fragment F30 on Query { a: me { id } }");
+        assert_eq!(count(&deep), usize::MAX, "saturates instead of overflowing");
     }
 }

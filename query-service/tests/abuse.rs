@@ -101,6 +101,18 @@ async fn forty_parallel_wrong_passwords_get_no_more_checks_than_the_limit() {
     assert_eq!(code(&right), "RATE_LIMITED", "the guessing client stays throttled: {right}");
 }
 
+#[tokio::test]
+async fn an_enormous_email_is_an_ordinary_wrong_sign_in() {
+    let stack = stack_full(900, |_| {}, |_| {}).await;
+    let huge = format!("{}@example.com", "a".repeat(60_000));
+    for _ in 0..3 {
+        let answer = Call::from("203.0.113.8:1").gql(&stack, SIGN_IN, json!({"e": huge, "p": "guess"})).await;
+        assert_eq!(code(&answer), "UNAUTHENTICATED", "{}", &answer.to_string()[..200.min(answer.to_string().len())]);
+    }
+    // The command service is still connected and answering.
+    sign_up(&stack, &unique("after")).await;
+}
+
 /// A served gateway's WebSocket, initialised.
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -325,6 +337,23 @@ async fn a_socket_opened_before_sign_out_refuses_operations_and_is_closed() {
     assert_eq!(closed["code"], 4401, "the socket of a signed-out session is closed: {closed} after {seen:?}");
     let tickets = Call::from("192.0.2.1:1").gql(&stack, "{ tickets { nodes { title } } }", json!({})).await;
     assert!(!tickets.to_string().contains("After sign-out"), "{tickets}");
+}
+
+#[tokio::test]
+async fn a_sign_out_holds_on_its_gateway_even_while_the_projector_is_down() {
+    let stack = stack_full(900, |_| {}, |_| {}).await;
+    let addr = common::serve(&stack).await;
+    let (token, _) = sign_up(&stack, &unique("leaver")).await;
+    let mut socket = initialised(addr, Some(&token)).await;
+    operate(&mut socket, "watch", "subscription { ticketChanged { id } }", json!({})).await;
+    stack.stop_projector();
+    let as_leaver = Call { peer: "192.0.2.1:1", forwarded: None, cookie: Some(&token) };
+    let signed_out = as_leaver.gql(&stack, "mutation { signOut }", json!({})).await;
+    assert_eq!(signed_out["data"]["signOut"], true, "{signed_out}");
+    let me = as_leaver.gql(&stack, "{ me { id } }", json!({})).await;
+    assert_eq!(me["data"]["me"], Value::Null, "the old cookie still works on the gateway that signed it out: {me}");
+    let closed = next(&mut socket).await;
+    assert_eq!(closed["code"], 4401, "{closed}");
 }
 
 #[tokio::test]
@@ -560,6 +589,13 @@ async fn webhooks_are_checked_against_the_payment_and_applied_once_when_delivere
         let body = event(id, amount, currency);
         assert_eq!(webhook(&stack, &body, &sign(&body)).await, StatusCode::BAD_REQUEST, "{id}");
     }
+    // Money that moves without saying how much is refused too.
+    let bare = json!({
+        "id": "evt_bare", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": provider_ref, "metadata": {"order_id": order}}}
+    })
+    .to_string();
+    assert_eq!(webhook(&stack, &bare, &sign(&bare)).await, StatusCode::BAD_REQUEST);
     assert_eq!(status().await, "AWAITING_PAYMENT");
 
     // A header of 10,000 candidates is refused without 10,000 MACs.
@@ -587,4 +623,48 @@ async fn webhooks_are_checked_against_the_payment_and_applied_once_when_delivere
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "PaymentSucceeded").count(), 1, "{kinds:?}");
+
+    // A partial refund (1.00 of 25.00) does not mark the payment refunded.
+    let partial = json!({
+        "id": "evt_partial", "type": "charge.refunded",
+        "data": {"object": {"id": "ch_1", "payment_intent": provider_ref, "amount": 2500, "amount_refunded": 100,
+                 "currency": "usd", "metadata": {"order_id": order}}}
+    })
+    .to_string();
+    assert_eq!(webhook(&stack, &partial, &sign(&partial)).await, StatusCode::BAD_REQUEST);
+    let payment =
+        as_buyer.gql(&stack, "query($o: ID!) { order(id: $o) { payment { status } } }", json!({"o": order})).await;
+    assert_eq!(payment["data"]["order"]["payment"]["status"], "SUCCEEDED", "{payment}");
+}
+
+#[tokio::test]
+async fn a_document_of_several_operations_is_costed_by_the_one_it_runs() {
+    let stack = stack_full(900, |_| {}, |_| {}).await;
+    let (token, _) = sign_up(&stack, &unique("reader")).await;
+    // As the web app sends them: a whole file of operations and the name of the one to run.
+    let document = "query Tickets($first: Int!) { tickets(first: $first) { nodes { id } } }
+                    query Mine($first: Int!) { myTickets(first: $first) { nodes { id history { type } } } }
+                    subscription Watch { ticketChanged { id } }";
+    let call = Call { peer: "192.0.2.1:1", forwarded: None, cookie: Some(&token) };
+    let request = HttpRequest::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, format!("session={token}"))
+        .body(Body::from(json!({"query": document, "operationName": "Tickets", "variables": {"first": 5}}).to_string()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = stack.app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+    let ran: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    assert!(ran["errors"].is_null(), "{ran}");
+    assert!(ran["data"]["tickets"]["nodes"].is_array(), "{ran}");
+
+    // The same over a socket, running the subscription of the document.
+    let addr = common::serve(&stack).await;
+    let mut socket = initialised(addr, Some(&token)).await;
+    let message = json!({"id": "w", "type": "subscribe", "payload": {"query": document, "operationName": "Watch"}});
+    socket.send(Message::text(message.to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+    let listed =
+        call.gql(&stack, "mutation { createTicket(title: \"Seen\", priceCents: 100) { id } }", json!({})).await;
+    assert!(listed["errors"].is_null(), "{listed}");
+    let pushed = answer(&mut socket, "w").await;
+    assert!(pushed["payload"]["data"]["ticketChanged"]["id"].is_string(), "{pushed}");
 }

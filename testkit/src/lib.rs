@@ -137,6 +137,14 @@ pub struct NatsCluster {
     nodes: Vec<ClusterNode>,
     binary: PathBuf,
     cluster_name: String,
+    secured: Option<Secured>,
+}
+
+/// A cluster that requires credentials: its configuration file and the harness's own user.
+struct Secured {
+    config: tempfile::NamedTempFile,
+    user: String,
+    password: String,
 }
 
 struct ClusterNode {
@@ -153,6 +161,23 @@ impl NatsCluster {
     /// # Errors
     /// When the binary is missing or the cluster does not form within a minute.
     pub async fn start(size: usize) -> anyhow::Result<Self> {
+        Self::start_with(size, None).await
+    }
+
+    /// Starts `size` nodes that require credentials: `authorization` is the `nats-server`
+    /// configuration block of users and permissions, and must include the harness's own `user`
+    /// with `password` (which [`NatsCluster::url`] carries).
+    ///
+    /// # Errors
+    /// As [`NatsCluster::start`].
+    pub async fn start_secured(size: usize, authorization: &str, user: &str, password: &str) -> anyhow::Result<Self> {
+        let mut config = tempfile::NamedTempFile::new().context("temporary NATS configuration")?;
+        std::io::Write::write_all(&mut config, authorization.as_bytes()).context("writing the NATS configuration")?;
+        let secured = Secured { config, user: user.to_owned(), password: password.to_owned() };
+        Self::start_with(size, Some(secured)).await
+    }
+
+    async fn start_with(size: usize, secured: Option<Secured>) -> anyhow::Result<Self> {
         let binary = nats_server_binary()?;
         let id = Uuid::new_v4().simple().to_string();
         let mut nodes = Vec::new();
@@ -165,7 +190,7 @@ impl NatsCluster {
                 child: None,
             });
         }
-        let mut cluster = Self { nodes, binary, cluster_name: format!("testkit-{}", &id[..8]) };
+        let mut cluster = Self { nodes, binary, cluster_name: format!("testkit-{}", &id[..8]), secured };
         for n in 0..size {
             cluster.spawn(n)?;
         }
@@ -175,8 +200,19 @@ impl NatsCluster {
         Ok(cluster)
     }
 
-    /// Every node's client URL, comma-separated (clients fail over between them).
+    /// Every node's client URL, comma-separated (clients fail over between them); with the
+    /// harness's credentials when the cluster requires them.
     pub fn url(&self) -> String {
+        let credentials = self.secured.as_ref().map(|s| format!("{}:{}@", s.user, s.password)).unwrap_or_default();
+        self.nodes
+            .iter()
+            .map(|n| format!("nats://{credentials}127.0.0.1:{}", n.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every node's client URL without credentials.
+    pub fn bare_url(&self) -> String {
         self.nodes.iter().map(|n| format!("nats://127.0.0.1:{}", n.client_port)).collect::<Vec<_>>().join(",")
     }
 
@@ -208,7 +244,11 @@ impl NatsCluster {
             .collect::<Vec<_>>()
             .join(",");
         let node = &mut self.nodes[n];
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(secured) = &self.secured {
+            command.arg("-c").arg(secured.config.path());
+        }
+        let child = command
             .args(["-js", "-a", "127.0.0.1", "-n", &node.name, "-p", &node.client_port.to_string()])
             .args(["--cluster_name", &self.cluster_name])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", node.route_port), "--routes", &routes])
@@ -232,7 +272,13 @@ impl NatsCluster {
             {
                 bail!("cluster node {n} exited at start: {status}");
             }
-            if let Ok(client) = async_nats::connect(&url).await
+            let options = match &self.secured {
+                Some(secured) => {
+                    async_nats::ConnectOptions::with_user_and_password(secured.user.clone(), secured.password.clone())
+                }
+                None => async_nats::ConnectOptions::new(),
+            };
+            if let Ok(client) = options.connect(&url).await
                 && let Ok(reply) = client.request("$JS.API.INFO", "".into()).await
                 && !String::from_utf8_lossy(&reply.payload).contains("\"error\"")
             {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use event_store::auth::Role;
 use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
@@ -103,25 +104,44 @@ async fn main() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut own_nats = None;
-    let url = match args.nats_url.filter(|u| !u.is_empty()) {
-        Some(url) => url,
+    // Each component connects as its own NATS user (the same URL when NATS_URL is given: its
+    // credentials are the operator's business).
+    let urls: [String; 3] = match args.nats_url.filter(|u| !u.is_empty()) {
+        Some(url) => [url.clone(), url.clone(), url],
         None => {
             let binary = nats_server(&args.home).await?;
-            let child = start_nats(&binary, &args.home.join("nats"), args.nats_port).await?;
+            let [commands, projector, gateway] = Role::ALL;
+            let secret = |role: Role| local_secret(&args.home, &format!("nats-{}", role.user()));
+            let passwords = [secret(commands)?, secret(projector)?, secret(gateway)?];
+            let operator = local_secret(&args.home, "nats-operator")?;
+            let conf = args.home.join("nats.conf");
+            let authorization =
+                event_store::auth::authorization(&StreamSettings::default(), &passwords, &[("operator", &operator)]);
+            std::fs::write(&conf, authorization).with_context(|| format!("writing {}", conf.display()))?;
+            let child = start_nats(&binary, &args.home.join("nats"), &conf, args.nats_port).await?;
             own_nats = Some(child);
-            format!("nats://127.0.0.1:{}", args.nats_port)
+            say(&format!(
+                "NATS requires credentials: each component has its own user; tools may connect as \
+                 operator with the password in {}",
+                args.home.join("nats-operator").display()
+            ));
+            let url = format!("nats://127.0.0.1:{}", args.nats_port);
+            [0, 1, 2].map(|n| event_store::auth::url_with_credentials(&url, Role::ALL[n].user(), &passwords[n]))
         }
     };
-    let client = async_nats::connect(event_store::server_addrs(&url)?)
-        .await
-        .with_context(|| format!("connecting to NATS at {url}"))?;
+    let [commands_url, projector_url, gateway_url] = urls;
+    let connect = |url: String, role: Role| async move {
+        let (options, servers) = event_store::connect_options(&url, role.user())?;
+        options.connect(servers).await.with_context(|| format!("connecting to NATS as {}", role.user()))
+    };
+    let client = connect(commands_url.clone(), Role::CommandService).await?;
     let store = EventStore::connect(client.clone(), &StreamSettings::default()).await?;
-    say(&format!("NATS JetStream ready at {url}: streams {} and {}", store.stream(), store.settings().timers_name()));
+    say(&format!("NATS JetStream ready: streams {} and {}", store.stream(), store.settings().timers_name()));
 
     // The command service, configured from the same environment as when it runs alone.
     let mut config = command_service::config::Config::try_parse_from(["command-service"])
         .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
-    config.nats_url.clone_from(&url);
+    config.nats_url.clone_from(&commands_url);
     if config.payment_provider == command_service::config::ProviderKind::Fake && config.fake_bank_webhook_url.is_none()
     {
         // The fake provider's pretend bank settles "asynchronous" test payments through our own
@@ -160,8 +180,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 .connect(&database_url)
                 .await
                 .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
-            let projector =
-                projector::Projector::new(pool.clone(), store.client().clone(), store.settings().clone(), 1000);
+            let projector_client = connect(projector_url, Role::Projector).await?;
+            let projector = projector::Projector::new(pool.clone(), projector_client, store.settings().clone(), 1000);
             projector::schema::ensure_live(&pool).await?;
             say("projector writing read models to DATABASE_URL");
             let projecting = tokio::spawn(projector.run());
@@ -169,7 +189,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default())
             })?;
             config.database_url = database_url;
-            config.nats_url.clone_from(&url);
+            config.nats_url.clone_from(&gateway_url);
             if config.jwt_secret.is_empty() {
                 config.jwt_secret = local_secret(&args.home, "jwt-secret")?;
             }
@@ -190,7 +210,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             say(&format!("GraphQL API on http://{addr}/graphql (webhook: /webhooks/payments)"));
             say(&format!("open http://{addr}/ in a browser"));
-            let state = query_service::AppState::new(config, pool, store.client().clone()).await;
+            let gateway_client = connect(gateway_url.clone(), Role::Gateway).await?;
+            let state = query_service::AppState::new(config, pool, gateway_client).await;
             let gateway = tokio::spawn(async move {
                 let service = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
                 axum::serve(listener, service).await.map_err(anyhow::Error::from)
@@ -282,7 +303,7 @@ async fn nats_server(home: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
-async fn start_nats(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Child> {
+async fn start_nats(binary: &Path, store: &Path, conf: &Path, port: u16) -> anyhow::Result<Child> {
     std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
     if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
         bail!(
@@ -291,6 +312,8 @@ async fn start_nats(binary: &Path, store: &Path, port: u16) -> anyhow::Result<Ch
     }
     say(&format!("starting NATS on 127.0.0.1:{port}, data in {}", store.display()));
     let mut child = Command::new(binary)
+        .arg("-c")
+        .arg(conf)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
         .stdout(Stdio::null())

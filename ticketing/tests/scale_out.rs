@@ -36,7 +36,8 @@ async fn sale(seller: &mut User, buyer: &mut User, via: [&[&str]; 3], title: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut cluster = testkit::NatsCluster::start(3).await.unwrap_or_else(|e| panic!("{e:#}"));
+    // Authentication and per-service permissions on, as deployed.
+    let (mut cluster, urls) = common::secured_cluster(3).await;
     let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
     let web = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let env = |extra: &[(&str, String)]| {
@@ -58,16 +59,22 @@ async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each(
     let command_health = format!("127.0.0.1:{}", free_port());
     let projector_health = format!("127.0.0.1:{}", free_port());
     let mut commands = [
-        Process::start(&["command-service"], env(&[("HEALTH_ADDR", command_health.clone())])),
-        Process::start(&["command-service"], env(&[])),
+        Process::start(
+            &["command-service"],
+            env(&[("HEALTH_ADDR", command_health.clone()), ("NATS_URL", urls.commands.clone())]),
+        ),
+        Process::start(&["command-service"], env(&[("NATS_URL", urls.commands.clone())])),
     ];
     let mut projectors = [
-        Process::start(&["projector"], env(&[("HEALTH_ADDR", projector_health.clone())])),
-        Process::start(&["projector"], env(&[])),
+        Process::start(
+            &["projector"],
+            env(&[("HEALTH_ADDR", projector_health.clone()), ("NATS_URL", urls.projector.clone())]),
+        ),
+        Process::start(&["projector"], env(&[("NATS_URL", urls.projector.clone())])),
     ];
     let mut gateways = [
-        Process::start(&["query-service"], env(&[("HTTP_ADDR", a.clone())])),
-        Process::start(&["query-service"], env(&[("HTTP_ADDR", b.clone())])),
+        Process::start(&["query-service"], env(&[("HTTP_ADDR", a.clone()), ("NATS_URL", urls.gateway.clone())])),
+        Process::start(&["query-service"], env(&[("HTTP_ADDR", b.clone()), ("NATS_URL", urls.gateway.clone())])),
     ];
     for ready in [&a, &b, &command_health, &projector_health] {
         wait_ready(&http, ready).await;

@@ -113,6 +113,14 @@ async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
     wait_ready(&http, &setup, &mut child).await;
     let page = http.get(format!("http://{}/my/orders", setup.http_addr)).send().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(page.text().await.unwrap_or_default(), "<!doctype html><title>web app</title>");
+    // Its NATS requires credentials: without them nobody on this machine can send a command.
+    let nats = format!("nats://127.0.0.1:{}", setup.nats_port);
+    assert!(async_nats::ConnectOptions::new().connect(&nats).await.is_err(), "its NATS let a stranger in");
+    let operator = std::fs::read_to_string(setup.home.path().join("nats-operator")).unwrap_or_else(|e| panic!("{e}"));
+    async_nats::ConnectOptions::with_user_and_password("operator".into(), operator.trim().into())
+        .connect(&nats)
+        .await
+        .unwrap_or_else(|e| panic!("the operator's credentials: {e}"));
 
     let seeded = Command::new(BINARY)
         .args(["seed", "--http-addr", &setup.http_addr])

@@ -118,6 +118,9 @@ pub struct WebhookObject {
     /// Currency.
     #[serde(default)]
     pub currency: Option<String>,
+    /// For a charge: how much of it was refunded, in cents.
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
     /// Our ids, sent with the charge.
     #[serde(default)]
     pub metadata: WebhookMetadata,

@@ -124,3 +124,35 @@ pub async fn wait_ready(http: &reqwest::Client, gateway: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Each service's `NATS_URL` on a cluster that requires credentials.
+pub struct RoleUrls {
+    /// command-service's.
+    pub commands: String,
+    /// projector's.
+    pub projector: String,
+    /// query-service's.
+    pub gateway: String,
+}
+
+/// A NATS cluster with authentication and per-service permissions on, as deployed: each service
+/// gets its own user ([`RoleUrls`]); `cluster.url()` carries the harness's own user, which may do
+/// anything (to check the stream from outside every service).
+pub async fn secured_cluster(size: usize) -> (testkit::NatsCluster, RoleUrls) {
+    use event_store::auth::{self, Role};
+    let secret = || uuid::Uuid::new_v4().simple().to_string();
+    let passwords = [secret(), secret(), secret()];
+    let harness = secret();
+    let authorization =
+        auth::authorization(&event_store::StreamSettings::default(), &passwords, &[("harness", harness.as_str())]);
+    let cluster = testkit::NatsCluster::start_secured(size, &authorization, "harness", &harness)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let url = |n: usize| auth::url_with_credentials(&cluster.bare_url(), Role::ALL[n].user(), &passwords[n]);
+    let urls = if std::env::var_os("EXPERIMENT_SUPERUSER").is_some() {
+        RoleUrls { commands: cluster.url(), projector: cluster.url(), gateway: cluster.url() }
+    } else {
+        RoleUrls { commands: url(0), projector: url(1), gateway: url(2) }
+    };
+    (cluster, urls)
+}
