@@ -662,6 +662,14 @@ impl Service {
         };
         if let Some(payment) = loaded.state.payments.get(&payment_id) {
             // Money that moves must be this payment's, in full: a refund by what was refunded.
+            // A partial refund is acknowledged and changes nothing: the payment is not refunded.
+            if event.kind == "charge.refunded"
+                && let (Some(refunded), Some(charged)) = (object.amount_refunded, object.amount)
+                && refunded < charged
+            {
+                tracing::warn!(event = %event.id, %payment_id, refunded, charged, "a partial refund is not handled; ignored");
+                return Ok(WebhookEffect::Ignored);
+            }
             let moves_money = matches!(event.kind.as_str(), "payment_intent.succeeded" | "charge.refunded");
             let amount =
                 if event.kind == "charge.refunded" { object.amount_refunded.or(object.amount) } else { object.amount };

@@ -80,9 +80,15 @@ impl Service {
         self.serve_until(requests, std::future::pending()).await
     }
 
-    /// Answers one request on a task of its own, holding a permit while it runs.
+    /// Answers one request on a task of its own, holding a permit while it runs (to an inbox only).
     async fn dispatch(&self, message: async_nats::Message, permits: &Arc<Semaphore>) -> anyhow::Result<()> {
         let Some(reply_to) = message.reply.clone() else { return Ok(()) };
+        // Answers go to inboxes only: a reply subject names where this service publishes, and it
+        // may write events and key-value entries, so a caller must not choose one of those.
+        if !is_inbox(&reply_to) {
+            tracing::warn!(reply = %reply_to, "a command asked to be answered outside an inbox; ignored");
+            return Ok(());
+        }
         let permit = permits.clone().acquire_owned().await?;
         let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
         let name = message.subject.strip_prefix(&format!("{prefix}.")).unwrap_or_default().to_owned();
@@ -159,6 +165,25 @@ impl Service {
                 self.pay_order(signed_in()?, *order_id, *ticket_id, token, key).await
             }
             Command::PaymentWebhook { body, signature } => self.payment_webhook(body, signature.as_deref()).await,
+        }
+    }
+}
+
+/// Whether a subject is a reply inbox (`_INBOX.…`, or a service's own `_INBOX_<service>.…`).
+fn is_inbox(subject: &str) -> bool {
+    subject.starts_with("_INBOX.") || (subject.starts_with("_INBOX_") && subject.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn answers_go_to_inboxes_only() {
+        assert!(super::is_inbox("_INBOX.abc.def"));
+        assert!(super::is_inbox("_INBOX_query-service.abc.def"));
+        for forged in
+            ["ticketing.account.x", "$KV.TICKETING_SIGNIN_FAILURES.k", "$JS.API.STREAM.PURGE.TICKETING", "_INBOX_"]
+        {
+            assert!(!super::is_inbox(forged), "{forged}");
         }
     }
 }

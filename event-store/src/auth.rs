@@ -13,6 +13,10 @@
 
 use crate::StreamSettings;
 
+/// The consumers a projector may create, read, acknowledge and delete: its durable one and the
+/// one `projector rebuild` reads with.
+pub const PROJECTOR_CONSUMERS: [&str; 2] = ["projector", "projector-rebuild"];
+
 /// The kinds of service, each a NATS user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -63,27 +67,29 @@ impl Role {
                 subscribe: vec![format!("{root}.cmd.>"), inbox],
                 allow_responses: false,
             },
-            Self::Projector => Permissions {
-                publish: vec![
-                    "$JS.API.INFO".into(),
+            Self::Projector => {
+                let mut publish = vec![
+                    "$JS.API.INFO".to_owned(),
                     format!("$JS.API.STREAM.INFO.{stream}"),
                     format!("$JS.API.STREAM.MSG.GET.{stream}"),
                     format!("$JS.API.DIRECT.GET.{stream}"),
                     format!("$JS.API.DIRECT.GET.{stream}.>"),
-                    format!("$JS.API.CONSUMER.CREATE.{stream}"),
-                    format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-                    format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"),
-                    format!("$JS.API.CONSUMER.INFO.{stream}.>"),
-                    // Its own durable consumer only (repositioned by deleting it).
-                    format!("$JS.API.CONSUMER.DELETE.{stream}.projector"),
-                    format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
-                    format!("$JS.ACK.{stream}.>"),
-                    "$JS.FC.>".into(),
-                ],
-                deny_publish: vec![],
-                subscribe: vec![inbox],
-                allow_responses: false,
-            },
+                    "$JS.FC.>".to_owned(),
+                ];
+                // Its own consumers only, by name: never the command service's.
+                for consumer in PROJECTOR_CONSUMERS {
+                    publish.extend([
+                        format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
+                        format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+                        format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
+                        format!("$JS.ACK.{stream}.{consumer}.>"),
+                    ]);
+                }
+                Permissions { publish, deny_publish: vec![], subscribe: vec![inbox], allow_responses: false }
+            }
             Self::Gateway => Permissions {
                 publish: vec![format!("{root}.cmd.>"), "$JS.API.INFO".into(), format!("$JS.API.STREAM.INFO.{stream}")],
                 deny_publish: vec![],
@@ -141,8 +147,20 @@ pub fn authorization(settings: &StreamSettings, passwords: &[String; 3], extra: 
     format!("authorization {{\n  users: [\n{}\n  ]\n}}\n", users.join("\n"))
 }
 
-/// A `NATS_URL` with credentials: each server of `url` with `user:password@` before its host.
+/// Percent-encodes what is not unreserved in a URL's userinfo.
+pub fn encode_userinfo(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A `NATS_URL` with credentials: each server of `url` with `user:password@` before its host
+/// (percent-encoded, so any password fits).
 pub fn url_with_credentials(url: &str, user: &str, password: &str) -> String {
+    let (user, password) = (encode_userinfo(user), encode_userinfo(password));
     url.split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
@@ -169,8 +187,16 @@ mod tests {
         let deletes: Vec<&String> = projector.publish.iter().filter(|s| s.contains("DELETE")).collect();
         assert_eq!(
             deletes,
-            ["$JS.API.CONSUMER.DELETE.TICKETING.projector"],
-            "a projector deletes only its own consumer"
+            ["$JS.API.CONSUMER.DELETE.TICKETING.projector", "$JS.API.CONSUMER.DELETE.TICKETING.projector-rebuild"],
+            "a projector deletes only its own consumers"
+        );
+        assert!(
+            projector
+                .publish
+                .iter()
+                .filter(|s| s.contains("CONSUMER") || s.starts_with("$JS.ACK"))
+                .all(|s| s.contains(".projector")),
+            "every consumer subject names one of its own: {projector:?}"
         );
         assert!(!projector.publish.iter().any(|s| s.contains("UPDATE") || s.contains("PURGE")));
         let commands = Role::CommandService.permissions(&settings);
@@ -197,10 +223,12 @@ mod tests {
             manifest.contains(&expected),
             "deploy/kubernetes/base/nats.yaml must contain, in nats.conf:\n{expected}"
         );
+        assert_eq!(manifest.matches("authorization {").count(), 1, "one authorization block, the generated one");
     }
 
     #[test]
     fn credentials_go_into_every_server_of_a_url() {
+        assert_eq!(url_with_credentials("nats://a:4222", "u", "p@ss/w=rd"), "nats://u:p%40ss%2Fw%3Drd@a:4222");
         assert_eq!(
             url_with_credentials("nats://a:4222, nats://b:4222", "projector", "pw"),
             "nats://projector:pw@a:4222,nats://projector:pw@b:4222"

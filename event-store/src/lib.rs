@@ -40,13 +40,48 @@ pub fn server_addrs(nats_url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr
         .split(',')
         .map(str::trim)
         .filter(|url| !url.is_empty())
-        .map(|url| url.parse().map_err(|e| anyhow::anyhow!("NATS_URL has an invalid server {url:?}: {e}")))
+        .map(|url| url.parse().map_err(|e| anyhow::anyhow!("NATS_URL has an invalid server {:?}: {e}", redacted(url))))
         .collect()
 }
 
+/// A server URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, rest)), Some(_)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Decodes `%XX` escapes (a password in a URL's userinfo).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Connection options for a `NATS_URL` as the service `name` (one of [`auth::Role`]'s users): its
-/// servers; the user and password its URLs carry (`nats://user:password@host:4222`, URL-safe
-/// characters), which is how each service gets its own NATS credentials; and replies on the
+/// servers; the user and password its URLs carry (`nats://user:password@host:4222`,
+/// percent-encoded), which is how each service gets its own NATS credentials; and replies on the
 /// service's own inbox prefix, which its permissions allow.
 ///
 /// # Errors
@@ -72,8 +107,8 @@ pub fn connect_options(
             }
         });
     if let Some(addr) = servers.iter().find(|addr| addr.has_user_pass()) {
-        let user = addr.username().unwrap_or_default().to_owned();
-        let password = addr.password().unwrap_or_default().to_owned();
+        let user = percent_decode(addr.username().unwrap_or_default());
+        let password = percent_decode(addr.password().unwrap_or_default());
         options = options.user_and_password(user, password);
     }
     Ok((options, servers))
@@ -462,5 +497,21 @@ impl EventStore {
         )
         .await?;
         Ok(since.iter().find(|m| m.msg_id.as_deref() == Some(append.msg_id.as_str())).map(|m| m.sequence))
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn passwords_are_decoded_and_never_shown() {
+        assert_eq!(super::percent_decode("p%40ss%2Fw%3Drd"), "p@ss/w=rd");
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::redacted("nats://u:secret@host:4222"), "nats://***@host:4222");
+        let error = super::server_addrs("nats://u:secret@ho st:4222")
+            .map(|_| ())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!error.is_empty() && !error.contains("secret"), "{error}");
     }
 }

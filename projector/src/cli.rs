@@ -31,6 +31,10 @@ pub struct Cli {
     /// The most events applied in one transaction.
     #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 1000, global = true)]
     pub batch_max: usize,
+    /// Accept the well-known passwords of the dev overlay in `NATS_URL` and `DATABASE_URL`; never
+    /// in production.
+    #[arg(long, env = "ALLOW_DEV_SECRETS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub allow_dev_secrets: bool,
     /// What to do (default: `run`).
     #[command(subcommand)]
     pub command: Option<Cmd>,
@@ -53,6 +57,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(database_url) = cli.database_url.clone().filter(|u| !u.is_empty()) else {
         anyhow::bail!("bad configuration: DATABASE_URL is required");
     };
+    if !cli.allow_dev_secrets
+        && let Some(setting) = [("NATS_URL", &cli.nats_url), ("DATABASE_URL", &database_url)]
+            .into_iter()
+            .find_map(|(name, value)| event_store::is_dev_secret(value).then_some(name))
+    {
+        anyhow::bail!(
+            "bad configuration: {setting} carries a well-known development password: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)"
+        );
+    }
     let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
     let (options, servers) = event_store::connect_options(&cli.nats_url, event_store::auth::Role::Projector.user())?;
     let client = options.retry_on_initial_connect().connect(servers).await?;

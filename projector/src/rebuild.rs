@@ -64,8 +64,12 @@ pub async fn rebuild(
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
+    // A consumer left by an earlier rebuild would resume where it stopped: start afresh.
+    let _ = stream.delete_consumer("projector-rebuild").await;
     let consumer = stream
         .create_consumer(consumer::pull::Config {
+            // A name its NATS user may use (`event_store::auth::PROJECTOR_CONSUMERS`).
+            name: Some("projector-rebuild".to_owned()),
             deliver_policy: consumer::DeliverPolicy::All,
             ack_policy: consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(60),

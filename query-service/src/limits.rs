@@ -46,49 +46,97 @@ fn only_the_operation(document: &mut ExecutableDocument, name: Option<&str>) {
         && operations.keys().any(|n| n.as_str() == name)
     {
         operations.retain(|n, _| n.as_str() == name);
+        // And the fragments only the others used (validation refuses unused fragments).
+        let used = reachable(document);
+        document.fragments.retain(|name, _| used.contains(name));
     }
 }
 
 type Fragments = std::collections::HashMap<Name, Positioned<FragmentDefinition>>;
 
-/// Aliased fields in a selection set, each fragment counted wherever it is spread (its own count
-/// computed once, so a fragment spread a million times costs one walk; a cycle counts nothing
-/// here and is refused by validation).
-fn aliases(set: &SelectionSet, fragments: &Fragments, memo: &mut HashMap<Name, usize>, path: &mut Vec<Name>) -> usize {
-    set.items.iter().fold(0usize, |count, selection| {
+/// What a selection costs before validation: its aliased fields and all its fields, with every
+/// fragment counted wherever it is spread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Aliased fields.
+    pub aliases: usize,
+    /// Fields, fragments expanded.
+    pub fields: usize,
+}
+
+impl Counts {
+    fn plus(self, other: Self) -> Self {
+        Self { aliases: self.aliases.saturating_add(other.aliases), fields: self.fields.saturating_add(other.fields) }
+    }
+}
+
+/// Counts a selection set, each fragment's own counts computed once (so a fragment spread a
+/// million times costs one walk, and a "fragment bomb" of 10^30 fields is counted, not walked);
+/// a cycle counts nothing here and is refused by validation.
+fn counts(set: &SelectionSet, fragments: &Fragments, memo: &mut HashMap<Name, Counts>, path: &mut Vec<Name>) -> Counts {
+    set.items.iter().fold(Counts::default(), |total, selection| {
         let here = match &selection.node {
-            Selection::Field(field) => usize::from(field.node.alias.is_some()).saturating_add(aliases(
-                &field.node.selection_set.node,
-                fragments,
-                memo,
-                path,
-            )),
-            Selection::InlineFragment(fragment) => aliases(&fragment.node.selection_set.node, fragments, memo, path),
+            Selection::Field(field) => {
+                let own = Counts { aliases: usize::from(field.node.alias.is_some()), fields: 1 };
+                own.plus(counts(&field.node.selection_set.node, fragments, memo, path))
+            }
+            Selection::InlineFragment(fragment) => counts(&fragment.node.selection_set.node, fragments, memo, path),
             Selection::FragmentSpread(spread) => {
                 let name = &spread.node.fragment_name.node;
                 match (memo.get(name), fragments.get(name)) {
                     (Some(known), _) => *known,
                     (None, Some(fragment)) if !path.contains(name) => {
                         path.push(name.clone());
-                        let inside = aliases(&fragment.node.selection_set.node, fragments, memo, path);
+                        let inside = counts(&fragment.node.selection_set.node, fragments, memo, path);
                         path.pop();
                         memo.insert(name.clone(), inside);
                         inside
                     }
-                    _ => 0,
+                    _ => Counts::default(),
                 }
             }
         };
-        count.saturating_add(here)
+        total.plus(here)
     })
 }
 
-/// Every aliased field a document would run: the operations', with their fragments expanded.
-pub fn count_aliases(document: &ExecutableDocument) -> usize {
+/// What a document would run: its operations', fragments expanded.
+pub fn count(document: &ExecutableDocument) -> Counts {
     let mut memo = HashMap::new();
-    document.operations.iter().fold(0usize, |count, (_, op)| {
-        count.saturating_add(aliases(&op.node.selection_set.node, &document.fragments, &mut memo, &mut Vec::new()))
+    document.operations.iter().fold(Counts::default(), |total, (_, op)| {
+        total.plus(counts(&op.node.selection_set.node, &document.fragments, &mut memo, &mut Vec::new()))
     })
+}
+
+/// Every aliased field a document would run.
+pub fn count_aliases(document: &ExecutableDocument) -> usize {
+    count(document).aliases
+}
+
+/// The fragments an operation can reach (through spreads, transitively).
+fn reachable(document: &ExecutableDocument) -> std::collections::HashSet<Name> {
+    fn spreads(set: &SelectionSet, out: &mut Vec<Name>) {
+        for selection in &set.items {
+            match &selection.node {
+                Selection::Field(field) => spreads(&field.node.selection_set.node, out),
+                Selection::InlineFragment(fragment) => spreads(&fragment.node.selection_set.node, out),
+                Selection::FragmentSpread(spread) => out.push(spread.node.fragment_name.node.clone()),
+            }
+        }
+    }
+    let mut todo = Vec::new();
+    for (_, op) in document.operations.iter() {
+        spreads(&op.node.selection_set.node, &mut todo);
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(name) = todo.pop() {
+        if seen.insert(name.clone())
+            && let Some(fragment) = document.fragments.get(&name)
+        {
+            spreads(&fragment.node.selection_set.node, &mut todo);
+        }
+    }
+    seen
 }
 
 #[async_trait::async_trait]
@@ -113,7 +161,19 @@ impl Extension for AliasLimitExtension {
         let mut document = next.run(ctx, query, variables).await?;
         let operation = self.operation.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         only_the_operation(&mut document, operation.as_deref());
-        let count = count_aliases(&document);
+        let Counts { aliases: count, fields } = self::count(&document);
+        // Every field costs at least 1: more fields than the complexity limit is over it, and is
+        // refused before validation would walk them all.
+        if fields > crate::MAX_COMPLEXITY {
+            let mut error = ServerError::new(
+                format!("the query is too complex: {fields} fields (at most {})", crate::MAX_COMPLEXITY),
+                None,
+            );
+            let mut extensions = ErrorExtensionValues::default();
+            extensions.set("code", domain::ErrorCode::BadUserInput.as_str());
+            error.extensions = Some(extensions);
+            return Err(error);
+        }
         if count > MAX_ALIASES {
             let mut error =
                 ServerError::new(format!("the query is too complex: {count} aliases (at most {MAX_ALIASES})"), None);
@@ -149,5 +209,8 @@ mod tests {
         }
         deep.push_str("fragment F30 on Query { a: me { id } }");
         assert_eq!(count(&deep), usize::MAX, "saturates instead of overflowing");
+        let bomb = deep.replace("a: me", "me");
+        let parsed = async_graphql::parser::parse_query(&bomb).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(super::count(&parsed).fields, usize::MAX, "a fragment bomb's fields are counted");
     }
 }

@@ -104,8 +104,8 @@ async fn main() -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut own_nats = None;
-    // Each component connects as its own NATS user (the same URL when NATS_URL is given: its
-    // credentials are the operator's business).
+    // Each component connects as its own NATS user. With NATS_URL given, all three use it: it
+    // must name a user allowed everything (or a server without authentication).
     let urls: [String; 3] = match args.nats_url.filter(|u| !u.is_empty()) {
         Some(url) => [url.clone(), url.clone(), url],
         None => {
@@ -117,7 +117,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let conf = args.home.join("nats.conf");
             let authorization =
                 event_store::auth::authorization(&StreamSettings::default(), &passwords, &[("operator", &operator)]);
-            std::fs::write(&conf, authorization).with_context(|| format!("writing {}", conf.display()))?;
+            write_private(&conf, &authorization)?;
             let child = start_nats(&binary, &args.home.join("nats"), &conf, args.nats_port).await?;
             own_nats = Some(child);
             say(&format!(
@@ -279,8 +279,25 @@ fn local_secret(home: &Path, name: &str) -> anyhow::Result<String> {
     }
     std::fs::create_dir_all(home)?;
     let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, &secret)?;
     Ok(secret)
+}
+
+/// Writes a file only its owner may read (secrets, and the NATS configuration that holds them).
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    // A file made by an earlier version may have been readable by others.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// Finds the pinned nats-server, installing it into `<home>/tools` when missing.

@@ -83,9 +83,60 @@ async fn each_service_may_do_only_its_own_part() {
     let sent = tokio::time::timeout(Duration::from_millis(500), events.next()).await;
     assert!(sent.is_err(), "a projector's command arrived: {sent:?}");
 
+    // Nor touch the command service's consumers, or make one of another name.
+    let (harness_store, _) = client(&cluster.url(), "harness").await;
+    let store = event_store::EventStore::connect(harness_store, &event_store::StreamSettings::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let js = async_nats::jetstream::new(store.client().clone());
+    let stream = js.get_stream("TICKETING").await.unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("command-service-timers".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for subject in [
+        "$JS.API.CONSUMER.MSG.NEXT.TICKETING.command-service-timers",
+        "$JS.API.CONSUMER.DELETE.TICKETING.command-service-timers",
+        "$JS.API.CONSUMER.CREATE.TICKETING.command-service-timers",
+        "$JS.API.CONSUMER.CREATE.TICKETING.other",
+        "$JS.API.CONSUMER.CREATE.TICKETING",
+    ] {
+        projector.publish(subject, "{}".into()).await.unwrap_or_else(|e| panic!("{e}"));
+        projector.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        violation(&mut projector_complaints, &format!("a projector publishing to {subject}")).await;
+    }
+
+    // A gateway may not write key-value entries or purge a stream.
+    for subject in ["$KV.TICKETING_SIGNIN_FAILURES.email.x", "$JS.API.STREAM.PURGE.TICKETING"] {
+        gateway.publish(subject, "{}".into()).await.unwrap_or_else(|e| panic!("{e}"));
+        gateway.flush().await.unwrap_or_else(|e| panic!("{e}"));
+        violation(&mut gateway_complaints, &format!("a gateway publishing to {subject}")).await;
+    }
+
     // The command service may write events but not send commands.
     let (commands, mut command_complaints) = client(&urls.commands, Role::CommandService.user()).await;
     commands.publish("ticketing.cmd.signUp", "{}".into()).await.unwrap_or_else(|e| panic!("{e}"));
     commands.flush().await.unwrap_or_else(|e| panic!("{e}"));
     violation(&mut command_complaints, "the command service sending a command").await;
+
+    // And it answers in inboxes only: a gateway cannot have it write where it may (an event).
+    let config = command_service::config::Config::with_nats_url(&urls.commands);
+    let service = command_service::Service::connect(config, commands, None).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
+    tokio::spawn(service.serve_subscription(requests));
+    let body = r#"{"command":{"type":"signUp","email":"x","password":"y"}}"#;
+    let answered = gateway.request("ticketing.cmd.signUp", body.into()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(&answered.payload).contains("BAD_USER_INPUT"), "{answered:?}");
+    let mut forged_events = harness.subscribe("ticketing.account.>").await.unwrap_or_else(|e| panic!("{e}"));
+    harness.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    gateway
+        .publish_with_reply("ticketing.cmd.signUp", "ticketing.account.forged", body.into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    gateway.flush().await.unwrap_or_else(|e| panic!("{e}"));
+    let relayed = tokio::time::timeout(Duration::from_secs(1), forged_events.next()).await;
+    assert!(relayed.is_err(), "the command service wrote its answer where a gateway told it to: {relayed:?}");
 }

@@ -116,6 +116,14 @@ async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
     // Its NATS requires credentials: without them nobody on this machine can send a command.
     let nats = format!("nats://127.0.0.1:{}", setup.nats_port);
     assert!(async_nats::ConnectOptions::new().connect(&nats).await.is_err(), "its NATS let a stranger in");
+    for secret in ["nats-operator", "nats-query-service", "nats.conf", "jwt-secret"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(setup.home.path().join(secret))
+            .unwrap_or_else(|e| panic!("{secret}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is readable by others: {mode:o}");
+    }
     let operator = std::fs::read_to_string(setup.home.path().join("nats-operator")).unwrap_or_else(|e| panic!("{e}"));
     async_nats::ConnectOptions::with_user_and_password("operator".into(), operator.trim().into())
         .connect(&nats)

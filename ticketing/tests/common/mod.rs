@@ -149,10 +149,6 @@ pub async fn secured_cluster(size: usize) -> (testkit::NatsCluster, RoleUrls) {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
     let url = |n: usize| auth::url_with_credentials(&cluster.bare_url(), Role::ALL[n].user(), &passwords[n]);
-    let urls = if std::env::var_os("EXPERIMENT_SUPERUSER").is_some() {
-        RoleUrls { commands: cluster.url(), projector: cluster.url(), gateway: cluster.url() }
-    } else {
-        RoleUrls { commands: url(0), projector: url(1), gateway: url(2) }
-    };
+    let urls = RoleUrls { commands: url(0), projector: url(1), gateway: url(2) };
     (cluster, urls)
 }
