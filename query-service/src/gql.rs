@@ -69,6 +69,7 @@ pub enum Role {
 
 /// Where a ticket is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "domain::TicketStatus")]
 pub enum TicketStatus {
     /// Anyone but the seller may hold it.
     Available,
@@ -80,6 +81,7 @@ pub enum TicketStatus {
 
 /// Where an order is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "domain::OrderStatus")]
 pub enum OrderStatus {
     /// Held, unpaid.
     Created,
@@ -93,6 +95,7 @@ pub enum OrderStatus {
 
 /// Why an order was cancelled.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "domain::CancelReason")]
 pub enum CancelReason {
     /// By the buyer.
     User,
@@ -104,6 +107,7 @@ pub enum CancelReason {
 
 /// Where a payment is in its life.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "domain::PaymentStatus")]
 pub enum PaymentStatus {
     /// Being charged or settling.
     Pending,
@@ -115,20 +119,12 @@ pub enum PaymentStatus {
     Refunded,
 }
 
-fn ticket_status(s: &str) -> TicketStatus {
-    match s {
-        "RESERVED" => TicketStatus::Reserved,
-        "SOLD" => TicketStatus::Sold,
-        _ => TicketStatus::Available,
-    }
-}
-
-fn ticket_status_text(s: TicketStatus) -> &'static str {
-    match s {
-        TicketStatus::Available => "AVAILABLE",
-        TicketStatus::Reserved => "RESERVED",
-        TicketStatus::Sold => "SOLD",
-    }
+/// A status as the read models store it (the domain enum's serde form), read back as the
+/// domain's enum. A value no domain variant names is an inconsistency: logged and answered as an
+/// internal error, never shown as some default.
+fn stored<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> async_graphql::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned()))
+        .map_err(|_| internal(format!("unknown stored {what} {value:?}")))
 }
 
 /// A person with an account.
@@ -239,8 +235,8 @@ impl Ticket {
         &self.row.currency
     }
     /// The status.
-    async fn status(&self) -> TicketStatus {
-        ticket_status(&self.row.status)
+    async fn status(&self) -> async_graphql::Result<TicketStatus> {
+        stored::<domain::TicketStatus>(&self.row.status, "ticket status").map(Into::into)
     }
     /// How many changes the ticket has seen (its listing events).
     async fn version(&self) -> i32 {
@@ -291,21 +287,16 @@ impl Order {
         user(self.row.buyer_id)
     }
     /// The status.
-    async fn status(&self) -> OrderStatus {
-        match self.row.status.as_str() {
-            "AWAITING_PAYMENT" => OrderStatus::AwaitingPayment,
-            "COMPLETE" => OrderStatus::Complete,
-            "CANCELLED" => OrderStatus::Cancelled,
-            _ => OrderStatus::Created,
-        }
+    async fn status(&self) -> async_graphql::Result<OrderStatus> {
+        stored::<domain::OrderStatus>(&self.row.status, "order status").map(Into::into)
     }
     /// Why it was cancelled.
-    async fn cancel_reason(&self) -> Option<CancelReason> {
-        self.row.cancel_reason.as_deref().map(|r| match r {
-            "EXPIRED" => CancelReason::Expired,
-            "ADMIN" => CancelReason::Admin,
-            _ => CancelReason::User,
-        })
+    async fn cancel_reason(&self) -> async_graphql::Result<Option<CancelReason>> {
+        self.row
+            .cancel_reason
+            .as_deref()
+            .map(|reason| stored::<domain::CancelReason>(reason, "cancel reason").map(Into::into))
+            .transpose()
     }
     /// When the hold lapses unless paid (RFC 3339).
     async fn expires_at(&self) -> String {
@@ -352,13 +343,8 @@ impl Payment {
         &self.row.currency
     }
     /// The status.
-    async fn status(&self) -> PaymentStatus {
-        match self.row.status.as_str() {
-            "SUCCEEDED" => PaymentStatus::Succeeded,
-            "FAILED" => PaymentStatus::Failed,
-            "REFUNDED" => PaymentStatus::Refunded,
-            _ => PaymentStatus::Pending,
-        }
+    async fn status(&self) -> async_graphql::Result<PaymentStatus> {
+        stored::<domain::PaymentStatus>(&self.row.status, "payment status").map(Into::into)
     }
     /// The provider's reference.
     async fn provider_ref(&self) -> Option<&str> {
@@ -456,7 +442,7 @@ impl Query {
             &state(ctx)?.pool,
             limit,
             cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?,
-            status.map(ticket_status_text),
+            status.map(|status| serde_plain(&domain::TicketStatus::from(status))).as_deref(),
             None,
         )
         .await
@@ -823,5 +809,32 @@ impl Subscription {
             }
             changed.order(&state.pool, order).await.ok().flatten().map(|row| Order { row }).into_iter().collect()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_status_reads_back_and_an_unknown_one_is_an_error() {
+        for status in [domain::TicketStatus::Available, domain::TicketStatus::Reserved, domain::TicketStatus::Sold] {
+            let text = serde_plain(&status);
+            assert!(stored::<domain::TicketStatus>(&text, "ticket status").is_ok_and(|s| s == status), "{text}");
+        }
+        for status in [
+            domain::OrderStatus::Created,
+            domain::OrderStatus::AwaitingPayment,
+            domain::OrderStatus::Complete,
+            domain::OrderStatus::Cancelled,
+        ] {
+            let text = serde_plain(&status);
+            assert!(stored::<domain::OrderStatus>(&text, "order status").is_ok_and(|s| s == status), "{text}");
+        }
+        // Before, an unknown value read as AVAILABLE, CREATED or PENDING.
+        assert!(stored::<domain::TicketStatus>("ON_FIRE", "ticket status").is_err());
+        assert!(stored::<domain::OrderStatus>("", "order status").is_err());
+        assert!(stored::<domain::PaymentStatus>("pending", "payment status").is_err());
+        assert!(stored::<domain::CancelReason>("BORED", "cancel reason").is_err());
     }
 }
