@@ -205,7 +205,9 @@ impl Service {
         check_password(password).map_err(|e| CommandError::refused(&e))?;
         // The cheap checks first: a client over its rate costs no lookup (so probing which
         // addresses are registered is throttled too), and a taken address costs no hash.
-        if let Some(client) = client_addr {
+        if let Some(client) = client_addr
+            && self.inner.config.signup_per_minute_per_client > 0
+        {
             let key = format!("signup.{}.{}", throttle::part(client), throttle::minute(now()));
             self.admit(&key, self.inner.config.signup_per_minute_per_client, "too many sign-ups from this address")
                 .await?;
