@@ -82,13 +82,8 @@ impl Workspace {
             &mut output,
             &mut self.blocks[..needed],
         );
-        computed.is_ok() && constant_time_eq(&output, expected.as_bytes())
+        computed.is_ok() && crate::constant_time_eq(&output, expected.as_bytes())
     }
-}
-
-/// Whether two byte strings are equal, in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 type Job = Box<dyn FnOnce(&mut Workspace) + Send>;

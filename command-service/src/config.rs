@@ -138,12 +138,10 @@ impl Config {
         if !self.stripe_api_base.starts_with("http://") && !self.stripe_api_base.starts_with("https://") {
             return Err(format!("STRIPE_API_BASE must be an http(s) URL, got {:?}", self.stripe_api_base));
         }
-        if !self.allow_dev_secrets && event_store::is_dev_secret(&self.nats_url) {
-            return Err("NATS_URL carries a well-known development password: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)".into());
-        }
-        if !self.allow_dev_secrets && event_store::is_dev_secret(&self.payment_webhook_secret) {
-            return Err("PAYMENT_WEBHOOK_SECRET is a well-known development secret: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)".into());
-        }
+        event_store::refuse_dev_secrets(
+            self.allow_dev_secrets,
+            &[("NATS_URL", &self.nats_url), ("PAYMENT_WEBHOOK_SECRET", &self.payment_webhook_secret)],
+        )?;
         if self.fake_bank_webhook_url.as_deref().is_some_and(|u| !u.is_empty())
             && self.payment_webhook_secret.is_empty()
         {

@@ -36,6 +36,12 @@ use crate::api::Failure;
 use crate::config::{Config, ProviderKind};
 use crate::payments::PaymentProvider;
 
+/// Whether two byte strings are equal, in time that depends only on their lengths (password
+/// hashes, webhook signatures).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// How many times a command is decided again after losing an optimistic-concurrency race.
 const MAX_ATTEMPTS: u32 = 24;
 

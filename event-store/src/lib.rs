@@ -123,6 +123,20 @@ pub fn is_dev_secret(secret: &str) -> bool {
     DEV_SECRETS.contains(&secret) || secret.contains("dev-only")
 }
 
+/// Start-up's check of secret-bearing settings (name, value): unless `allowed`
+/// (`ALLOW_DEV_SECRETS=true`), the first that holds a development secret stops start-up.
+///
+/// # Errors
+/// One line naming that setting.
+pub fn refuse_dev_secrets(allowed: bool, settings: &[(&str, &str)]) -> Result<(), String> {
+    match settings.iter().find(|(_, value)| !allowed && is_dev_secret(value)) {
+        Some((name, _)) => Err(format!(
+            "{name} holds a well-known development secret: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Header carrying the event type name, so consumers can route without decoding the body.
 pub const EVENT_TYPE_HEADER: &str = "Ticketing-Event";
 

@@ -57,15 +57,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Some(database_url) = cli.database_url.clone().filter(|u| !u.is_empty()) else {
         anyhow::bail!("bad configuration: DATABASE_URL is required");
     };
-    if !cli.allow_dev_secrets
-        && let Some(setting) = [("NATS_URL", &cli.nats_url), ("DATABASE_URL", &database_url)]
-            .into_iter()
-            .find_map(|(name, value)| event_store::is_dev_secret(value).then_some(name))
-    {
-        anyhow::bail!(
-            "bad configuration: {setting} carries a well-known development password: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)"
-        );
-    }
+    event_store::refuse_dev_secrets(
+        cli.allow_dev_secrets,
+        &[("NATS_URL", &cli.nats_url), ("DATABASE_URL", &database_url)],
+    )
+    .map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
     let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
     let (options, servers) = event_store::connect_options(&cli.nats_url, event_store::auth::Role::Projector.user())?;
     let client = options.retry_on_initial_connect().connect(servers).await?;

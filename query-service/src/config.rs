@@ -71,18 +71,10 @@ impl Config {
         if self.jwt_secret.len() < 32 {
             return Err("JWT_SECRET must be set to at least 32 bytes".into());
         }
-        if !self.allow_dev_secrets
-            && let Some(setting) = [("NATS_URL", &self.nats_url), ("DATABASE_URL", &self.database_url)]
-                .into_iter()
-                .find_map(|(name, value)| event_store::is_dev_secret(value).then_some(name))
-        {
-            return Err(format!(
-                "{setting} carries a well-known development password: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)"
-            ));
-        }
-        if !self.allow_dev_secrets && event_store::is_dev_secret(&self.jwt_secret) {
-            return Err("JWT_SECRET is a well-known development secret: set a real one (or ALLOW_DEV_SECRETS=true for a throw-away cluster)".into());
-        }
+        event_store::refuse_dev_secrets(
+            self.allow_dev_secrets,
+            &[("NATS_URL", &self.nats_url), ("DATABASE_URL", &self.database_url), ("JWT_SECRET", &self.jwt_secret)],
+        )?;
         if self.database_url.is_empty() {
             return Err("DATABASE_URL is required".into());
         }

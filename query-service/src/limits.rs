@@ -17,7 +17,7 @@ use async_graphql::Name;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest};
 use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, ServerError, ServerResult, Variables};
+use async_graphql::{ServerError, ServerResult, Variables};
 
 /// The most aliased fields one document may have.
 pub const MAX_ALIASES: usize = 100;
@@ -139,6 +139,12 @@ fn reachable(document: &ExecutableDocument) -> std::collections::HashSet<Name> {
     seen
 }
 
+/// The refusal of a document over a limit (`BAD_USER_INPUT`), as the gateway types every error.
+fn too_complex(what: String) -> ServerError {
+    crate::gql::error(domain::ErrorCode::BadUserInput, format!("the query is too complex: {what}"), None)
+        .into_server_error(async_graphql::Pos::default())
+}
+
 #[async_trait::async_trait]
 impl Extension for AliasLimitExtension {
     async fn prepare_request(
@@ -165,22 +171,10 @@ impl Extension for AliasLimitExtension {
         // Every field costs at least 1: more fields than the complexity limit is over it, and is
         // refused before validation would walk them all.
         if fields > crate::MAX_COMPLEXITY {
-            let mut error = ServerError::new(
-                format!("the query is too complex: {fields} fields (at most {})", crate::MAX_COMPLEXITY),
-                None,
-            );
-            let mut extensions = ErrorExtensionValues::default();
-            extensions.set("code", domain::ErrorCode::BadUserInput.as_str());
-            error.extensions = Some(extensions);
-            return Err(error);
+            return Err(too_complex(format!("{fields} fields (at most {})", crate::MAX_COMPLEXITY)));
         }
         if count > MAX_ALIASES {
-            let mut error =
-                ServerError::new(format!("the query is too complex: {count} aliases (at most {MAX_ALIASES})"), None);
-            let mut extensions = ErrorExtensionValues::default();
-            extensions.set("code", domain::ErrorCode::BadUserInput.as_str());
-            error.extensions = Some(extensions);
-            return Err(error);
+            return Err(too_complex(format!("{count} aliases (at most {MAX_ALIASES})")));
         }
         Ok(document)
     }

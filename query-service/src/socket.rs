@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::http::WebSocketProtocols;
-use async_graphql::{Data, Executor, Response, ServerError};
+use async_graphql::{Data, Executor, Response};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use domain::ErrorCode;
 use futures::stream::BoxStream;
@@ -50,10 +50,7 @@ impl SocketExecutor {
 
 /// A one-response stream with a typed error.
 fn refusal(code: ErrorCode, message: &str) -> BoxStream<'static, Response> {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = async_graphql::ErrorExtensionValues::default();
-    extensions.set("code", code.as_str());
-    error.extensions = Some(extensions);
+    let error = crate::gql::error(code, message, None).into_server_error(async_graphql::Pos::default());
     futures::stream::once(async move { Response::from_errors(vec![error]) }).boxed()
 }
 
