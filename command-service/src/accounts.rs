@@ -162,12 +162,8 @@ fn account_target(id: AccountId) -> Target {
 }
 
 impl Service {
-    fn roles(&self, email: &Email) -> Vec<String> {
-        let mut roles = vec!["USER".to_owned()];
-        if self.inner.config.admin_emails.contains(email) {
-            roles.push("ADMIN".to_owned());
-        }
-        roles
+    fn roles(&self, email: &Email) -> Vec<command_api::Role> {
+        command_api::roles(self.inner.config.admin_emails.contains(email))
     }
 
     /// Whether an address belongs to an administrator.

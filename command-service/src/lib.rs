@@ -14,7 +14,8 @@
 //! is kept in [`cache`], so the load is skipped while nobody else writes there.
 
 mod accounts;
-pub mod api;
+/// The command API this service serves (the [`command_api`] crate, which its clients share).
+pub use command_api as api;
 pub mod cache;
 pub mod config;
 mod expiry;
@@ -269,7 +270,7 @@ impl Service {
         if !target.wildcard {
             return Ok(target.boundary.clone());
         }
-        let ticket = listings::ticket_of_boundary(&target.boundary)
+        let ticket = domain::subjects::ticket_of(&target.boundary)
             .ok_or_else(|| CommandError::Internal(format!("not a listing boundary: {}", target.boundary)))?;
         domain::subjects::listing_event(ticket, event)
             .ok_or_else(|| CommandError::Internal(format!("{} is not a listing event", event.type_name())))
@@ -314,7 +315,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         event_store::connect_options(&config.nats_url, event_store::auth::Role::CommandService.user())?;
     let client = options.retry_on_initial_connect().connect(servers).await?;
     if let Some(addr) = config.health_addr {
-        tokio::spawn(event_store::health::serve(addr, event_store::health::nats_connected(client.clone())));
+        tokio::spawn(service_kit::serve(addr, service_kit::nats_connected(client.clone())));
     }
     let service = Service::connect(config, client, None).await?;
     let requests = service.subscribe().await?;
@@ -327,7 +328,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::select! {
         result = &mut serving => result??,
         result = expiring => result??,
-        () = event_store::health::shutdown_signal() => {
+        () = service_kit::shutdown_signal() => {
             tracing::info!("shutting down: answering the commands already delivered");
             let _ = stop.send(());
             serving.await??;

@@ -24,11 +24,6 @@ fn listing(ticket: TicketId) -> Target {
     Target { boundary: subjects::listing(ticket), wildcard: true }
 }
 
-/// The ticket id in a listing boundary `ticketing.ticket.<id>.>`.
-pub(crate) fn ticket_of_boundary(boundary: &str) -> Option<TicketId> {
-    boundary.strip_prefix("ticketing.ticket.")?.strip_suffix(".>")?.parse().ok()
-}
-
 /// What an expiry schedule carries to its firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ExpiryDue {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use command_service::api::{Command, Outcome, Reply, Request};
+use command_service::api::{Command, Outcome, Reply, Request, Role};
 use common::System;
 use domain::{Account, AccountId, ErrorCode, Event, SessionId, subjects};
 use futures::future::join_all;
@@ -19,7 +19,7 @@ fn sign_in(email: &str, password: &str, addr: Option<&str>) -> Request {
     })
 }
 
-fn session_of(outcome: &Outcome) -> (AccountId, String, Vec<String>, SessionId) {
+fn session_of(outcome: &Outcome) -> (AccountId, String, Vec<Role>, SessionId) {
     match outcome {
         Outcome::Session { account_id, email, roles, session_id } => {
             (*account_id, email.clone(), roles.clone(), *session_id)
@@ -33,7 +33,7 @@ async fn signing_up_normalizes_the_email_stores_an_argon2id_hash_and_signs_in() 
     let system = System::start().await;
     let success = system.ok(sign_up("  Ada@Example.COM ", "correct horse")).await;
     let (account_id, email, roles, _) = session_of(&success.result);
-    assert_eq!((email.as_str(), roles), ("ada@example.com", vec!["USER".to_owned()]));
+    assert_eq!((email.as_str(), roles), ("ada@example.com", vec![Role::User]));
 
     let loaded =
         system.service.store().load::<Account>(&subjects::account(account_id)).await.unwrap_or_else(|e| panic!("{e}"));
@@ -116,9 +116,9 @@ async fn unknown_email_and_wrong_password_give_the_same_answer() {
 async fn admins_come_from_admin_emails() {
     let system = System::start().await;
     let admin = system.ok(sign_up(common::ADMIN_EMAIL, "correct horse")).await;
-    assert_eq!(session_of(&admin.result).2, vec!["USER".to_owned(), "ADMIN".to_owned()]);
+    assert_eq!(session_of(&admin.result).2, vec![Role::User, Role::Admin]);
     let again = system.ok(sign_in(common::ADMIN_EMAIL, "correct horse", None)).await;
-    assert!(session_of(&again.result).2.contains(&"ADMIN".to_owned()));
+    assert!(session_of(&again.result).2.contains(&Role::Admin));
 }
 
 #[tokio::test]

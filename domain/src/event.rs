@@ -252,6 +252,35 @@ impl Event {
         latest_version(self.type_name(), UPCASTERS)
     }
 
+    /// The order a listing event concerns: the order's own events and its payments'. `None` for
+    /// ticket events and outside listings (a hold slot is the buyer account's, not the order's).
+    pub const fn order_id(&self) -> Option<OrderId> {
+        match self {
+            Self::OrderPlaced { order_id, .. }
+            | Self::OrderCancelled { order_id, .. }
+            | Self::PaymentStarted { order_id, .. }
+            | Self::PaymentPending { order_id, .. }
+            | Self::PaymentSucceeded { order_id, .. }
+            | Self::PaymentFailed { order_id, .. }
+            | Self::LatePaymentReceived { order_id, .. }
+            | Self::PaymentRefunded { order_id, .. } => Some(*order_id),
+            _ => None,
+        }
+    }
+
+    /// The payment attempt a payment event concerns.
+    pub const fn payment_id(&self) -> Option<PaymentId> {
+        match self {
+            Self::PaymentStarted { payment_id, .. }
+            | Self::PaymentPending { payment_id, .. }
+            | Self::PaymentSucceeded { payment_id, .. }
+            | Self::PaymentFailed { payment_id, .. }
+            | Self::LatePaymentReceived { payment_id, .. }
+            | Self::PaymentRefunded { payment_id, .. } => Some(*payment_id),
+            _ => None,
+        }
+    }
+
     /// When the event happened.
     pub const fn at(&self) -> Timestamp {
         match self {

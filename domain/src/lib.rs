@@ -17,6 +17,7 @@
 //!   with a single guarded append. The [`Ticket`], [`Order`] and [`Payment`] states and their rules
 //!   live in their own modules; `Listing` composes them.
 
+pub mod access;
 pub mod account;
 pub mod aggregate;
 pub mod email;
@@ -27,11 +28,13 @@ pub mod listing;
 pub mod money;
 pub mod order;
 pub mod payment;
+pub mod stored;
 pub mod subjects;
 pub mod testing;
 pub mod ticket;
 pub mod title;
 
+pub use access::{OrderAccess, TicketAccess};
 pub use account::{Account, AccountCommand, AccountError, EmailClaim, EmailClaimCommand};
 pub use aggregate::Aggregate;
 pub use email::{Email, EmailError};
@@ -42,6 +45,7 @@ pub use listing::{Listing, ListingCommand, ListingError};
 pub use money::{Currency, Price, PriceError};
 pub use order::{CancelReason, Order, OrderCommand, OrderError, OrderStatus};
 pub use payment::{Payment, PaymentCommand, PaymentError, PaymentOutcome, PaymentStatus};
+pub use stored::StoredError;
 pub use ticket::{Ticket, TicketCommand, TicketError, TicketStatus};
 pub use title::{Title, TitleError};
 

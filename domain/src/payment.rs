@@ -45,8 +45,6 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// The provider's reference, once known.
     pub provider_ref: Option<String>,
-    /// The key that makes the provider call idempotent.
-    pub idempotency_key: String,
     /// Why it failed, if it did.
     pub failure_reason: Option<String>,
     /// Money arrived for a cancelled order and must be refunded.
@@ -147,7 +145,7 @@ pub(crate) fn decide(listing: &Listing, command: PaymentCommand) -> Result<Vec<E
     match command {
         PaymentCommand::Start { payment_id, order_id, actor, idempotency_key, at } => {
             let order = listing.orders.get(&order_id).ok_or(PaymentError::OrderNotFound)?;
-            if order.buyer != actor.id {
+            if !order.access().is_paid_by(&actor) {
                 return Err(PaymentError::NotBuyer);
             }
             if listing.payments.contains_key(&payment_id) {
@@ -158,7 +156,7 @@ pub(crate) fn decide(listing: &Listing, command: PaymentCommand) -> Result<Vec<E
                 OrderStatus::Complete => return Err(PaymentError::AlreadyPaid),
                 OrderStatus::Cancelled => return Err(PaymentError::OrderClosed),
                 OrderStatus::AwaitingPayment => return Err(PaymentError::InProgress),
-                OrderStatus::Created if at >= order.expires_at => return Err(PaymentError::OrderClosed),
+                OrderStatus::Created if order.access().has_lapsed(at) => return Err(PaymentError::OrderClosed),
                 OrderStatus::Created => {}
             }
             Ok(vec![Event::PaymentStarted {
@@ -211,55 +209,50 @@ pub(crate) fn decide(listing: &Listing, command: PaymentCommand) -> Result<Vec<E
     }
 }
 
-pub(crate) fn evolve(payment: Option<&mut Payment>, event: &Event) -> Option<Payment> {
-    if let Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, idempotency_key, at } =
-        event
-    {
-        return Some(Payment {
-            id: *payment_id,
-            order_id: *order_id,
-            ticket_id: *ticket_id,
-            amount: *amount_cents,
-            currency: *currency,
-            status: PaymentStatus::Pending,
-            provider_ref: None,
-            idempotency_key: idempotency_key.clone(),
-            failure_reason: None,
-            refund_due: false,
-            created_at: *at,
-            updated_at: *at,
-        });
+impl Payment {
+    /// The payment after one event about it: the write model's fold, which the read model's
+    /// projector runs too. `None` until the payment starts.
+    pub fn evolve(payment: Option<Self>, event: &Event) -> Option<Self> {
+        if let Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, at, .. } = event {
+            return Some(Self {
+                id: *payment_id,
+                order_id: *order_id,
+                ticket_id: *ticket_id,
+                amount: *amount_cents,
+                currency: *currency,
+                status: PaymentStatus::Pending,
+                provider_ref: None,
+                failure_reason: None,
+                refund_due: false,
+                created_at: *at,
+                updated_at: *at,
+            });
+        }
+        let mut payment = payment?;
+        match event {
+            Event::PaymentPending { provider_ref, .. } => payment.provider_ref = Some(provider_ref.clone()),
+            Event::PaymentSucceeded { provider_ref, .. } => {
+                payment.status = PaymentStatus::Succeeded;
+                payment.provider_ref = Some(provider_ref.clone());
+            }
+            Event::LatePaymentReceived { provider_ref, .. } => {
+                payment.status = PaymentStatus::Succeeded;
+                payment.provider_ref = Some(provider_ref.clone());
+                payment.refund_due = true;
+            }
+            Event::PaymentFailed { reason, .. } => {
+                payment.status = PaymentStatus::Failed;
+                payment.failure_reason = Some(reason.clone());
+            }
+            Event::PaymentRefunded { .. } => {
+                payment.status = PaymentStatus::Refunded;
+                payment.refund_due = false;
+            }
+            _ => {}
+        }
+        payment.updated_at = event.at();
+        Some(payment)
     }
-    let payment = payment?;
-    match event {
-        Event::PaymentPending { provider_ref, at, .. } => {
-            payment.provider_ref = Some(provider_ref.clone());
-            payment.updated_at = *at;
-        }
-        Event::PaymentSucceeded { provider_ref, at, .. } => {
-            payment.status = PaymentStatus::Succeeded;
-            payment.provider_ref = Some(provider_ref.clone());
-            payment.updated_at = *at;
-        }
-        Event::LatePaymentReceived { provider_ref, at, .. } => {
-            payment.status = PaymentStatus::Succeeded;
-            payment.provider_ref = Some(provider_ref.clone());
-            payment.refund_due = true;
-            payment.updated_at = *at;
-        }
-        Event::PaymentFailed { reason, at, .. } => {
-            payment.status = PaymentStatus::Failed;
-            payment.failure_reason = Some(reason.clone());
-            payment.updated_at = *at;
-        }
-        Event::PaymentRefunded { at, .. } => {
-            payment.status = PaymentStatus::Refunded;
-            payment.refund_due = false;
-            payment.updated_at = *at;
-        }
-        _ => {}
-    }
-    None
 }
 
 #[cfg(test)]

@@ -77,6 +77,16 @@ pub fn listing(ticket: TicketId) -> String {
     format!("ticketing.ticket.{ticket}.>")
 }
 
+/// The ticket of a listing subject (`ticketing.ticket.<ticket>.…`) or of its boundary
+/// (`ticketing.ticket.<ticket>.>`); `None` for any other subject.
+pub fn ticket_of(subject: &str) -> Option<TicketId> {
+    let (ticket, rest) = subject.strip_prefix("ticketing.ticket.")?.split_once('.')?;
+    if rest.is_empty() {
+        return None;
+    }
+    ticket.parse().ok()
+}
+
 /// The subject a listing event is stored on, or `None` for an event outside listings.
 pub fn listing_event(ticket: TicketId, event: &Event) -> Option<String> {
     Some(match event {
@@ -125,6 +135,18 @@ mod tests {
         let subject = super::email(&email);
         assert_eq!(subject, "ticketing.email.612e622b63406578616d706c652e636f6d");
         assert_eq!(subject.split('.').count(), 3);
+    }
+
+    #[test]
+    fn the_ticket_is_read_from_listing_subjects_and_boundaries_only() {
+        let id = ticket(7);
+        assert_eq!(ticket_of(&listing(id)), Some(id));
+        assert_eq!(ticket_of(&format!("ticketing.ticket.{id}.order.{}", order(1))), Some(id));
+        assert_eq!(ticket_of(&format!("ticketing.ticket.{id}.ticket")), Some(id));
+        assert_eq!(ticket_of(&format!("ticketing.ticket.{id}")), None);
+        assert_eq!(ticket_of(&format!("ticketing.ticket.{id}.")), None);
+        assert_eq!(ticket_of("ticketing.ticket.not-a-uuid.ticket"), None);
+        assert_eq!(ticket_of(&format!("ticketing.account.{id}")), None);
     }
 
     #[test]

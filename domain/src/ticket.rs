@@ -40,7 +40,7 @@ pub struct Ticket {
     pub holder: Option<OrderId>,
     /// When it was listed.
     pub listed_at: Timestamp,
-    /// When it last changed.
+    /// When anything in its listing last happened: its own change, or an order or payment on it.
     pub updated_at: Timestamp,
 }
 
@@ -125,10 +125,10 @@ pub(crate) fn decide(listing: &Listing, command: TicketCommand) -> Result<Vec<Ev
         }
         TicketCommand::Update { actor, title, price, at } => {
             let ticket = listing.ticket.as_ref().ok_or(TicketError::NotFound)?;
-            if ticket.seller != actor.id && !actor.is_admin {
+            if !ticket.access().is_managed_by(&actor) {
                 return Err(TicketError::NotSeller);
             }
-            if ticket.status != TicketStatus::Available {
+            if !ticket.access().is_available() {
                 return Err(TicketError::NotEditable(ticket.status));
             }
             let title = title.filter(|t| *t != ticket.title);
@@ -141,49 +141,51 @@ pub(crate) fn decide(listing: &Listing, command: TicketCommand) -> Result<Vec<Ev
     }
 }
 
-pub(crate) fn evolve(ticket: Option<Ticket>, event: &Event) -> Option<Ticket> {
-    if let Event::TicketListed { ticket_id, seller, title, price_cents, currency, at } = event {
-        return Some(Ticket {
-            id: *ticket_id,
-            seller: *seller,
-            title: title.clone(),
-            price: *price_cents,
-            currency: *currency,
-            status: TicketStatus::Available,
-            holder: None,
-            listed_at: *at,
-            updated_at: *at,
-        });
-    }
-    let mut ticket = ticket?;
-    match event {
-        Event::TicketUpdated { title, price_cents, at, .. } => {
-            if let Some(title) = title {
-                ticket.title = title.clone();
+impl Ticket {
+    /// The ticket after one event of its listing: the write model's fold, which the read model's
+    /// projector runs too. `None` until the ticket is listed.
+    pub fn evolve(ticket: Option<Self>, event: &Event) -> Option<Self> {
+        if let Event::TicketListed { ticket_id, seller, title, price_cents, currency, at } = event {
+            return Some(Self {
+                id: *ticket_id,
+                seller: *seller,
+                title: title.clone(),
+                price: *price_cents,
+                currency: *currency,
+                status: TicketStatus::Available,
+                holder: None,
+                listed_at: *at,
+                updated_at: *at,
+            });
+        }
+        let mut ticket = ticket?;
+        match event {
+            Event::TicketUpdated { title, price_cents, .. } => {
+                if let Some(title) = title {
+                    ticket.title = title.clone();
+                }
+                if let Some(price) = price_cents {
+                    ticket.price = *price;
+                }
             }
-            if let Some(price) = price_cents {
-                ticket.price = *price;
+            Event::OrderPlaced { order_id, .. } => {
+                ticket.status = TicketStatus::Reserved;
+                ticket.holder = Some(*order_id);
             }
-            ticket.updated_at = *at;
+            // A cancellation frees the ticket only if this order still holds it.
+            Event::OrderCancelled { order_id, .. } if ticket.holder == Some(*order_id) => {
+                ticket.status = TicketStatus::Available;
+                ticket.holder = None;
+            }
+            Event::PaymentSucceeded { order_id, .. } => {
+                ticket.status = TicketStatus::Sold;
+                ticket.holder = Some(*order_id);
+            }
+            _ => {}
         }
-        Event::OrderPlaced { order_id, at, .. } => {
-            ticket.status = TicketStatus::Reserved;
-            ticket.holder = Some(*order_id);
-            ticket.updated_at = *at;
-        }
-        Event::OrderCancelled { order_id, at, .. } if ticket.holder == Some(*order_id) => {
-            ticket.status = TicketStatus::Available;
-            ticket.holder = None;
-            ticket.updated_at = *at;
-        }
-        Event::PaymentSucceeded { order_id, at, .. } => {
-            ticket.status = TicketStatus::Sold;
-            ticket.holder = Some(*order_id);
-            ticket.updated_at = *at;
-        }
-        _ => {}
+        ticket.updated_at = event.at();
+        Some(ticket)
     }
-    Some(ticket)
 }
 
 #[cfg(test)]

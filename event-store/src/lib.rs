@@ -15,7 +15,6 @@
 //! Subjects are named in [`domain::subjects`].
 
 mod direct;
-pub mod health;
 pub mod stream;
 
 use std::time::Duration;

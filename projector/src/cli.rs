@@ -67,14 +67,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = options.retry_on_initial_connect().connect(servers).await?;
     if let Some(addr) = cli.health_addr {
         let (client, pool) = (client.clone(), pool.clone());
-        let check: event_store::health::Check = std::sync::Arc::new(move || {
+        let check: service_kit::Check = std::sync::Arc::new(move || {
             let (client, pool) = (client.clone(), pool.clone());
             Box::pin(async move {
                 client.connection_state() == async_nats::connection::State::Connected
                     && sqlx::query("select 1").execute(&pool).await.is_ok()
             })
         });
-        tokio::spawn(event_store::health::serve(addr, check));
+        tokio::spawn(service_kit::serve(addr, check));
     }
     let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
     settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let projector = crate::Projector::new(pool, client, settings, cli.batch_max);
             tokio::select! {
                 result = projector.run() => result,
-                () = event_store::health::shutdown_signal() => Ok(()),
+                () = service_kit::shutdown_signal() => Ok(()),
             }
         }
         Cmd::Rebuild => {

@@ -34,8 +34,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::models::{Applied, Changes};
 
-/// The channel change notifications are sent on.
-pub const NOTIFY_CHANNEL: &str = "ticketing_changes";
+use command_api::Notification;
+use command_api::notification::CHANNEL;
 
 /// The advisory lock the projecting replica holds.
 const LEADER_LOCK: i64 = 0x7469_636b_6574_0002;
@@ -371,7 +371,7 @@ async fn apply_events(
                 event,
             })
             .collect();
-        models::set::apply(tx, &applied, &mut changes).await?;
+        models::apply(tx, &applied, &mut changes).await?;
         committed.applied += u64::try_from(applied.len()).unwrap_or(u64::MAX);
         return Ok((position, changes, committed));
     }
@@ -392,17 +392,12 @@ async fn apply_events(
         };
         let applied =
             Applied { position: seq, subject: &message.subject, recorded_at: message.recorded_at, event: &event };
-        if !isolate {
-            models::apply(tx, applied, &mut changes).await?;
-            committed.applied += 1;
-            continue;
-        }
         let mut last_error = String::new();
         let mut done = false;
         for _ in 0..ATTEMPTS {
             sqlx::query("SAVEPOINT event").execute(&mut *tx).await?;
             let mut attempt_changes = changes.clone();
-            match models::apply(tx, applied, &mut attempt_changes).await {
+            match models::apply(tx, std::slice::from_ref(&applied), &mut attempt_changes).await {
                 Ok(()) => {
                     sqlx::query("RELEASE SAVEPOINT event").execute(&mut *tx).await?;
                     changes = attempt_changes;
@@ -442,38 +437,20 @@ async fn park(tx: &mut PgConnection, message: &Incoming, error: &str, attempts: 
     Ok(())
 }
 
-/// Ids per notification: PostgreSQL limits a payload to 8000 bytes.
-const IDS_PER_NOTIFICATION: usize = 150;
-
-/// Queues the change notifications; PostgreSQL sends them when the transaction commits. Each
-/// carries the position and at most [`IDS_PER_NOTIFICATION`] ids in all, under `tickets`,
-/// `orders` and `sessions` (signed out); a commit that changed nothing still sends its position.
+/// Queues the change notifications ([`command_api::Notification`]); PostgreSQL sends them when
+/// the transaction commits. A commit that changed nothing still sends its position.
 async fn notify(tx: &mut PgConnection, position: i64, changes: &Changes) -> sqlx::Result<()> {
-    let ids = changes
-        .tickets
-        .iter()
-        .map(|id| ("tickets", id.0))
-        .chain(changes.orders.iter().map(|id| ("orders", id.0)))
-        .chain(changes.sessions.iter().map(|id| ("sessions", id.0)))
-        .collect::<Vec<_>>();
-    let mut chunks = ids.chunks(IDS_PER_NOTIFICATION).peekable();
-    if chunks.peek().is_none() {
-        return send_notification(tx, position, &[]).await;
+    let position = u64::try_from(position).unwrap_or(0);
+    let notifications = Notification::for_commit(
+        position,
+        changes.tickets.iter().copied(),
+        changes.orders.iter().copied(),
+        changes.sessions.iter().copied(),
+    );
+    for notification in notifications {
+        let payload = notification.encode().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&mut *tx).await?;
     }
-    for chunk in chunks {
-        send_notification(tx, position, chunk).await?;
-    }
-    Ok(())
-}
-
-async fn send_notification(tx: &mut PgConnection, position: i64, ids: &[(&str, uuid::Uuid)]) -> sqlx::Result<()> {
-    let mut payload = serde_json::json!({ "position": position, "tickets": [], "orders": [], "sessions": [] });
-    for (kind, id) in ids {
-        if let Some(list) = payload[*kind].as_array_mut() {
-            list.push(serde_json::Value::String(id.to_string()));
-        }
-    }
-    sqlx::query("SELECT pg_notify($1, $2)").bind(NOTIFY_CHANNEL).bind(payload.to_string()).execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use domain::{Actor, TicketId};
 use event_store::StreamSettings;
 use futures::future::join_all;
 use projector::{Incoming, Projector, schema};
-use sqlx::{Connection, PgPool};
+use sqlx::PgPool;
 
 /// NATS, a database, and a command service to produce real events.
 struct World {
@@ -243,6 +243,88 @@ async fn the_live_projection_equals_a_rebuild_table_by_table() {
     assert_same(&live, &dump(&world.db.pool).await);
 }
 
+/// Timestamps as PostgreSQL keeps them (microseconds).
+fn micros(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+}
+
+/// The projector folds with the domain's own `evolve`: every ticket, order and payment row says
+/// what the write model's state of its listing says, field by field.
+#[tokio::test]
+async fn every_row_says_what_the_write_models_state_says() {
+    use domain::stored::text;
+    let mut world = World::start().await;
+    let projector = world.projector().await;
+    let running = tokio::spawn(projector.clone().run());
+    world.workload(16).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // the 1 s holds expire
+    world.quiesce().await;
+    running.abort();
+
+    let tickets: Vec<(uuid::Uuid, String, Option<uuid::Uuid>, String, i64, time::OffsetDateTime)> =
+        sqlx::query_as("SELECT id, status, holder_order_id, title, price_cents, updated_at FROM read.tickets")
+            .fetch_all(&world.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tickets.len(), 16);
+    let (mut orders_seen, mut payments_seen) = (0, 0);
+    for (id, status, holder, title, price, updated_at) in tickets {
+        let loaded = world
+            .service
+            .store()
+            .load::<domain::Listing>(&domain::subjects::listing(TicketId(id)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ticket = loaded.state.ticket.unwrap_or_else(|| panic!("ticket {id} has a row but no listing"));
+        let expected = (text(&ticket.status, "s").ok(), ticket.holder.map(|o| o.0), ticket.title.as_str().to_owned());
+        assert_eq!((Some(status), holder, title), expected, "ticket {id}");
+        assert_eq!((price, updated_at), (ticket.price.cents(), micros(ticket.updated_at)), "ticket {id}");
+        for order in loaded.state.orders.values() {
+            let row: (String, Option<String>, Option<uuid::Uuid>, time::OffsetDateTime, time::OffsetDateTime) =
+                sqlx::query_as(
+                    "SELECT status, cancel_reason, payment_id, expires_at, updated_at FROM read.orders WHERE id = $1",
+                )
+                .bind(order.id.0)
+                .fetch_one(&world.db.pool)
+                .await
+                .unwrap_or_else(|e| panic!("order {}: {e}", order.id));
+            let expected = (
+                text(&order.status, "s").unwrap_or_default(),
+                order.cancel_reason.map(|r| text(&r, "r").unwrap_or_default()),
+                order.payment.map(|p| p.0),
+                micros(order.expires_at),
+                micros(order.updated_at),
+            );
+            assert_eq!(row, expected, "order {}", order.id);
+            orders_seen += 1;
+        }
+        for payment in loaded.state.payments.values() {
+            let row: (String, Option<String>, Option<String>, bool, time::OffsetDateTime) = sqlx::query_as(
+                "SELECT status, provider_ref, failure_reason, refund_due, updated_at FROM read.payments WHERE id = $1",
+            )
+            .bind(payment.id.0)
+            .fetch_one(&world.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("payment {}: {e}", payment.id));
+            let expected = (
+                text(&payment.status, "s").unwrap_or_default(),
+                payment.provider_ref.clone(),
+                payment.failure_reason.clone(),
+                payment.refund_due,
+                micros(payment.updated_at),
+            );
+            assert_eq!(row, expected, "payment {}", payment.id);
+            payments_seen += 1;
+        }
+    }
+    assert!(orders_seen >= 16 && payments_seen >= 12, "{orders_seen} orders, {payments_seen} payments");
+    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM read.payments WHERE failure_reason IS NOT NULL")
+        .fetch_one(&world.db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(failed >= 4, "declined payments keep their reason: {failed}");
+}
+
 /// Switches the `read` views to `generation`.
 async fn read_from(pool: &PgPool, generation: &str) {
     let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
@@ -271,7 +353,7 @@ async fn set_based_batches_equal_event_by_event_application() {
     }
     assert_same(&one_batch, &dump(&world.db.pool).await);
 
-    // The reference: every event through the per-event statements.
+    // Every event alone, each a batch of one that reads its rows back from the database.
     let reference = schema::create_next(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     let mut tx = world.db.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
     sqlx::query(&format!("SET LOCAL search_path TO {reference}"))
@@ -286,7 +368,7 @@ async fn set_based_batches_equal_event_by_event_application() {
             recorded_at: stored.recorded_at,
             event: &stored.event,
         };
-        projector::models::apply(&mut tx, applied, &mut changes).await.unwrap_or_else(|e| panic!("{e}"));
+        projector::models::apply(&mut tx, &[applied], &mut changes).await.unwrap_or_else(|e| panic!("{e}"));
     }
     sqlx::query("UPDATE checkpoint SET position = $1")
         .bind(i64::try_from(events.len()).unwrap_or(0))
@@ -416,7 +498,7 @@ async fn a_commit_notifies_its_position_and_what_changed() {
     let projector = world.projector().await;
     schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     let mut listener = sqlx::postgres::PgListener::connect_with(&world.db.pool).await.unwrap_or_else(|e| panic!("{e}"));
-    listener.listen(projector::NOTIFY_CHANNEL).await.unwrap_or_else(|e| panic!("{e}"));
+    listener.listen(command_api::notification::CHANNEL).await.unwrap_or_else(|e| panic!("{e}"));
     let running = tokio::spawn(projector.clone().run());
     let seller = world.actor().await;
     let Reply::Ok(created) =
@@ -431,14 +513,11 @@ async fn a_commit_notifies_its_position_and_what_changed() {
             .await
             .unwrap_or_else(|_| panic!("no notification"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
-        let position = body["position"].as_u64().unwrap_or(0);
-        if body["tickets"].as_array().is_some_and(|t| t.iter().any(|id| id.as_str() == Some(&ticket_id.to_string()))) {
+        let body = command_api::Notification::decode(notification.payload()).unwrap_or_else(|e| panic!("{e}"));
+        let position = body.position;
+        if body.tickets.contains(&ticket_id) {
             assert!(position >= created.position, "notified at {position}, write at {}", created.position);
-            // By the time the notification arrives the row is committed.
-            let mut conn = world.db.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-            let tx = conn.begin().await.unwrap_or_else(|e| panic!("{e}"));
-            drop(tx);
+            // By the time the notification arrives the row is committed: another connection sees it.
             let title: String = sqlx::query_scalar("SELECT title FROM read.tickets WHERE id = $1")
                 .bind(ticket_id.0)
                 .fetch_one(&world.db.pool)
@@ -506,15 +585,15 @@ async fn a_rebuild_never_announces_a_position_that_readers_cannot_see_yet() {
     projector.commit(&live, &batch[..batch.len() / 2]).await.unwrap_or_else(|e| panic!("{e:#}"));
 
     let mut listener = sqlx::postgres::PgListener::connect_with(&world.db.pool).await.unwrap_or_else(|e| panic!("{e}"));
-    listener.listen(projector::NOTIFY_CHANNEL).await.unwrap_or_else(|e| panic!("{e}"));
+    listener.listen(command_api::notification::CHANNEL).await.unwrap_or_else(|e| panic!("{e}"));
     let client = testkit::connect(&world.nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
     // Small batches: many commits while replaying into a generation nobody reads yet.
     let rebuilding = projector::rebuild::rebuild(&world.db.pool, client, &world.settings, 5, false);
     let watching = async {
         let mut announced = Vec::new();
         while let Ok(Ok(notification)) = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await {
-            let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
-            let position = body["position"].as_u64().unwrap_or(0);
+            let position =
+                command_api::Notification::decode(notification.payload()).unwrap_or_else(|e| panic!("{e}")).position;
             // Read-your-writes trusts this: what readers see must already include it.
             let visible = projected(&world.db.pool).await;
             announced.push((position, visible));

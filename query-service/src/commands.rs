@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use command_service::api::{Failure, Reply, Request, Success};
+use command_api::{Failure, Notification, Reply, Request, Success};
 use domain::ErrorCode;
 use tokio::sync::watch;
 
@@ -74,7 +74,7 @@ pub async fn follow_projection(
     loop {
         let result: anyhow::Result<()> = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
-            listener.listen(projector::NOTIFY_CHANNEL).await?;
+            listener.listen(command_api::notification::CHANNEL).await?;
             if let Ok(position) = crate::db::checkpoint(&pool).await {
                 projected.send_if_modified(|p| bump(p, position));
             }
@@ -89,21 +89,25 @@ pub async fn follow_projection(
                     }
                     Ok(notification) => {
                         let Some(notification) = notification? else { continue };
-                        let body: serde_json::Value = serde_json::from_str(notification.payload()).unwrap_or_default();
-                        let ids = |key: &str| -> Vec<uuid::Uuid> {
-                            body[key]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|v| v.as_str()?.parse().ok())
-                                .collect()
+                        let body = match Notification::decode(notification.payload()) {
+                            Ok(body) => body,
+                            Err(error) => {
+                                // Not ours to read (a newer projector?): what changed is unknown,
+                                // so every subscriber re-reads what it watches.
+                                tracing::error!(%error, payload = notification.payload(), "unreadable notification");
+                                let position = *projected.borrow();
+                                let _ =
+                                    changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));
+                                continue;
+                            }
                         };
-                        let mut changed =
-                            crate::Changed::new(body["position"].as_u64().unwrap_or(0), ids("tickets"), ids("orders"));
-                        changed.sessions = ids("sessions");
-                        if let Some(position) = body["position"].as_i64() {
-                            projected.send_if_modified(|p| bump(p, position));
-                        }
+                        let mut changed = crate::Changed::new(
+                            body.position,
+                            body.tickets.iter().map(|id| id.0).collect(),
+                            body.orders.iter().map(|id| id.0).collect(),
+                        );
+                        changed.sessions = body.sessions.iter().map(|id| id.0).collect();
+                        projected.send_if_modified(|p| bump(p, i64::try_from(body.position).unwrap_or(i64::MAX)));
                         if !changed.tickets.is_empty() || !changed.orders.is_empty() || !changed.sessions.is_empty() {
                             // Nobody listening is fine.
                             let _ = changes.send(std::sync::Arc::new(changed));

@@ -1,7 +1,7 @@
 //! The GraphQL schema, code first: every type, query and mutation of PRODUCT.md §3.
 
 use async_graphql::{Context, Enum, ErrorExtensions, ID, Object, SimpleObject, Subscription as SubscriptionRoot};
-use command_service::api::{Command, Failure, Outcome, Request};
+use command_api::{Command, Failure, Outcome, Request};
 use domain::{ErrorCode, OrderId, TicketId};
 use futures::{Stream, StreamExt};
 use time::format_description::well_known::Rfc3339;
@@ -34,8 +34,8 @@ fn internal(detail: impl std::fmt::Display) -> async_graphql::Error {
 }
 
 /// An enum's serde name (`AVAILABLE`, `CREATED`, …): the form the read models store.
-fn serde_plain(value: &impl serde::Serialize) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+fn stored_text(value: &impl serde::Serialize, what: &'static str) -> async_graphql::Result<String> {
+    domain::stored::text(value, what).map_err(internal)
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -60,6 +60,7 @@ fn parse_id(id: &ID, field: &str) -> async_graphql::Result<Uuid> {
 
 /// A user's role.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "command_api::Role")]
 pub enum Role {
     /// Every signed-up account.
     User,
@@ -122,9 +123,13 @@ pub enum PaymentStatus {
 /// A status as the read models store it (the domain enum's serde form), read back as the
 /// domain's enum. A value no domain variant names is an inconsistency: logged and answered as an
 /// internal error, never shown as some default.
-fn stored<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> async_graphql::Result<T> {
-    serde_json::from_value(serde_json::Value::String(value.to_owned()))
-        .map_err(|_| internal(format!("unknown stored {what} {value:?}")))
+fn stored<T: serde::de::DeserializeOwned>(value: &str, what: &'static str) -> async_graphql::Result<T> {
+    domain::stored::read(value, what).map_err(internal)
+}
+
+/// The signed-in viewer as the domain's actor, or `None` when signed out.
+fn actor(ctx: &Context<'_>) -> Option<domain::Actor> {
+    viewer(ctx).map(Claims::actor)
 }
 
 /// A person with an account.
@@ -158,11 +163,8 @@ impl User {
         if !self.private_visible(ctx) {
             return Ok(None);
         }
-        let mut roles = vec![Role::User];
-        if state(ctx)?.config.is_admin(&self.account(ctx).await?.email) {
-            roles.push(Role::Admin);
-        }
-        Ok(Some(roles))
+        let roles = state(ctx)?.roles(&self.account(ctx).await?.email);
+        Ok(Some(roles.into_iter().map(Role::from).collect()))
     }
 }
 
@@ -170,7 +172,7 @@ impl User {
     /// Whether the viewer may see this user's personal data (email, roles): it is them, or an
     /// admin.
     fn private_visible(&self, ctx: &Context<'_>) -> bool {
-        self.is_viewer || viewer(ctx).is_some_and(|me| me.sub.0 == self.id || me.actor().is_admin)
+        self.is_viewer || actor(ctx).is_some_and(|me| me.may_read_personal_data_of(domain::AccountId(self.id)))
     }
 
     /// The account's row: the one at hand, or read through the batch loader.
@@ -216,6 +218,16 @@ pub struct Ticket {
     row: TicketRow,
 }
 
+impl Ticket {
+    /// The facts the domain's rules about this ticket need.
+    fn access(&self) -> async_graphql::Result<domain::TicketAccess> {
+        Ok(domain::TicketAccess {
+            seller: domain::AccountId(self.row.seller_id),
+            status: stored(&self.row.status, "ticket status")?,
+        })
+    }
+}
+
 #[Object]
 impl Ticket {
     /// The ticket id.
@@ -258,17 +270,39 @@ impl Ticket {
     #[graphql(complexity = "HISTORY_COST + child_complexity")]
     async fn history(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TicketEvent>> {
         let me = signed_in(ctx)?;
-        if me.sub.0 != self.row.seller_id && !me.actor().is_admin {
+        if !self.access()?.may_read_history(&me.actor()) {
             return Err(error(ErrorCode::Forbidden, "only the seller or an admin may read the history", None));
         }
         let rows = loaders(ctx)?.load_one(crate::loaders::HistoryKey(self.row.id)).await.map_err(internal)?;
         Ok(rows.unwrap_or_default().into_iter().map(Into::into).collect())
+    }
+    /// Whether the viewer may change its title or price now: its seller or an admin, while it is
+    /// available. False when signed out.
+    async fn viewer_can_edit(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(me) = actor(ctx) else { return Ok(false) };
+        Ok(self.access()?.may_edit(&me))
     }
 }
 
 /// An order: a buyer's hold on a ticket.
 pub struct Order {
     row: OrderRow,
+}
+
+impl Order {
+    /// The facts the domain's rules about this order need.
+    fn access(&self) -> async_graphql::Result<domain::OrderAccess> {
+        access_of(&self.row)
+    }
+}
+
+/// The facts the domain's rules about an order need, from its row.
+fn access_of(row: &OrderRow) -> async_graphql::Result<domain::OrderAccess> {
+    Ok(domain::OrderAccess {
+        buyer: domain::AccountId(row.buyer_id),
+        status: stored(&row.status, "order status")?,
+        expires_at: row.expires_at,
+    })
 }
 
 #[Object]
@@ -315,6 +349,18 @@ impl Order {
     /// How many changes the order has seen.
     async fn version(&self) -> i32 {
         self.row.version
+    }
+    /// Whether the viewer may cancel it now: its buyer or an admin, while the hold is open.
+    /// False when signed out.
+    async fn viewer_can_cancel(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(me) = actor(ctx) else { return Ok(false) };
+        Ok(self.access()?.may_cancel(&me))
+    }
+    /// Whether the viewer may pay for it now: its buyer, while it is held, unpaid, no payment is
+    /// under way and the hold has not lapsed. False when signed out.
+    async fn viewer_can_pay(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(me) = actor(ctx) else { return Ok(false) };
+        Ok(self.access()?.may_pay(&me, time::OffsetDateTime::now_utc()))
     }
 }
 
@@ -442,7 +488,10 @@ impl Query {
             &state(ctx)?.pool,
             limit,
             cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?,
-            status.map(|status| serde_plain(&domain::TicketStatus::from(status))).as_deref(),
+            status
+                .map(|status| stored_text(&domain::TicketStatus::from(status), "ticket status"))
+                .transpose()?
+                .as_deref(),
             None,
         )
         .await
@@ -494,7 +543,7 @@ impl Query {
         let me = signed_in(ctx)?;
         let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
         let Some(row) = db::order(&state(ctx)?.pool, id).await.map_err(internal)? else { return Ok(None) };
-        if row.buyer_id != me.sub.0 && !me.actor().is_admin {
+        if !access_of(&row)?.may_read(&me.actor()) {
             return Err(error(ErrorCode::Forbidden, "only the buyer or an admin may read this order", None));
         }
         Ok(Some(Order { row }))
@@ -543,7 +592,7 @@ impl Mutation {
                         title,
                         price_cents: *price_cents,
                         currency: domain::Currency::Usd.code().to_owned(),
-                        status: serde_plain(&status),
+                        status: stored_text(&status, "ticket status")?,
                         version: 1,
                         created_at: now,
                         updated_at: now,
@@ -574,8 +623,8 @@ impl Mutation {
                         id: order_id.0,
                         ticket_id: ticket_id.0,
                         buyer_id: buyer.id.0,
-                        status: serde_plain(&status),
-                        cancel_reason: cancel_reason.map(|r| serde_plain(&r)),
+                        status: stored_text(&status, "order status")?,
+                        cancel_reason: cancel_reason.map(|r| stored_text(&r, "cancel reason")).transpose()?,
                         expires_at,
                         payment_id: None,
                         // The placement is the order's first event: a lower bound, so a newer
@@ -696,7 +745,7 @@ impl Mutation {
                 order_id: order_id.0,
                 amount_cents,
                 currency: domain::Currency::Usd.code().to_owned(),
-                status: serde_plain(&status),
+                status: stored_text(&status, "payment status")?,
                 provider_ref,
                 created_at: time::OffsetDateTime::now_utc(),
             },
@@ -789,7 +838,7 @@ impl Subscription {
         let row = db::order(&state(ctx)?.pool, order).await.map_err(internal)?;
         match row {
             None => return Err(error(ErrorCode::NotFound, "order not found", None)),
-            Some(row) if row.buyer_id != me.sub.0 && !me.actor().is_admin => {
+            Some(row) if !access_of(&row)?.may_read(&me.actor()) => {
                 return Err(error(ErrorCode::Forbidden, "only the buyer or an admin may follow this order", None));
             }
             Some(_) => {}
@@ -819,7 +868,7 @@ mod tests {
     #[test]
     fn every_stored_status_reads_back_and_an_unknown_one_is_an_error() {
         for status in [domain::TicketStatus::Available, domain::TicketStatus::Reserved, domain::TicketStatus::Sold] {
-            let text = serde_plain(&status);
+            let text = stored_text(&status, "ticket status").unwrap_or_else(|e| panic!("{e:?}"));
             assert!(stored::<domain::TicketStatus>(&text, "ticket status").is_ok_and(|s| s == status), "{text}");
         }
         for status in [
@@ -828,7 +877,7 @@ mod tests {
             domain::OrderStatus::Complete,
             domain::OrderStatus::Cancelled,
         ] {
-            let text = serde_plain(&status);
+            let text = stored_text(&status, "order status").unwrap_or_else(|e| panic!("{e:?}"));
             assert!(stored::<domain::OrderStatus>(&text, "order status").is_ok_and(|s| s == status), "{text}");
         }
         // Before, an unknown value read as AVAILABLE, CREATED or PENDING.

@@ -32,7 +32,7 @@ use axum::extract::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use command_service::api::{Command, Outcome, Request, Success};
+use command_api::{Command, Outcome, Request, Success};
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -206,12 +206,8 @@ impl AppState {
     }
 
     /// `USER`, and `ADMIN` while the address is in `ADMIN_EMAILS`.
-    pub fn roles(&self, email: &str) -> Vec<String> {
-        let mut roles = vec!["USER".to_owned()];
-        if self.config.is_admin(email) {
-            roles.push("ADMIN".to_owned());
-        }
-        roles
+    pub fn roles(&self, email: &str) -> Vec<command_api::Role> {
+        command_api::roles(self.config.is_admin(email))
     }
 
     /// Whether a verified session is still good: not expired, not signed out. A read model that
@@ -451,6 +447,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "query-service ready");
     // With the peer address: sign-in throttling counts per client address.
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(event_store::health::shutdown_signal()).await?;
+    axum::serve(listener, service).with_graceful_shutdown(service_kit::shutdown_signal()).await?;
     Ok(())
 }

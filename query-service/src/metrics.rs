@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use command_service::api::{Failure, Success};
+use command_api::{Failure, Success};
 use domain::ErrorCode;
 
 use crate::AppState;

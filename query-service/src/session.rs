@@ -1,5 +1,6 @@
 //! Sessions: an HS256 JWT in the `session` cookie.
 
+use command_api::Role;
 use domain::{AccountId, Actor, SessionId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,7 @@ pub struct Claims {
     /// The account's email.
     pub email: String,
     /// `USER`, maybe `ADMIN`.
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// Issued at (unix seconds).
     pub iat: i64,
     /// Expires at (unix seconds).
@@ -27,7 +28,7 @@ pub struct Claims {
 impl Claims {
     /// The actor commands are sent on behalf of.
     pub fn actor(&self) -> Actor {
-        Actor { id: self.sub, is_admin: self.roles.iter().any(|r| r == "ADMIN") }
+        Actor { id: self.sub, is_admin: self.roles.contains(&Role::Admin) }
     }
 }
 
@@ -67,7 +68,7 @@ impl Sessions {
         sub: AccountId,
         jti: SessionId,
         email: &str,
-        roles: Vec<String>,
+        roles: Vec<Role>,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims { sub, jti, email: email.to_owned(), roles, iat: now, exp: now + self.lifetime };
@@ -113,12 +114,7 @@ mod tests {
     #[test]
     fn a_token_round_trips_and_a_tampered_one_is_refused() {
         let (token, claims) = sessions()
-            .issue(
-                AccountId(uuid::Uuid::from_u128(1)),
-                SessionId(uuid::Uuid::from_u128(2)),
-                "a@b.co",
-                vec!["USER".into()],
-            )
+            .issue(AccountId(uuid::Uuid::from_u128(1)), SessionId(uuid::Uuid::from_u128(2)), "a@b.co", vec![Role::User])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sessions().verify(&token), Some(claims));
         let mut tampered = token.clone();

@@ -401,7 +401,7 @@ async fn roles_follow_the_configuration_and_emails_are_private() {
             other_account,
             domain::SessionId(uuid::Uuid::new_v4()),
             "former@example.com",
-            vec!["USER".into(), "ADMIN".into()],
+            vec![command_service::api::Role::User, command_service::api::Role::Admin],
         )
         .unwrap_or_else(|e| panic!("{e}"));
     let as_former = Call { peer: "192.0.2.1:1", forwarded: None, cookie: Some(&stale_admin) };

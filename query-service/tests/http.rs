@@ -476,7 +476,7 @@ async fn signing_out_revokes_the_token_and_tampered_tokens_are_anonymous() {
             domain::AccountId(uuid::Uuid::new_v4()),
             domain::SessionId(uuid::Uuid::new_v4()),
             "x@example.com",
-            vec!["ADMIN".into()],
+            vec![command_service::api::Role::Admin],
         )
         .map(|(token, _)| token)
         .unwrap_or_default();
@@ -928,6 +928,114 @@ async fn authorization_matrix_for_every_operation() {
 
     // Signing out without a session is harmless.
     expect(&stack, &mut anon, "mutation { signOut }", json!({}), None, "signOut anonymous").await;
+}
+
+/// `viewerCanEdit`, `viewerCanCancel` and `viewerCanPay` answer with the domain's rules, for each
+/// viewer and each status, and agree with what the mutations then do. A buyer may cancel an order
+/// whose payment is under way (the web app used to offer that only for `CREATED` orders).
+#[tokio::test]
+async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status() {
+    let stack = stack().await;
+    let (mut anon, mut seller, mut buyer, mut other, mut admin) =
+        (Client::default(), Client::default(), Client::default(), Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "can-seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "can-buyer@example.com"})).await;
+    other.gql(&stack, SIGN_UP, json!({"e": "can-other@example.com"})).await;
+    admin.gql(&stack, SIGN_UP, json!({"e": "boss@example.com"})).await;
+    async fn can_edit(stack: &Stack, who: &mut Client, ticket: &str) -> (String, bool) {
+        let r =
+            who.gql(stack, "query($t: ID!) { ticket(id: $t) { status viewerCanEdit } }", json!({"t": ticket})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let t = &r["data"]["ticket"];
+        (
+            t["status"].as_str().unwrap_or_default().to_owned(),
+            t["viewerCanEdit"].as_bool().unwrap_or_else(|| panic!("{r}")),
+        )
+    }
+    async fn can_order(stack: &Stack, who: &mut Client, order: &str) -> (String, bool, bool) {
+        let q = "query($o: ID!) { order(id: $o) { status viewerCanCancel viewerCanPay } }";
+        let r = who.gql(stack, q, json!({"o": order})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let o = &r["data"]["order"];
+        (
+            o["status"].as_str().unwrap_or_default().to_owned(),
+            o["viewerCanCancel"].as_bool().unwrap_or_else(|| panic!("{r}")),
+            o["viewerCanPay"].as_bool().unwrap_or_else(|| panic!("{r}")),
+        )
+    }
+    let list = |c: &mut Client| {
+        let mut c = c.clone();
+        let stack = &stack;
+        async move {
+            let r = c.gql(stack, "mutation { createTicket(title: \"T\", priceCents: 100) { id } }", json!({})).await;
+            r["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let hold = |c: &mut Client, ticket: String| {
+        let mut c = c.clone();
+        let stack = &stack;
+        async move {
+            let r = c
+                .gql(
+                    stack,
+                    "mutation($t: ID!) { createOrder(ticketId: $t) { id viewerCanCancel viewerCanPay } }",
+                    json!({"t": ticket}),
+                )
+                .await;
+            // The mutation's own answer already carries the viewer's permissions.
+            assert_eq!(r["data"]["createOrder"]["viewerCanCancel"], json!(true), "{r}");
+            assert_eq!(r["data"]["createOrder"]["viewerCanPay"], json!(true), "{r}");
+            r["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let pay = "mutation($o: ID!, $k: String!) { payOrder(orderId: $o, token: $k) { status } }";
+    let cancel = "mutation($o: ID!) { cancelOrder(id: $o) { status viewerCanCancel viewerCanPay } }";
+
+    // An available ticket: its seller and admins may edit it, nobody else.
+    let ticket = list(&mut seller).await;
+    assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("AVAILABLE".into(), true));
+    assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("AVAILABLE".into(), true));
+    assert_eq!(can_edit(&stack, &mut other, &ticket).await, ("AVAILABLE".into(), false));
+    assert_eq!(can_edit(&stack, &mut anon, &ticket).await, ("AVAILABLE".into(), false));
+
+    // Held: nobody may edit it (and the mutation agrees); the buyer may pay or cancel, an admin
+    // may cancel but never pay.
+    let order = hold(&mut buyer, ticket.clone()).await;
+    assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("RESERVED".into(), false));
+    assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("RESERVED".into(), false));
+    let edit = seller
+        .gql(&stack, "mutation($t: ID!) { updateTicket(id: $t, title: \"N\") { id } }", json!({"t": ticket}))
+        .await;
+    assert_eq!(code(&edit), "CONFLICT", "{edit}");
+    assert_eq!(can_order(&stack, &mut buyer, &order).await, ("CREATED".into(), true, true));
+    assert_eq!(can_order(&stack, &mut admin, &order).await, ("CREATED".into(), true, false));
+
+    // A payment under way (the fake bank here never settles `tok_async`): no second payment, but
+    // the buyer may still cancel, and cancelling works.
+    let r = buyer.gql(&stack, pay, json!({"o": order, "k": "tok_async"})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(can_order(&stack, &mut buyer, &order).await, ("AWAITING_PAYMENT".into(), true, false));
+    let again = buyer.gql(&stack, pay, json!({"o": order, "k": "tok_visa"})).await;
+    assert_eq!(code(&again), "CONFLICT", "{again}");
+    let r = buyer.gql(&stack, cancel, json!({"o": order})).await;
+    assert_eq!(
+        r["data"]["cancelOrder"],
+        json!({"status": "CANCELLED", "viewerCanCancel": false, "viewerCanPay": false}),
+        "{r}"
+    );
+    assert_eq!(can_order(&stack, &mut admin, &order).await, ("CANCELLED".into(), false, false));
+    assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("AVAILABLE".into(), true));
+
+    // Paid: the ticket is sold and nothing may change any more.
+    let paid = hold(&mut other, ticket.clone()).await;
+    let r = other.gql(&stack, pay, json!({"o": paid, "k": "tok_visa"})).await;
+    assert_eq!(r["data"]["payOrder"]["status"], json!("SUCCEEDED"), "{r}");
+    assert_eq!(can_order(&stack, &mut other, &paid).await, ("COMPLETE".into(), false, false));
+    assert_eq!(can_order(&stack, &mut admin, &paid).await, ("COMPLETE".into(), false, false));
+    assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("SOLD".into(), false));
+    assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("SOLD".into(), false));
+    let r = admin.gql(&stack, cancel, json!({"o": paid})).await;
+    assert_eq!(code(&r), "CONFLICT", "{r}");
 }
 
 #[tokio::test]

@@ -231,7 +231,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         result = projecting => say(&format!("projector stopped: {result:?}")),
         result = serving => say(&format!("command-service stopped: {result:?}")),
         result = expiring => say(&format!("hold expiry stopped: {result:?}")),
-        () = event_store::health::shutdown_signal() => say("stopping"),
+        () = service_kit::shutdown_signal() => say("stopping"),
     }
     if let Some(pg) = own_postgres {
         say("stopping PostgreSQL");

@@ -76,6 +76,8 @@ pub struct Ticket {
     pub seller_id: String,
     /// The seller's email, when the viewer may see it.
     pub seller_email: Option<String>,
+    /// Whether the viewer may edit it now (the gateway asks the domain's rules).
+    pub viewer_can_edit: bool,
 }
 
 macro_rules! ticket_from {
@@ -93,6 +95,7 @@ macro_rules! ticket_from {
                     updated_at: t.updated_at,
                     seller_id: t.seller.id,
                     seller_email: t.seller.email,
+                    viewer_can_edit: t.viewer_can_edit,
                 }
             }
         }
@@ -133,6 +136,10 @@ pub struct Order {
     pub currency: String,
     /// The latest payment's status.
     pub payment: Option<PaymentStatus>,
+    /// Whether the viewer may cancel it now (the gateway asks the domain's rules).
+    pub viewer_can_cancel: bool,
+    /// Whether the viewer may pay for it now (the gateway asks the domain's rules).
+    pub viewer_can_pay: bool,
 }
 
 macro_rules! order_from {
@@ -152,6 +159,8 @@ macro_rules! order_from {
                     price_cents: o.ticket.price_cents,
                     currency: o.ticket.currency,
                     payment: o.payment.map(|p| p.status),
+                    viewer_can_cancel: o.viewer_can_cancel,
+                    viewer_can_pay: o.viewer_can_pay,
                 }
             }
         }
@@ -346,6 +355,7 @@ mod tests {
             updated_at: "2026-11-24T10:00:00Z".into(),
             seller_id: "seller".into(),
             seller_email: None,
+            viewer_can_edit: false,
         }
     }
 

@@ -96,7 +96,7 @@ impl System {
             .await;
         match success.result {
             Outcome::Session { account_id, roles, .. } => {
-                Actor { id: account_id, is_admin: roles.iter().any(|r| r == "ADMIN") }
+                Actor { id: account_id, is_admin: roles.contains(&command_service::api::Role::Admin) }
             }
             other => panic!("sign-up answered {other:?}"),
         }

@@ -10,7 +10,7 @@ use crate::graphql::{
     MyTickets as MyTicketsQuery, TicketsChanged, UpdateTicket, my_tickets, tickets_changed, update_ticket,
 };
 use crate::hooks::{use_session, use_subscription};
-use crate::state::{ListAction, Ticket, TicketList, TicketStatus};
+use crate::state::{ListAction, Ticket, TicketList};
 use crate::ws;
 
 async fn fetch(after: Option<String>) -> Result<super::browse::Page, ApiError> {
@@ -130,13 +130,13 @@ fn my_ticket_row(props: &RowProps) -> Html {
                 <Link<Route> to={Route::Ticket { id: ticket.id.clone() }} classes="row__title">{ ticket.title.clone() }</Link<Route>>
                 <span class="row__price">{ format::money(ticket.price_cents, &ticket.currency) }</span>
                 <TicketBadge status={ticket.status} />
-                if ticket.status == TicketStatus::Available {
+                if ticket.viewer_can_edit {
                     <button class="button button--quiet" onclick={toggle} aria-expanded={editing.to_string()}>
                         { if *editing { "Close" } else { "Edit" } }
                     </button>
                 }
             </div>
-            if *editing && ticket.status == TicketStatus::Available {
+            if *editing && ticket.viewer_can_edit {
                 <EditTicket ticket={ticket.clone()} />
             }
         </li>

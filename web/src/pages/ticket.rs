@@ -136,7 +136,7 @@ pub fn ticket_page(props: &TicketPageProps) -> Html {
                 <Alert message={e.user_message()} />
             }
             <div class="detail__action">{ action }</div>
-            if (is_seller || is_admin) && ticket.status == TicketStatus::Available {
+            if ticket.viewer_can_edit {
                 <EditTicket ticket={ticket.clone()} />
             }
             if is_seller || is_admin {

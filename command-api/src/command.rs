@@ -200,7 +200,7 @@ pub enum Outcome {
         /// Its address.
         email: String,
         /// `USER`, plus `ADMIN` for addresses in `ADMIN_EMAILS`.
-        roles: Vec<String>,
+        roles: Vec<crate::Role>,
         /// The session to put in the token (`jti`).
         session_id: SessionId,
     },
