@@ -225,7 +225,7 @@ async fn atomic_batch(client: Client) -> anyhow::Result<()> {
         .publish_with_headers(
             format!("batchbench.account.{buyer}"),
             first,
-            Bytes::from(domain::EventEnvelope::encode(&slot)),
+            Bytes::from(domain::EventEnvelope::encode(&slot).unwrap_or_else(|e| panic!("{e}"))),
         )
         .await?;
     let mut commit = HeaderMap::new();
@@ -238,7 +238,7 @@ async fn atomic_batch(client: Client) -> anyhow::Result<()> {
         .request_with_headers(
             format!("batchbench.ticket.{ticket}.order.{order}"),
             commit,
-            Bytes::from(domain::EventEnvelope::encode(&event)),
+            Bytes::from(domain::EventEnvelope::encode(&event).unwrap_or_else(|e| panic!("{e}"))),
         )
         .await?;
     if String::from_utf8_lossy(&reply.payload).contains("\"error\"") {

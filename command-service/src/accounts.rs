@@ -18,11 +18,16 @@ pub(crate) const HASH_MEMORY_MIB: u64 = 19;
 /// How many hash requests may wait for a hashing thread before more are refused.
 const HASH_QUEUE: usize = 512;
 
-/// Argon2id with OWASP's minimum: 19 MiB of memory, 2 iterations, 1 lane.
+/// OWASP's minimum for argon2id: 19 MiB of memory, 2 iterations, 1 lane. Checked when the
+/// crate compiles: parameters argon2 refuses fail the build instead of falling back to others.
+const HASH_PARAMS: Params = match Params::new(HASH_MEMORY_MIB as u32 * 1024, 2, 1, None) {
+    Ok(params) => params,
+    Err(_) => panic!("argon2 refuses the password hash parameters"),
+};
+
+/// Argon2id with [`HASH_PARAMS`].
 pub(crate) fn hasher() -> Argon2<'static> {
-    let params =
-        Params::new(u32::try_from(HASH_MEMORY_MIB * 1024).unwrap_or(19 * 1024), 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, HASH_PARAMS)
 }
 
 /// One hashing thread's tools: the hasher and the memory it fills, allocated once and reused, so

@@ -13,6 +13,9 @@ use crate::{CommandError, Service};
 /// Requests handled at once per replica; more wait in NATS.
 const MAX_IN_FLIGHT: usize = 2048;
 
+/// The reply sent when a reply cannot be encoded: the generic internal error, never an empty body.
+const INTERNAL_REPLY: &[u8] = br#"{"error":{"code":"INTERNAL_SERVER_ERROR","message":"internal error"}}"#;
+
 impl Service {
     /// Answers commands until the subscription ends.
     ///
@@ -95,7 +98,10 @@ impl Service {
         let service = self.clone();
         tokio::spawn(async move {
             let reply = service.answer(&name, &message.payload).await;
-            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            let body = serde_json::to_vec(&reply).unwrap_or_else(|error| {
+                tracing::error!(%error, "a reply could not be encoded; answering an internal error");
+                INTERNAL_REPLY.to_vec()
+            });
             if let Err(error) = service.store().client().publish(reply_to, Bytes::from(body)).await {
                 tracing::warn!(%error, "could not send a reply");
             }
@@ -185,5 +191,11 @@ mod tests {
         {
             assert!(!super::is_inbox(forged), "{forged}");
         }
+    }
+
+    #[test]
+    fn the_fallback_reply_is_the_generic_internal_error() {
+        let reply: super::Reply = serde_json::from_slice(super::INTERNAL_REPLY).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reply, super::Reply::Error(super::Failure::internal()));
     }
 }

@@ -23,6 +23,7 @@ pub mod aggregate;
 pub mod email;
 pub mod error;
 pub mod event;
+pub mod fuzzing;
 pub mod ids;
 pub mod listing;
 pub mod money;

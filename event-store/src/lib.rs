@@ -241,6 +241,9 @@ pub enum StoreError {
         /// Its description.
         description: String,
     },
+    /// An event could not be encoded: nothing was sent.
+    #[error("event could not be encoded: {0}")]
+    Encode(String),
     /// A stored event could not be read.
     #[error("event at sequence {sequence} is unreadable: {source}")]
     Decode {
@@ -399,7 +402,7 @@ impl EventStore {
     /// # Errors
     /// [`AppendError::Conflict`] when the boundary moved on; [`AppendError::Store`] otherwise.
     pub async fn append(&self, append: Append<'_>) -> Result<Appended, AppendError> {
-        let payload = Bytes::from(EventEnvelope::encode(append.event));
+        let payload = Bytes::from(EventEnvelope::encode(append.event).map_err(|e| StoreError::Encode(e.to_string()))?);
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", append.msg_id.as_str());
         headers.insert("Nats-Expected-Last-Subject-Sequence", append.guard.version.to_string().as_str());

@@ -173,7 +173,7 @@ fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
             position: e.sequence,
             subject: e.subject.clone(),
             recorded_at: e.recorded_at,
-            payload: domain::EventEnvelope::encode(&e.event).into(),
+            payload: domain::EventEnvelope::encode(&e.event).unwrap_or_else(|e| panic!("{e}")).into(),
         })
         .collect()
 }

@@ -109,6 +109,11 @@ impl Changed {
 
 /// The deepest query accepted.
 pub const MAX_DEPTH: usize = 12;
+
+/// The body answered when a GraphQL response cannot be encoded: the generic internal error,
+/// never an empty 200.
+const INTERNAL_RESPONSE: &str =
+    r#"{"data":null,"errors":[{"message":"internal error","extensions":{"code":"INTERNAL_SERVER_ERROR"}}]}"#;
 /// The most complex query accepted: every field costs 1, a page `first ×` its selection, so a
 /// page of 100 tickets with a dozen fields (and their sellers) fits and 50 such pages do not.
 pub const MAX_COMPLEXITY: usize = 5000;
@@ -321,8 +326,11 @@ async fn graphql(
         request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));
     }
     let response = state.schema.execute(request).await;
-    let mut out = ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&response).unwrap_or_default())
-        .into_response();
+    let body = serde_json::to_string(&response).unwrap_or_else(|error| {
+        tracing::error!(%error, "a GraphQL response could not be encoded");
+        INTERNAL_RESPONSE.to_owned()
+    });
+    let mut out = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     for (name, value) in response.http_headers.iter() {
         out.headers_mut().append(name, value.clone());
     }
@@ -449,4 +457,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(service_kit::shutdown_signal()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fallback_response_is_the_generic_internal_error() {
+        let body: serde_json::Value = serde_json::from_str(super::INTERNAL_RESPONSE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL_SERVER_ERROR");
+        assert_eq!(body["errors"][0]["message"], "internal error");
+        assert!(body["data"].is_null());
+    }
 }
