@@ -62,6 +62,8 @@ struct Inner {
     hashers: accounts::Hashers,
     dummy_hash: String,
     cache: cache::StateCache,
+    /// Commands this replica has answered.
+    answered: std::sync::atomic::AtomicU64,
 }
 
 /// Why a command failed: a refusal for the client, or a failure of ours.
@@ -183,6 +185,7 @@ impl Service {
                 hashers,
                 dummy_hash,
                 cache: cache::StateCache::default(),
+                answered: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -195,6 +198,12 @@ impl Service {
     /// The event store.
     pub fn store(&self) -> &EventStore {
         &self.inner.store
+    }
+
+    /// How many commands this replica has answered over NATS: how the queue group spreads the
+    /// load.
+    pub fn answered(&self) -> u64 {
+        self.inner.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Load (or take this replica's cached state), decide, append; on a conflict load and decide

@@ -102,8 +102,11 @@ impl Service {
                 tracing::error!(%error, "a reply could not be encoded; answering an internal error");
                 INTERNAL_REPLY.to_vec()
             });
-            if let Err(error) = service.store().client().publish(reply_to, Bytes::from(body)).await {
-                tracing::warn!(%error, "could not send a reply");
+            match service.store().client().publish(reply_to, Bytes::from(body)).await {
+                Ok(()) => {
+                    service.inner.answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(%error, "could not send a reply"),
             }
             drop(permit);
         });

@@ -155,7 +155,7 @@ async fn a_pay_key_reused_with_another_token_or_order_is_a_conflict_and_charges_
 #[tokio::test]
 async fn one_key_raced_over_two_tickets_and_two_replicas_names_one_hold() {
     let system = System::start_with(|c| c.order_hold_seconds = 3).await;
-    let (stop, replica) = system.replica().await;
+    let (stop, replica, _) = system.replica().await;
     let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
     let (t1, t2) = (system.ticket(seller, 100).await, system.ticket(seller, 200).await);
     let requests = (0..40).map(|i| {

@@ -10,8 +10,8 @@ use futures::future::join_all;
 #[tokio::test]
 async fn replicas_share_the_load_and_leaving_ones_drop_no_command() {
     let mut system = System::start().await;
-    let (stop_second, second) = system.replica().await;
-    let (stop_third, third) = system.replica().await;
+    let (stop_second, second, second_service) = system.replica().await;
+    let (stop_third, third, third_service) = system.replica().await;
     let seller = system.user("seller").await;
     let buyers = join_all((0..30).map(|_| system.user("buyer"))).await;
     let ticket = system.ticket(seller, 100).await;
@@ -22,6 +22,10 @@ async fn replicas_share_the_load_and_leaving_ones_drop_no_command() {
             .await;
     assert_eq!(replies.iter().filter(|r| matches!(r, Reply::Ok(_))).count(), 1);
     assert_eq!(replies.iter().filter(|r| matches!(r, Reply::Error(f) if f.code == ErrorCode::Conflict)).count(), 29);
+    // The queue group spread what was sent so far (31 sign-ups, a listing, 30 holds): both added
+    // replicas answered some.
+    let (by_second, by_third) = (second_service.answered(), third_service.answered());
+    assert!(by_second > 0 && by_third > 0, "replica answers: {by_second} and {by_third}");
 
     // Two replicas leave while commands are flowing; every command is answered.
     let create =

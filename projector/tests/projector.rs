@@ -165,6 +165,23 @@ async fn wait_projected(pool: &PgPool, head: u64) {
     }
 }
 
+/// Waits until every hold left open has expired (the world's holds last 1 s).
+async fn holds_expired(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM read.orders WHERE status IN ('CREATED', 'AWAITING_PAYMENT')")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(-1);
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} holds never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Stored events as the projector receives them from its consumer.
 fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
     events
@@ -203,19 +220,7 @@ async fn the_live_projection_equals_a_rebuild_table_by_table() {
     let running = tokio::spawn(projector.clone().run());
     world.workload(24).await;
     // Let the left-open holds expire, so the stream has expiries too.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let open: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM read.orders WHERE status IN ('CREATED', 'AWAITING_PAYMENT')")
-                .fetch_one(&world.db.pool)
-                .await
-                .unwrap_or(-1);
-        if open == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{open} holds never expired");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    holds_expired(&world.db.pool).await;
     world.quiesce().await;
     let head = world.head().await;
 
@@ -257,7 +262,8 @@ async fn every_row_says_what_the_write_models_state_says() {
     let projector = world.projector().await;
     let running = tokio::spawn(projector.clone().run());
     world.workload(16).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // the 1 s holds expire
+    // The holds left open expire (1 s), so expiries are compared too.
+    holds_expired(&world.db.pool).await;
     world.quiesce().await;
     running.abort();
 
@@ -432,11 +438,17 @@ async fn two_replicas_converge_and_the_standby_takes_over() {
     world.workload(12).await;
     wait_projected(&world.db.pool, world.head().await).await;
 
-    // Whoever leads dies; the other takes over and keeps projecting.
-    first.abort();
-    let _ = first.await;
+    // Only the leader applies: find it, kill it, and the standby takes over and keeps projecting.
+    let applied = |p: &Projector| p.stats().applied.load(std::sync::atomic::Ordering::Relaxed);
+    let (led_a, led_b) = (applied(&a), applied(&b));
+    assert!((led_a > 0) != (led_b > 0), "exactly one replica projects: {led_a} and {led_b} events applied");
+    let (leader, standby, standby_task) = if led_a > 0 { (first, &b, second) } else { (second, &a, first) };
+    leader.abort();
+    let _ = leader.await;
+    let before = applied(standby);
     world.workload(12).await;
     world.quiesce().await;
+    assert!(applied(standby) > before, "the standby never took over");
     let applied = a.stats().applied.load(std::sync::atomic::Ordering::Relaxed)
         + b.stats().applied.load(std::sync::atomic::Ordering::Relaxed);
     let parked = a.stats().parked.load(std::sync::atomic::Ordering::Relaxed)
@@ -448,7 +460,7 @@ async fn two_replicas_converge_and_the_standby_takes_over() {
         "{applied} + {parked} events applied for {} in the stream",
         world.head().await
     );
-    second.abort();
+    standby_task.abort();
     let live = dump(&world.db.pool).await;
     rebuild(&world).await;
     assert_same(&live, &dump(&world.db.pool).await);
@@ -701,7 +713,7 @@ async fn a_projector_killed_with_sigkill_mid_stream_resumes_without_double_effec
     }
     first.kill().await;
     let at_kill = projected(&world.db.pool).await;
-    eprintln!("killed at position {at_kill} of {head}");
+    assert!(at_kill < head, "the kill came after the last batch ({at_kill} of {head}): nothing was left to resume");
 
     let second = ProjectorProcess::start(&world);
     wait_projected(&world.db.pool, head).await;

@@ -14,6 +14,9 @@ use crate::{AppState, Viewer};
 /// The largest page a connection returns.
 const MAX_PAGE: i32 = 100;
 
+/// The page a connection returns when `first` is left out or null.
+const DEFAULT_PAGE: i32 = 20;
+
 /// A GraphQL error with `extensions.code` (and `field`).
 pub fn error(code: ErrorCode, message: impl Into<String>, field: Option<&str>) -> async_graphql::Error {
     async_graphql::Error::new(message.into()).extend_with(|_, e| {
@@ -438,8 +441,8 @@ fn page_limit(first: i32) -> async_graphql::Result<i64> {
 
 /// What one item of a page costs in the complexity limit: `first` times its selection, so a
 /// client asking for 100 items pays for 100.
-fn page_cost(first: i32, child_complexity: usize) -> usize {
-    usize::try_from(first.clamp(1, MAX_PAGE)).unwrap_or(1) * child_complexity
+fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    usize::try_from(first.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)).unwrap_or(1) * child_complexity
 }
 
 /// What a ticket's history costs on top of its fields: it is a list of unbounded length.
@@ -479,10 +482,11 @@ impl Query {
     async fn tickets(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         status: Option<TicketStatus>,
     ) -> async_graphql::Result<TicketConnection> {
+        let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
         let rows = db::tickets(
             &state(ctx)?.pool,
@@ -511,10 +515,11 @@ impl Query {
     async fn my_tickets(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<TicketConnection> {
         let me = signed_in(ctx)?;
+        let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
         let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
         let rows = db::tickets(&state(ctx)?.pool, limit, after, None, Some(me.sub.0)).await.map_err(internal)?;
@@ -527,10 +532,11 @@ impl Query {
     async fn my_orders(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
         let me = signed_in(ctx)?;
+        let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
         let after = cursor(ctx, db::Cursor::Order, after.as_deref()).await?;
         let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, limit, after).await.map_err(internal)?;

@@ -360,6 +360,9 @@ async fn an_expired_hold_turns_the_order_page_to_cancelled_without_reload() {
     buyer.goto(&format!("/tickets/{id}")).await;
     buyer.click("[data-testid=buy]").await;
     buyer.wait_path("/orders/").await;
+    // The seller's page shows the hold first (it said "Available" before: waiting for that alone
+    // would pass without any change arriving).
+    seller.wait_text("[data-testid=ticket-status]", "On hold").await;
     buyer.wait_text("[data-testid=countdown]", "Held for you for 0:0").await;
     buyer.mark_page().await;
     buyer.wait_text("[data-testid=order-status]", "Cancelled").await;
@@ -387,6 +390,7 @@ async fn a_buyer_cancels_while_the_bank_is_still_confirming_and_the_late_money_g
     buyer.goto(&format!("/tickets/{id}")).await;
     buyer.click("[data-testid=buy]").await;
     buyer.wait_path("/orders/").await;
+    seller.wait_text("[data-testid=ticket-status]", "On hold").await;
     buyer.find("[data-testid=cancel]").await;
     buyer.click("input[value=tok_async]").await;
     buyer.click("[data-testid=pay]").await;

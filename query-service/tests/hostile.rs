@@ -489,9 +489,13 @@ async fn sign_in_throttling_engages_and_holds_for_the_right_password() {
         let answer = gql(&stack, None, sign_in, json!({"e": email, "p": "guess"})).await;
         answers.push(code(&answer).to_owned());
     }
+    // Exactly SIGNIN_MAX_FAILURES wrong guesses are checked, and every one after is refused.
+    let limit = usize::try_from(command_service::config::Config::with_nats_url("nats://unused").signin_max_failures)
+        .unwrap_or(usize::MAX);
     let first_limited = answers.iter().position(|c| c == "RATE_LIMITED");
-    assert!(first_limited.is_some_and(|n| n >= 1), "{answers:?}");
-    assert!(answers[..first_limited.unwrap_or(0)].iter().all(|c| c == "UNAUTHENTICATED"), "{answers:?}");
+    assert_eq!(first_limited, Some(limit), "{answers:?}");
+    assert!(answers[..limit].iter().all(|c| c == "UNAUTHENTICATED"), "{answers:?}");
+    assert!(answers[limit..].iter().all(|c| c == "RATE_LIMITED"), "{answers:?}");
     let right = gql(&stack, None, sign_in, json!({"e": email, "p": "correct horse"})).await;
     assert_eq!(code(&right), "RATE_LIMITED", "the right password is refused while throttled: {right}");
     eprintln!("hostile: sign-in throttled after {} failures: {answers:?}", first_limited.unwrap_or(0));

@@ -599,6 +599,27 @@ mod live {
         }
     }
 
+    /// A ping answered: everything sent before it has been read by the server (a subscription
+    /// sent before it is registered). Fails on any other message meanwhile.
+    async fn round_trip(socket: &mut Socket) {
+        socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("no pong within 10 s"))
+                .unwrap_or_else(|| panic!("socket closed"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Message::Text(text) = message {
+                let value: Value = serde_json::from_str(&text).unwrap_or_default();
+                match value["type"].as_str() {
+                    Some("pong") => return,
+                    Some("ping") => {}
+                    _ => panic!("expected the pong, got {value}"),
+                }
+            }
+        }
+    }
+
     async fn subscribe(socket: &mut Socket, id: &str, query: &str) {
         let message = json!({"id": id, "type": "subscribe", "payload": {"query": query}}).to_string();
         socket.send(Message::text(message)).await.unwrap_or_else(|e| panic!("{e}"));
@@ -626,7 +647,7 @@ mod live {
         .await;
         // The subscription is registered once the server has the subscribe message; a ping
         // round trip after it makes sure of that without sleeping.
-        socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+        round_trip(&mut socket).await;
 
         let order =
             buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
@@ -652,7 +673,7 @@ mod live {
         .await;
         let refused = next(&mut stranger_socket).await;
         assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
-        buyer_socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
+        round_trip(&mut buyer_socket).await;
 
         buyer
             .gql(
@@ -666,13 +687,20 @@ mod live {
             let update = next(&mut socket).await;
             seen.push(update["payload"]["data"]["ticketChanged"]["status"].as_str().unwrap_or_default().to_owned());
         }
+        assert!(seen.iter().all(|s| s == "RESERVED" || s == "SOLD"), "ticket states pushed: {seen:?}");
+        // The buyer's order: the payment under way, then paid, and nothing else (no cancel, no
+        // message that is not this subscription's data).
         let mut order_seen = Vec::new();
         while order_seen.last().map(String::as_str) != Some("COMPLETE") {
             let update = next(&mut buyer_socket).await;
+            assert_eq!((update["type"].as_str(), update["id"].as_str()), (Some("next"), Some("o")), "{update}");
             order_seen
                 .push(update["payload"]["data"]["orderChanged"]["status"].as_str().unwrap_or_default().to_owned());
         }
-        assert!(order_seen.contains(&"COMPLETE".to_owned()));
+        assert!(
+            order_seen.iter().all(|s| s == "AWAITING_PAYMENT" || s == "COMPLETE"),
+            "order states pushed: {order_seen:?}"
+        );
     }
 
     #[tokio::test]

@@ -177,16 +177,16 @@ impl System {
 
     /// Starts another replica on the same NATS and streams; it leaves gracefully when the sender
     /// is used or dropped.
-    pub async fn replica(&self) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
+    pub async fn replica(&self) -> (tokio::sync::oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>, Service) {
         let client = testkit::connect(&self.nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
         let provider = Some(self.provider.clone() as Arc<dyn PaymentProvider>);
         let service = Service::connect(self.config.clone(), client, provider).await.unwrap_or_else(|e| panic!("{e:#}"));
         let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(service.serve_until(requests, async move {
+        let task = tokio::spawn(service.clone().serve_until(requests, async move {
             let _ = stopped.await;
         }));
-        (stop, task)
+        (stop, task, service)
     }
 
     /// Sends a signed webhook; answers its HTTP status.
