@@ -52,6 +52,15 @@ fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
     }
 }
 
+/// Why a charge the provider answered did not go through: decides the caller's error. (The
+/// event keeps the provider's reason as text; this is never read back from it.)
+enum ChargeFailed {
+    /// The provider does not know the token: the caller's input (`BAD_USER_INPUT`, `token`).
+    InvalidToken,
+    /// The bank said no (`PAYMENT_DECLINED`).
+    Declined,
+}
+
 /// What a payment's reconciliation schedule carries to its firing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ReconcileDue {
@@ -359,11 +368,13 @@ impl Service {
             token: token.to_owned(),
             idempotency_key: payment_id.to_string(),
         };
-        let outcome = match self.inner.provider.charge(request).await {
-            Ok(ChargeResult::Succeeded { provider_ref }) => PaymentOutcome::Succeeded { provider_ref },
-            Ok(ChargeResult::Pending { provider_ref }) => PaymentOutcome::Pending { provider_ref },
-            Ok(ChargeResult::Declined { reason }) => PaymentOutcome::Failed { reason },
-            Err(ProviderError::InvalidToken) => PaymentOutcome::Failed { reason: "invalid_token".into() },
+        let (outcome, failed) = match self.inner.provider.charge(request).await {
+            Ok(ChargeResult::Succeeded { provider_ref }) => (PaymentOutcome::Succeeded { provider_ref }, None),
+            Ok(ChargeResult::Pending { provider_ref }) => (PaymentOutcome::Pending { provider_ref }, None),
+            Ok(ChargeResult::Declined { reason }) => (PaymentOutcome::Failed { reason }, Some(ChargeFailed::Declined)),
+            Err(ProviderError::InvalidToken) => {
+                (PaymentOutcome::Failed { reason: "invalid_token".into() }, Some(ChargeFailed::InvalidToken))
+            }
             Err(ProviderError::Unavailable(detail)) => {
                 // Whether it charged is unknown (a timeout after charging looks just like this):
                 // recording a failure would let the buyer pay again and be charged twice. The
@@ -373,10 +384,6 @@ impl Service {
                 return payment_outcome(&started, payment_id);
             }
         };
-        let failed_reason = match &outcome {
-            PaymentOutcome::Failed { reason } => Some(reason.clone()),
-            _ => None,
-        };
         let settled = self.settle(ticket_id, payment_id, outcome).await?;
         let refunded = settled
             .state
@@ -385,16 +392,16 @@ impl Service {
             .is_some_and(|p| p.refund_due || p.status == PaymentStatus::Refunded);
         // What was written is answered with its position, refusals included.
         let written = |error| written_at(error, settled.position);
-        match failed_reason.as_deref() {
+        match failed {
             // The hold lapsed while the provider was charging: the money went back.
             None if refunded => Err(written(CommandError::refused(&PaymentError::OrderClosed))),
             None => payment_outcome(&settled, payment_id),
-            Some("invalid_token") => Err(written(CommandError::Refused(Failure::field(
+            Some(ChargeFailed::InvalidToken) => Err(written(CommandError::Refused(Failure::field(
                 ErrorCode::BadUserInput,
                 "token",
                 "unknown payment token",
             )))),
-            Some(_) => Err(written(declined())),
+            Some(ChargeFailed::Declined) => Err(written(declined())),
         }
     }
 

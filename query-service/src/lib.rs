@@ -33,6 +33,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use command_api::{Command, Outcome, Request, Success};
+use gql::ApiError;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -284,14 +285,18 @@ async fn typed_too_large(response: Response) -> Response {
     }
     json_error(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "BAD_USER_INPUT",
-        &format!("request body too large (at most {MAX_BODY} bytes)"),
+        ApiError::BadInput { message: format!("request body too large (at most {MAX_BODY} bytes)"), field: None },
     )
 }
 
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+/// A request refused as a whole (no argument at fault).
+fn bad_request(message: &str) -> ApiError {
+    ApiError::BadInput { message: message.to_owned(), field: None }
+}
+
+/// A refusal made before GraphQL runs, in the same shape as every other error.
+fn json_error(status: StatusCode, error: ApiError) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], error.to_json().to_string()).into_response()
 }
 
 async fn graphql(
@@ -306,15 +311,15 @@ async fn graphql(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
     if !is_json {
-        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "BAD_USER_INPUT", "requests must be application/json");
+        return json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, bad_request("requests must be application/json"));
     }
     let has_cookie = headers.get(header::COOKIE).is_some();
     if has_cookie && !origin_allowed(&state.config, &headers) {
-        return json_error(StatusCode::FORBIDDEN, "FORBIDDEN", "origin not allowed");
+        return json_error(StatusCode::FORBIDDEN, ApiError::Forbidden("origin not allowed"));
     }
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(_) => return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed GraphQL request"),
+        Err(_) => return json_error(StatusCode::BAD_REQUEST, bad_request("malformed GraphQL request")),
     };
     let viewer = state.viewer(&headers).await;
     let mut request = request
@@ -344,7 +349,7 @@ async fn graphql_get(State(state): State<AppState>, request: axum::extract::Requ
     let (mut parts, _body) = request.into_parts();
     if parts.headers.contains_key(header::UPGRADE) {
         let Some(protocol) = socket::protocol(&parts.headers) else {
-            return json_error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "unknown WebSocket subprotocol");
+            return json_error(StatusCode::BAD_REQUEST, bad_request("unknown WebSocket subprotocol"));
         };
         let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
             Ok(upgrade) => upgrade,
@@ -374,11 +379,14 @@ async fn graphql_ws(
     peer: Option<std::net::IpAddr>,
 ) -> Response {
     if headers.get(header::COOKIE).is_some() && !origin_allowed(&state.config, headers) {
-        return json_error(StatusCode::FORBIDDEN, "FORBIDDEN", "origin not allowed");
+        return json_error(StatusCode::FORBIDDEN, ApiError::Forbidden("origin not allowed"));
     }
     let client = peer.map(|peer| state.client_key(peer, headers));
     let Some(slot) = state.sockets.take(client.as_deref().unwrap_or("unknown"), state.config.ws_max_per_client) else {
-        return json_error(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", "too many open WebSockets from this address");
+        return json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited("too many open WebSockets from this address"),
+        );
     };
     let viewer = state.viewer(headers).await;
     let mut data = async_graphql::Data::default();

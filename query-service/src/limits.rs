@@ -19,6 +19,8 @@ use async_graphql::parser::Positioned;
 use async_graphql::parser::types::{ExecutableDocument, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
 
+use crate::gql::ApiError;
+
 /// The most aliased fields one document may have.
 pub const MAX_ALIASES: usize = 100;
 
@@ -141,8 +143,8 @@ fn reachable(document: &ExecutableDocument) -> std::collections::HashSet<Name> {
 
 /// The refusal of a document over a limit (`BAD_USER_INPUT`), as the gateway types every error.
 fn too_complex(what: String) -> ServerError {
-    crate::gql::error(domain::ErrorCode::BadUserInput, format!("the query is too complex: {what}"), None)
-        .into_server_error(async_graphql::Pos::default())
+    let refused = ApiError::BadInput { message: format!("the query is too complex: {what}"), field: None };
+    async_graphql::Error::from(refused).into_server_error(async_graphql::Pos::default())
 }
 
 #[async_trait::async_trait]

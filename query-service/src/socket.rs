@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::gql::ApiError;
 use async_graphql::http::WebSocketProtocols;
 use async_graphql::{Data, Executor, Response};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use domain::ErrorCode;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 
@@ -49,8 +49,8 @@ impl SocketExecutor {
 }
 
 /// A one-response stream with a typed error.
-fn refusal(code: ErrorCode, message: &str) -> BoxStream<'static, Response> {
-    let error = crate::gql::error(code, message, None).into_server_error(async_graphql::Pos::default());
+fn refusal(refused: ApiError) -> BoxStream<'static, Response> {
+    let error = async_graphql::Error::from(refused).into_server_error(async_graphql::Pos::default());
     futures::stream::once(async move { Response::from_errors(vec![error]) }).boxed()
 }
 
@@ -78,12 +78,12 @@ impl Executor for SocketExecutor {
         let checked = async move {
             let running = Running(this.running.clone());
             if this.running.fetch_add(1, Ordering::AcqRel) >= MAX_OPERATIONS {
-                return refusal(ErrorCode::RateLimited, "too many operations on this socket");
+                return refusal(ApiError::RateLimited("too many operations on this socket"));
             }
             if let Some(claims) = &this.viewer
                 && !this.state.session_live(claims).await
             {
-                return refusal(ErrorCode::Unauthenticated, "the session of this socket has ended; sign in again");
+                return refusal(ApiError::Unauthenticated("the session of this socket has ended; sign in again"));
             }
             this.schema
                 .execute_stream_with_session_data(request, session_data.unwrap_or_default())

@@ -1,0 +1,96 @@
+//! Queries: reads of the read models, checked against the domain's rules.
+
+use async_graphql::{Context, ID, Object};
+use uuid::Uuid;
+
+use super::*;
+use crate::db;
+
+/// Queries.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The signed-in user, or null.
+    async fn me(&self, ctx: &Context<'_>) -> Option<User> {
+        viewer(ctx).map(|me| user(me.sub.0))
+    }
+
+    /// Tickets, newest first, optionally with one status.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+        status: Option<TicketStatus>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let first = first.unwrap_or(DEFAULT_PAGE);
+        let limit = page_limit(first)?;
+        let rows = db::tickets(
+            &state(ctx)?.pool,
+            limit,
+            cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?,
+            status
+                .map(|status| stored_text(&domain::TicketStatus::from(status), "ticket status"))
+                .transpose()?
+                .as_deref(),
+            None,
+        )
+        .await
+        .map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        Ok(TicketConnection { nodes, page_info })
+    }
+
+    /// One ticket, or null when unknown.
+    async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
+        let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
+        Ok(db::ticket(&state(ctx)?.pool, id).await.map_err(internal)?.map(|row| Ticket { row }))
+    }
+
+    /// The tickets I sell, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn my_tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<TicketConnection> {
+        let me = signed_in(ctx)?;
+        let first = first.unwrap_or(DEFAULT_PAGE);
+        let limit = page_limit(first)?;
+        let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
+        let rows = db::tickets(&state(ctx)?.pool, limit, after, None, Some(me.sub.0)).await.map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        Ok(TicketConnection { nodes, page_info })
+    }
+
+    /// My orders, newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn my_orders(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        let me = signed_in(ctx)?;
+        let first = first.unwrap_or(DEFAULT_PAGE);
+        let limit = page_limit(first)?;
+        let after = cursor(ctx, db::Cursor::Order, after.as_deref()).await?;
+        let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, limit, after).await.map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Order { row });
+        Ok(OrderConnection { nodes, page_info })
+    }
+
+    /// One order: for its buyer and admins.
+    async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
+        let me = signed_in(ctx)?;
+        let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
+        let Some(row) = db::order(&state(ctx)?.pool, id).await.map_err(internal)? else { return Ok(None) };
+        if !access_of(&row)?.may_read(&me.actor()) {
+            return Err(ApiError::Forbidden("only the buyer or an admin may read this order").into());
+        }
+        Ok(Some(Order { row }))
+    }
+}
