@@ -183,8 +183,10 @@ pub struct Success {
     /// The stream position that reflects the outcome: wait for the projector to reach it to
     /// read your own write.
     pub position: u64,
-    /// The aggregate's version: how many events its boundary holds now.
-    pub version: u64,
+    /// How many events the aggregate's boundary holds now (`version` on the wire, its name
+    /// before; kept so replicas of two releases understand each other).
+    #[serde(rename = "version")]
+    pub event_count: u64,
     /// What the command produced.
     pub result: Outcome,
 }

@@ -182,11 +182,11 @@ impl Service {
         email: &Email,
         session_id: SessionId,
         position: u64,
-        version: u64,
+        event_count: u64,
     ) -> Success {
         Success {
             position,
-            version,
+            event_count,
             result: Outcome::Session { account_id, email: email.to_string(), roles: self.roles(email), session_id },
         }
     }
@@ -236,7 +236,7 @@ impl Service {
         if registered.events.is_empty() {
             return Err(CommandError::refused(&AccountError::EmailTaken));
         }
-        Ok(self.session(account_id, &email, SessionId(Uuid::new_v4()), registered.position, registered.version))
+        Ok(self.session(account_id, &email, SessionId(Uuid::new_v4()), registered.position, registered.event_count))
     }
 
     /// Signs in. Each attempt is counted before the password is checked, per email and client
@@ -340,8 +340,8 @@ impl Service {
         let claim = self.inner.store.load::<EmailClaim>(&subjects::email(email)).await?;
         let Some(account_id) = claim.state.account_id else { return Ok(None) };
         let loaded = self.inner.store.load::<Account>(&subjects::account(account_id)).await?;
-        let version = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
-        Ok(loaded.state.profile.is_some().then_some((loaded.state, loaded.version, version)))
+        let event_count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+        Ok(loaded.state.profile.is_some().then_some((loaded.state, loaded.last_sequence, event_count)))
     }
 
     pub(crate) async fn sign_out(
@@ -357,7 +357,7 @@ impl Service {
                 at: now(),
             })
             .await?;
-        Ok(Success { position: done.position, version: done.version, result: Outcome::SignedOut })
+        Ok(Success { position: done.position, event_count: done.event_count, result: Outcome::SignedOut })
     }
 
     pub(crate) async fn authenticate(
@@ -366,10 +366,10 @@ impl Service {
         session_id: SessionId,
     ) -> Result<Success, CommandError> {
         let loaded = self.inner.store.load::<Account>(&subjects::account(account_id)).await?;
-        let version = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+        let event_count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
         match &loaded.state.profile {
             Some(profile) if !loaded.state.is_session_revoked(session_id) => {
-                Ok(self.session(account_id, &profile.email, session_id, loaded.version, version))
+                Ok(self.session(account_id, &profile.email, session_id, loaded.last_sequence, event_count))
             }
             _ => Err(CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "session expired or signed out"))),
         }

@@ -1,6 +1,6 @@
 //! The last state this replica wrote for each consistency boundary.
 //!
-//! A command decides from the cached state and appends guarded by the cached version, so the
+//! A command decides from the cached state and appends guarded by the cached last_sequence, so the
 //! common path (nobody else wrote to the boundary in between) needs no load from the stream. The
 //! cache changes speed, never answers:
 //! - a stale entry fails the append's guard (a conflict): the entry is dropped and the command
@@ -18,21 +18,21 @@ use std::sync::Mutex;
 /// The most boundaries kept.
 pub const CAPACITY: usize = 100_000;
 
-/// A cached aggregate state, its version (the boundary's last stream sequence) and how many
+/// A cached aggregate state, the boundary's last stream sequence and how many
 /// events it was built from.
 pub struct Cached<A> {
     /// The state after the last event.
     pub state: A,
     /// The boundary's last stream sequence: the guard of the next append.
-    pub version: u64,
+    pub last_sequence: u64,
     /// How many events the state was built from.
-    pub count: u64,
+    pub event_count: u64,
 }
 
 struct Entry {
     state: Box<dyn Any + Send + Sync>,
-    version: u64,
-    count: u64,
+    last_sequence: u64,
+    event_count: u64,
 }
 
 /// Boundary → the state this replica last wrote there.
@@ -47,16 +47,22 @@ impl StateCache {
         let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = entries.get(boundary)?;
         let state = entry.state.downcast_ref::<A>()?.clone();
-        Some(Cached { state, version: entry.version, count: entry.count })
+        Some(Cached { state, last_sequence: entry.last_sequence, event_count: entry.event_count })
     }
 
-    /// Remembers `state` as `boundary`'s after an acknowledged append at `version`.
-    pub fn put<A: Clone + Send + Sync + 'static>(&self, boundary: &str, state: &A, version: u64, count: u64) {
+    /// Remembers `state` as `boundary`'s after an acknowledged append at `last_sequence`.
+    pub fn put<A: Clone + Send + Sync + 'static>(
+        &self,
+        boundary: &str,
+        state: &A,
+        last_sequence: u64,
+        event_count: u64,
+    ) {
         let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= CAPACITY && !entries.contains_key(boundary) {
             entries.clear();
         }
-        entries.insert(boundary.to_owned(), Entry { state: Box::new(state.clone()), version, count });
+        entries.insert(boundary.to_owned(), Entry { state: Box::new(state.clone()), last_sequence, event_count });
     }
 
     /// Drops `boundary`'s entry (it lost a race, or its answer is to be checked).
@@ -80,7 +86,7 @@ mod tests {
         let cache = StateCache::default();
         cache.put("a", &7_u32, 10, 3);
         let hit = cache.get::<u32>("a").unwrap_or_else(|| panic!("cached"));
-        assert_eq!((hit.state, hit.version, hit.count), (7, 10, 3));
+        assert_eq!((hit.state, hit.last_sequence, hit.event_count), (7, 10, 3));
         assert!(cache.get::<String>("a").is_none(), "another type is a miss");
         cache.forget("a");
         assert!(cache.get::<u32>("a").is_none());

@@ -8,8 +8,8 @@
 //! - [`payments`]: the provider seam (fake and Stripe) and webhook verification;
 //! - [`config`]: settings from the environment.
 //!
-//! Every handler follows one loop ([`Service::execute`]): load the aggregate and its version,
-//! decide, append guarded by that version; on a conflict, load and decide again. A refusal is
+//! Every handler follows one loop ([`Service::execute`]): load the aggregate and its last sequence,
+//! decide, append guarded by that sequence; on a conflict, load and decide again. A refusal is
 //! answered as a typed error and writes nothing. The state this replica last wrote to a boundary
 //! is kept in [`cache`], so the load is skipped while nobody else writes there.
 
@@ -107,10 +107,10 @@ pub(crate) struct Executed<A> {
     pub state: A,
     /// What was written (empty when nothing needed to change).
     pub events: Vec<Event>,
-    /// The stream position reflecting the state: the new event, or the loaded version.
+    /// The stream position reflecting the state: the new event, or the boundary's last one.
     pub position: u64,
     /// How many events the boundary holds now.
-    pub version: u64,
+    pub event_count: u64,
 }
 
 /// Where an aggregate lives in the stream.
@@ -223,10 +223,10 @@ impl Service {
                 None => {
                     let loaded = self.inner.store.load::<A>(&target.boundary).await?;
                     let count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
-                    cache::Cached { state: loaded.state, version: loaded.version, count }
+                    cache::Cached { state: loaded.state, last_sequence: loaded.last_sequence, event_count: count }
                 }
             };
-            let count = loaded.count;
+            let count = loaded.event_count;
             let events = match loaded.state.decide(command(&loaded.state)) {
                 Ok(events) if !events.is_empty() => events,
                 // Possibly stale: decide again on a fresh load.
@@ -236,7 +236,12 @@ impl Service {
                 }
                 Err(refusal) => return Err(CommandError::refused(&refusal)),
                 Ok(events) => {
-                    return Ok(Executed { state: loaded.state, events, position: loaded.version, version: count });
+                    return Ok(Executed {
+                        state: loaded.state,
+                        events,
+                        position: loaded.last_sequence,
+                        event_count: count,
+                    });
                 }
             };
             let [event] = events.as_slice() else {
@@ -244,16 +249,16 @@ impl Service {
             };
             let subject = self.subject_for(target, event)?;
             let guard = if target.wildcard {
-                Guard::boundary(target.boundary.clone(), loaded.version)
+                Guard::boundary(target.boundary.clone(), loaded.last_sequence)
             } else {
-                Guard::subject(loaded.version)
+                Guard::subject(loaded.last_sequence)
             };
             let append = Append { subject, event, guard, msg_id: Uuid::new_v4().to_string() };
             match self.inner.store.append(append).await {
                 Ok(appended) => {
                     let state = loaded.state.evolve(event);
                     self.inner.cache.put(&target.boundary, &state, appended.sequence, count + 1);
-                    return Ok(Executed { state, events, position: appended.sequence, version: count + 1 });
+                    return Ok(Executed { state, events, position: appended.sequence, event_count: count + 1 });
                 }
                 Err(AppendError::Conflict { .. }) if from_cache => {
                     // Someone else wrote here since this replica did: load and decide again.

@@ -72,14 +72,14 @@ fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
     let ticket = done.state.ticket.as_ref().ok_or_else(|| CommandError::refused(&TicketError::NotFound))?;
     Ok(Success {
         position: done.position,
-        version: done.version,
+        event_count: done.event_count,
         result: Outcome::Ticket { ticket_id: ticket.id, status: ticket.status },
     })
 }
 
 fn order_outcome(done: &Executed<Listing>, order_id: OrderId) -> Result<Success, CommandError> {
     let order = done.state.orders.get(&order_id).ok_or_else(|| CommandError::refused(&OrderError::NotFound))?;
-    Ok(Success { position: done.position, version: done.version, result: order_result(order) })
+    Ok(Success { position: done.position, event_count: done.event_count, result: order_result(order) })
 }
 
 fn order_result(order: &Order) -> Outcome {
@@ -96,7 +96,7 @@ fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Su
     let payment = done.state.payments.get(&payment_id).ok_or_else(|| CommandError::refused(&PaymentError::NotFound))?;
     Ok(Success {
         position: done.position,
-        version: done.version,
+        event_count: done.event_count,
         result: Outcome::Payment {
             payment_id,
             order_id: payment.order_id,
@@ -213,9 +213,9 @@ impl Service {
             let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
                 .map_err(|e| CommandError::refused(&e))?;
             if decided.is_empty() {
-                let version = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
+                let event_count = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
                 return order_outcome(
-                    &Executed { state: before.state, events: vec![], position: before.version, version },
+                    &Executed { state: before.state, events: vec![], position: before.last_sequence, event_count },
                     order_id,
                 );
             }
@@ -415,15 +415,22 @@ impl Service {
     ) -> Result<Option<Result<Success, CommandError>>, CommandError> {
         loop {
             let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
-            let version = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
+            let event_count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
             let Some(payment) = loaded.state.payments.get(&payment_id) else { return Ok(None) };
             let answered = payment.status != PaymentStatus::Pending || payment.provider_ref.is_some();
             if answered {
-                let done = Executed { state: loaded.state.clone(), events: vec![], position: loaded.version, version };
+                let done = Executed {
+                    state: loaded.state.clone(),
+                    events: vec![],
+                    position: loaded.last_sequence,
+                    event_count,
+                };
                 let refunded = payment.refund_due || payment.status == PaymentStatus::Refunded;
                 return Ok(Some(match payment.status {
-                    PaymentStatus::Failed => Err(written_at(declined(), loaded.version)),
-                    _ if refunded => Err(written_at(CommandError::refused(&PaymentError::OrderClosed), loaded.version)),
+                    PaymentStatus::Failed => Err(written_at(declined(), loaded.last_sequence)),
+                    _ if refunded => {
+                        Err(written_at(CommandError::refused(&PaymentError::OrderClosed), loaded.last_sequence))
+                    }
                     _ => payment_outcome(&done, payment_id),
                 }));
             }
@@ -537,7 +544,7 @@ impl Service {
 
     /// Handles a provider webhook: verify, dedupe by event id, apply. Answers an HTTP status.
     pub(crate) async fn payment_webhook(&self, body: &str, signature: Option<&str>) -> Result<Success, CommandError> {
-        let answer = |http_status| Success { position: 0, version: 0, result: Outcome::Webhook { http_status } };
+        let answer = |http_status| Success { position: 0, event_count: 0, result: Outcome::Webhook { http_status } };
         let secret = &self.inner.config.payment_webhook_secret;
         if secret.is_empty() {
             tracing::warn!("webhook refused: PAYMENT_WEBHOOK_SECRET is not set");
@@ -576,7 +583,7 @@ impl Service {
             // Another delivery took the claim over meanwhile (this one was slow): it marks it.
             tracing::warn!(%error, event = %event.id, "could not mark a webhook event done");
         }
-        Ok(Success { position, version: 0, result: Outcome::Webhook { http_status: 200 } })
+        Ok(Success { position, event_count: 0, result: Outcome::Webhook { http_status: 200 } })
     }
 
     /// Claims a webhook event id before applying it, so two simultaneous deliveries of one event

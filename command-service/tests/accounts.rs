@@ -40,7 +40,7 @@ async fn signing_up_normalizes_the_email_stores_an_argon2id_hash_and_signs_in() 
     let hash = loaded.state.profile.map(|p| p.password_hash).unwrap_or_default();
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
     assert!(!hash.contains("correct horse"));
-    assert_eq!(success.position, loaded.version);
+    assert_eq!(success.position, loaded.last_sequence);
 }
 
 #[tokio::test]

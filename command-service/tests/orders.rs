@@ -79,7 +79,7 @@ async fn an_order_holds_the_ticket_at_its_price_until_the_hold_expires() {
     let listing = system.listing(ticket).await;
     assert_eq!(listing.ticket.map(|t| (t.status, t.holder)), Some((TicketStatus::Reserved, Some(order_id))));
     assert_eq!(listing.orders[&order_id].amount.cents(), 4200);
-    assert_eq!(ok.position, system.loaded_listing(ticket).await.version);
+    assert_eq!(ok.position, system.loaded_listing(ticket).await.last_sequence);
 }
 
 #[tokio::test]

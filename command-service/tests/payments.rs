@@ -131,9 +131,9 @@ async fn an_asynchronous_payment_awaits_its_webhook_then_completes() {
     assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Sold));
 
     // The same event again: 200 and no second effect.
-    let before = system.loaded_listing(ticket).await.version;
+    let before = system.loaded_listing(ticket).await.last_sequence;
     assert_eq!(system.webhook(&body).await, 200);
-    let after = system.loaded_listing(ticket).await.version;
+    let after = system.loaded_listing(ticket).await.last_sequence;
     assert_eq!(before, after);
 
     // A refund from the provider is recorded.

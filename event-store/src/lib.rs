@@ -4,9 +4,10 @@
 //!   the settings this code relies on, and refuses to start otherwise.
 //! - [`EventStore::load`] counts an aggregate's messages in the stream's subject index, reads
 //!   exactly that many with a batched direct get (so the server never looks past the last one)
-//!   and returns its state together with its *version*: the stream sequence of the last message
-//!   in its consistency boundary.
-//! - [`EventStore::append`] stores one event, guarded by that version (JetStream's per-subject
+//!   and returns its state together with its *last sequence*: the stream sequence of the last
+//!   message in its consistency boundary (not a count of its events: the stream interleaves
+//!   every boundary).
+//! - [`EventStore::append`] stores one event, guarded by that last sequence (JetStream's per-subject
 //!   optimistic concurrency, optionally over a wildcard boundary) and deduplicated by
 //!   `Nats-Msg-Id`. A decision produces at most one event by design, so an append is one message
 //!   and never needs a multi-message transaction.
@@ -172,9 +173,10 @@ pub struct StoredEvent {
 pub struct Loaded<A> {
     /// The state after every event.
     pub state: A,
-    /// The sequence of the last message in the boundary, or 0 when it is empty. Appends that
-    /// decided on this state pass it as their guard.
-    pub version: u64,
+    /// The stream sequence of the last message in the boundary, or 0 when it is empty. Appends
+    /// that decided on this state pass it as their guard. (Not a count of events: the stream
+    /// interleaves every boundary.)
+    pub last_sequence: u64,
     /// The history, oldest first.
     pub history: Vec<StoredEvent>,
 }
@@ -185,19 +187,19 @@ pub struct Guard {
     /// The subject or wildcard whose last sequence is checked; `None` checks the append's own
     /// subject.
     pub boundary: Option<String>,
-    /// The sequence of the last message there, as loaded (0: must be empty).
-    pub version: u64,
+    /// The stream sequence of the last message there, as loaded (0: must be empty).
+    pub last_sequence: u64,
 }
 
 impl Guard {
     /// Guards an append by its own subject.
-    pub fn subject(version: u64) -> Self {
-        Self { boundary: None, version }
+    pub fn subject(last_sequence: u64) -> Self {
+        Self { boundary: None, last_sequence }
     }
 
     /// Guards an append by a whole boundary (a wildcard such as `ticketing.ticket.<id>.>`).
-    pub fn boundary(boundary: impl Into<String>, version: u64) -> Self {
-        Self { boundary: Some(boundary.into()), version }
+    pub fn boundary(boundary: impl Into<String>, last_sequence: u64) -> Self {
+        Self { boundary: Some(boundary.into()), last_sequence }
     }
 }
 
@@ -286,9 +288,9 @@ pub enum StoreError {
 pub enum AppendError {
     /// Someone else appended to the boundary since it was loaded: reload, decide again.
     /// Clients see `CONFLICT` only if the new decision refuses too.
-    #[error("the aggregate changed since it was loaded (expected version {expected})")]
+    #[error("the aggregate changed since it was loaded (expected last sequence {expected})")]
     Conflict {
-        /// The version the append expected.
+        /// The boundary's last sequence the append expected.
         expected: u64,
     },
     /// The store failed (clients see `INTERNAL_SERVER_ERROR`).
@@ -345,9 +347,9 @@ impl EventStore {
     /// [`StoreError`] when the store fails or an event is unreadable.
     pub async fn load<A: Aggregate>(&self, boundary: &str) -> Result<Loaded<A>, StoreError> {
         let history = self.read_counted(boundary).await?;
-        let version = history.last().map_or(0, |e| e.sequence);
+        let last_sequence = history.last().map_or(0, |e| e.sequence);
         let state = A::replay(history.iter().map(|e| &e.event));
-        Ok(Loaded { state, version, history })
+        Ok(Loaded { state, last_sequence, history })
     }
 
     /// Reads every event matching `filter` from sequence `from` on, oldest first.
@@ -405,7 +407,7 @@ impl EventStore {
         let payload = Bytes::from(EventEnvelope::encode(append.event).map_err(|e| StoreError::Encode(e.to_string()))?);
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", append.msg_id.as_str());
-        headers.insert("Nats-Expected-Last-Subject-Sequence", append.guard.version.to_string().as_str());
+        headers.insert("Nats-Expected-Last-Subject-Sequence", append.guard.last_sequence.to_string().as_str());
         if let Some(boundary) = &append.guard.boundary {
             headers
                 .insert("Nats-Expected-Last-Subject-Sequence-Subject", self.settings.wire_subject(boundary).as_str());
@@ -423,7 +425,7 @@ impl EventStore {
                     Some(error) if matches!(error.err_code, WRONG_LAST_SEQUENCE | WRONG_LAST_SEQUENCE_CLUSTERED) => {
                         return match self.find_own_write(&append).await? {
                             Some(sequence) => Ok(Appended { sequence, replayed: true }),
-                            None => Err(AppendError::Conflict { expected: append.guard.version }),
+                            None => Err(AppendError::Conflict { expected: append.guard.last_sequence }),
                         };
                     }
                     Some(error) => {
@@ -501,14 +503,14 @@ impl EventStore {
     }
 
     /// After a conflict, looks for this very append among the messages stored since the guard's
-    /// version: a retry whose first attempt was stored is a success, not a conflict.
+    /// last sequence: a retry whose first attempt was stored is a success, not a conflict.
     async fn find_own_write(&self, append: &Append<'_>) -> Result<Option<u64>, StoreError> {
         let filter = self.settings.wire_subject(append.guard.boundary.as_deref().unwrap_or(&append.subject));
         let since = direct::get_all(
             &self.client,
             &self.settings.name,
             &filter,
-            append.guard.version + 1,
+            append.guard.last_sequence + 1,
             self.settings.request_timeout,
         )
         .await?;

@@ -62,7 +62,7 @@ async fn appended_events_load_back_as_the_aggregate_with_its_version() -> anyhow
     let order = OrderId(Uuid::new_v4());
 
     let empty = store.load::<Listing>(&subjects::listing(ticket)).await?;
-    assert_eq!((empty.version, empty.state.ticket.is_none()), (0, true));
+    assert_eq!((empty.last_sequence, empty.state.ticket.is_none()), (0, true));
 
     let first = store.append(append_to_listing(ticket, &listed(ticket), 0, "list-1")).await?;
     let hold = placed(ticket, order, 2);
@@ -71,7 +71,7 @@ async fn appended_events_load_back_as_the_aggregate_with_its_version() -> anyhow
     assert!(!first.replayed && !second.replayed);
 
     let loaded = store.load::<Listing>(&subjects::listing(ticket)).await?;
-    assert_eq!(loaded.version, second.sequence);
+    assert_eq!(loaded.last_sequence, second.sequence);
     assert_eq!(loaded.history.iter().map(|e| e.event.clone()).collect::<Vec<_>>(), vec![listed(ticket), hold]);
     assert_eq!(loaded.history[1].subject, format!("ticketing.ticket.{ticket}.order.{order}"));
     assert_eq!(loaded.state.ticket.as_ref().map(|t| t.status), Some(TicketStatus::Reserved));
@@ -79,7 +79,7 @@ async fn appended_events_load_back_as_the_aggregate_with_its_version() -> anyhow
 
     // Other aggregates are not in this boundary.
     let other = store.load::<Listing>(&subjects::listing(new_ticket())).await?;
-    assert_eq!(other.version, 0);
+    assert_eq!(other.last_sequence, 0);
     Ok(())
 }
 
@@ -113,7 +113,7 @@ async fn a_long_history_loads_completely_across_batches() -> anyhow::Result<()> 
     }
     let loaded = store.load::<Account>(&subjects::account(who)).await?;
     assert_eq!(loaded.history.len(), 1201);
-    assert_eq!(loaded.version, version);
+    assert_eq!(loaded.last_sequence, version);
     assert_eq!(loaded.state.revoked_sessions.len(), 1200);
     Ok(())
 }
