@@ -202,6 +202,7 @@ pub enum Outcome {
         /// Its address.
         email: String,
         /// `USER`, plus `ADMIN` for addresses in `ADMIN_EMAILS`.
+        #[serde(deserialize_with = "crate::known_roles")]
         roles: Vec<crate::Role>,
         /// The session to put in the token (`jti`).
         session_id: SessionId,

@@ -11,4 +11,4 @@ mod role;
 
 pub use command::*;
 pub use notification::Notification;
-pub use role::{Role, roles};
+pub use role::{Role, known_roles, roles};

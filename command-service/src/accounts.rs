@@ -12,15 +12,18 @@ use uuid::Uuid;
 use crate::api::{Failure, Outcome, Success};
 use crate::{CommandError, Service, Target, now, throttle};
 
+/// Memory one argon2id hash takes, in KiB (19 MiB).
+const HASH_MEMORY_KIB: u32 = 19 * 1024;
+
 /// Memory one argon2id hash takes, in MiB.
-pub(crate) const HASH_MEMORY_MIB: u64 = 19;
+pub(crate) const HASH_MEMORY_MIB: u64 = HASH_MEMORY_KIB as u64 / 1024;
 
 /// How many hash requests may wait for a hashing thread before more are refused.
 const HASH_QUEUE: usize = 512;
 
 /// OWASP's minimum for argon2id: 19 MiB of memory, 2 iterations, 1 lane. Checked when the
 /// crate compiles: parameters argon2 refuses fail the build instead of falling back to others.
-const HASH_PARAMS: Params = match Params::new(HASH_MEMORY_MIB as u32 * 1024, 2, 1, None) {
+const HASH_PARAMS: Params = match Params::new(HASH_MEMORY_KIB, 2, 1, None) {
     Ok(params) => params,
     Err(_) => panic!("argon2 refuses the password hash parameters"),
 };

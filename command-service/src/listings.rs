@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::api::{Failure, Outcome, Success};
 use crate::expiry::Handled;
-use crate::payments::webhook::{self, WebhookEvent};
+use crate::payments::webhook::{self, Notice, WebhookEvent};
 use crate::payments::{ChargeRequest, ChargeResult, Lookup, LookupRequest, ProviderError};
 use crate::{CommandError, Executed, Service, Target, now};
 
@@ -47,7 +47,10 @@ enum SlotAfterFailedHold {
 
 fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
     match error {
-        CommandError::Refused(_) | CommandError::Contended => SlotAfterFailedHold::GiveBack,
+        // An event that could not be encoded was never sent.
+        CommandError::Refused(_)
+        | CommandError::Contended
+        | CommandError::Store(event_store::StoreError::Encode(_)) => SlotAfterFailedHold::GiveBack,
         CommandError::Store(_) | CommandError::Internal(_) => SlotAfterFailedHold::Keep,
     }
 }
@@ -623,29 +626,15 @@ impl Service {
     }
 
     async fn apply_webhook(&self, event: &WebhookEvent) -> Result<WebhookEffect, CommandError> {
-        let object = &event.data.object;
-        let outcome = match event.kind.as_str() {
-            "payment_intent.succeeded" => PaymentOutcome::Succeeded { provider_ref: object.id.clone() },
-            "payment_intent.payment_failed" => PaymentOutcome::Failed {
-                reason: object
-                    .last_payment_error
-                    .as_ref()
-                    .and_then(|e| e.code.clone())
-                    .unwrap_or_else(|| "payment_failed".into()),
-            },
-            "charge.refunded" => PaymentOutcome::Refunded,
-            other => {
-                tracing::debug!(kind = other, "webhook type ignored");
+        let settlement = match event.notice() {
+            Notice::Settles(settlement) => settlement,
+            Notice::Ignored(why) => {
+                tracing::info!(event = %event.id, kind = %event.kind, why, "webhook ignored");
                 return Ok(WebhookEffect::Ignored);
             }
         };
-        let provider_ref = object.payment_intent.as_deref().unwrap_or(&object.id);
-        let Some(order_id) = object.metadata.order_id.as_deref().and_then(|id| id.parse::<OrderId>().ok()) else {
-            tracing::info!(event = %event.id, "webhook without our order id ignored");
-            return Ok(WebhookEffect::Ignored);
-        };
-        let ticket_hint = object.metadata.ticket_id.as_deref().and_then(|id| id.parse::<TicketId>().ok());
-        let ticket_id = match self.resolve_ticket(order_id, ticket_hint).await {
+        let order_id = settlement.order_id;
+        let ticket_id = match self.resolve_ticket(order_id, settlement.ticket_hint).await {
             Ok(ticket_id) => ticket_id,
             Err(CommandError::Refused(_)) => {
                 tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
@@ -654,49 +643,37 @@ impl Service {
             Err(error) => return Err(error),
         };
         let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
-        let by_metadata = object.metadata.payment_id.as_deref().and_then(|id| id.parse::<PaymentId>().ok());
         let payment_id = loaded
             .state
             .payments
             .values()
-            .find(|p| p.provider_ref.as_deref() == Some(provider_ref))
+            .find(|p| p.provider_ref.as_deref() == Some(settlement.provider_ref.as_str()))
             .map(|p| p.id)
-            .or(by_metadata.filter(|id| loaded.state.payments.contains_key(id)))
+            .or(settlement.payment_hint.filter(|id| loaded.state.payments.contains_key(id)))
             .or_else(|| loaded.state.orders.get(&order_id).and_then(|o| o.payment));
         let Some(payment_id) = payment_id else {
             tracing::info!(event = %event.id, %order_id, "webhook for an order without payments ignored");
             return Ok(WebhookEffect::Ignored);
         };
         if let Some(payment) = loaded.state.payments.get(&payment_id) {
-            // Money that moves must be this payment's, in full: a refund by what was refunded.
-            // A partial refund is acknowledged and changes nothing: the payment is not refunded.
-            if event.kind == "charge.refunded"
-                && let (Some(refunded), Some(charged)) = (object.amount_refunded, object.amount)
-                && refunded < charged
-            {
-                tracing::warn!(event = %event.id, %payment_id, refunded, charged, "a partial refund is not handled; ignored");
-                return Ok(WebhookEffect::Ignored);
-            }
-            let moves_money = matches!(event.kind.as_str(), "payment_intent.succeeded" | "charge.refunded");
-            let amount =
-                if event.kind == "charge.refunded" { object.amount_refunded.or(object.amount) } else { object.amount };
-            let matches = match (amount, object.currency.as_deref()) {
-                (Some(amount), Some(currency)) => {
-                    amount == payment.amount.cents() && currency.eq_ignore_ascii_case(payment.currency.code())
-                }
-                (None, None) => !moves_money,
-                (Some(amount), None) => !moves_money && amount == payment.amount.cents(),
-                (None, Some(currency)) => !moves_money && currency.eq_ignore_ascii_case(payment.currency.code()),
+            // Money that moves must be this payment's, in full.
+            let same_amount = |amount: i64| amount == payment.amount.cents();
+            let same_currency = |currency: &str| currency.eq_ignore_ascii_case(payment.currency.code());
+            let matches = match (settlement.amount_cents, settlement.currency.as_deref()) {
+                (Some(amount), Some(currency)) => same_amount(amount) && same_currency(currency),
+                (None, None) => !settlement.moves_money(),
+                (Some(amount), None) => !settlement.moves_money() && same_amount(amount),
+                (None, Some(currency)) => !settlement.moves_money() && same_currency(currency),
             };
             if !matches {
                 tracing::error!(
-                    event = %event.id, %payment_id, ?amount, currency = ?object.currency,
+                    event = %event.id, %payment_id, amount = ?settlement.amount_cents, currency = ?settlement.currency,
                     expected = payment.amount.cents(), "webhook amount or currency is not the payment's; refused"
                 );
                 return Ok(WebhookEffect::Mismatch);
             }
         }
-        self.settle(ticket_id, payment_id, outcome).await.map(|done| WebhookEffect::Applied(Box::new(done)))
+        self.settle(ticket_id, payment_id, settlement.outcome).await.map(|done| WebhookEffect::Applied(Box::new(done)))
     }
 }
 
@@ -741,5 +718,7 @@ mod tests {
         let refused = CommandError::refused(&OrderError::TicketUnavailable);
         assert_eq!(slot_after_failed_hold(&refused), SlotAfterFailedHold::GiveBack);
         assert_eq!(slot_after_failed_hold(&CommandError::Contended), SlotAfterFailedHold::GiveBack);
+        let unsent = CommandError::Store(event_store::StoreError::Encode("a field failed".into()));
+        assert_eq!(slot_after_failed_hold(&unsent), SlotAfterFailedHold::GiveBack, "nothing was sent");
     }
 }

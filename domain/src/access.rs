@@ -35,6 +35,16 @@ impl TicketAccess {
         self.is_managed_by(actor) && self.is_available()
     }
 
+    /// Whether `buyer` is its seller, who may not hold or buy it.
+    pub fn is_sold_by(&self, buyer: AccountId) -> bool {
+        self.seller == buyer
+    }
+
+    /// Whether `buyer` may hold it now: anyone but its seller, while it is available.
+    pub fn may_hold(&self, buyer: AccountId) -> bool {
+        !self.is_sold_by(buyer) && self.is_available()
+    }
+
     /// Whether `actor` may read its event history.
     pub fn may_read_history(&self, actor: &Actor) -> bool {
         self.is_managed_by(actor)
@@ -148,6 +158,14 @@ mod tests {
             assert!(ticket(status).may_read_history(&user(SELLER)), "history stays readable when {status:?}");
         }
         assert!(!available.may_read_history(&user(BUYER)));
+    }
+
+    #[test]
+    fn anyone_but_the_seller_holds_an_available_ticket() {
+        assert!(ticket(TicketStatus::Available).may_hold(account(BUYER)));
+        assert!(!ticket(TicketStatus::Available).may_hold(account(SELLER)));
+        assert!(!ticket(TicketStatus::Reserved).may_hold(account(BUYER)));
+        assert!(!ticket(TicketStatus::Sold).may_hold(account(BUYER)));
     }
 
     #[test]

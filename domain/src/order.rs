@@ -151,7 +151,7 @@ pub(crate) fn decide(listing: &Listing, command: OrderCommand) -> Result<Vec<Eve
                 // A retry with the same idempotency key finds its own order.
                 return if existing.buyer == buyer { Ok(vec![]) } else { Err(OrderError::IdInUse) };
             }
-            if ticket.seller == buyer {
+            if ticket.access().is_sold_by(buyer) {
                 return Err(OrderError::OwnTicket);
             }
             if !ticket.access().is_available() {
@@ -216,9 +216,11 @@ impl Order {
     /// The order after one event about it (its own, or one of its payments'): the write model's
     /// fold, which the read model's projector runs too. `None` until the order is placed.
     pub fn evolve(order: Option<Self>, event: &Event) -> Option<Self> {
-        if let Event::OrderPlaced {
-            order_id, ticket_id, buyer, seller, amount_cents, currency, expires_at, at, ..
-        } = event
+        // A placement repeated (which `decide` never writes) changes nothing of the first.
+        if let (
+            None,
+            Event::OrderPlaced { order_id, ticket_id, buyer, seller, amount_cents, currency, expires_at, at, .. },
+        ) = (&order, event)
         {
             return Some(Self {
                 id: *order_id,

@@ -213,7 +213,10 @@ impl Payment {
     /// The payment after one event about it: the write model's fold, which the read model's
     /// projector runs too. `None` until the payment starts.
     pub fn evolve(payment: Option<Self>, event: &Event) -> Option<Self> {
-        if let Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, at, .. } = event {
+        // A start repeated (which `decide` never writes) changes nothing of the first.
+        if let (None, Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, at, .. }) =
+            (&payment, event)
+        {
             return Some(Self {
                 id: *payment_id,
                 order_id: *order_id,

@@ -145,7 +145,8 @@ impl Ticket {
     /// The ticket after one event of its listing: the write model's fold, which the read model's
     /// projector runs too. `None` until the ticket is listed.
     pub fn evolve(ticket: Option<Self>, event: &Event) -> Option<Self> {
-        if let Event::TicketListed { ticket_id, seller, title, price_cents, currency, at } = event {
+        // A listing repeated (which `decide` never writes) changes nothing of the first.
+        if let (None, Event::TicketListed { ticket_id, seller, title, price_cents, currency, at }) = (&ticket, event) {
             return Some(Self {
                 id: *ticket_id,
                 seller: *seller,

@@ -50,7 +50,10 @@ impl AppState {
         match serde_json::from_slice::<Reply>(&reply.payload) {
             Ok(Reply::Ok(success)) => Ok(success),
             Ok(Reply::Error(failure)) => Err(failure),
-            Err(_) => Err(Failure::new(ErrorCode::InternalServerError, "internal error")),
+            Err(error) => {
+                tracing::error!(command = request.command.name(), %error, "unreadable command reply");
+                Err(Failure::new(ErrorCode::InternalServerError, "internal error"))
+            }
         }
     }
 
@@ -95,6 +98,10 @@ pub async fn follow_projection(
                                 // Not ours to read (a newer projector?): what changed is unknown,
                                 // so every subscriber re-reads what it watches.
                                 tracing::error!(%error, payload = notification.payload(), "unreadable notification");
+                                // The position it announced is unknown too: read it, so writers
+                                // waiting to read their writes are not held up.
+                                let position = crate::db::checkpoint(&pool).await?;
+                                projected.send_if_modified(|p| bump(p, position));
                                 let position = *projected.borrow();
                                 let _ =
                                     changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));

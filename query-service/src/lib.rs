@@ -331,10 +331,15 @@ async fn graphql(
         request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));
     }
     let response = state.schema.execute(request).await;
-    let body = serde_json::to_string(&response).unwrap_or_else(|error| {
-        tracing::error!(%error, "a GraphQL response could not be encoded");
-        INTERNAL_RESPONSE.to_owned()
-    });
+    let body = match serde_json::to_string(&response) {
+        Ok(body) => body,
+        Err(error) => {
+            // Nothing of the response is sent, its cookies included.
+            tracing::error!(%error, "a GraphQL response could not be encoded");
+            let headers = [(header::CONTENT_TYPE, "application/json")];
+            return (StatusCode::INTERNAL_SERVER_ERROR, headers, INTERNAL_RESPONSE).into_response();
+        }
+    };
     let mut out = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
     for (name, value) in response.http_headers.iter() {
         out.headers_mut().append(name, value.clone());

@@ -17,7 +17,8 @@ pub struct Claims {
     pub jti: SessionId,
     /// The account's email.
     pub email: String,
-    /// `USER`, maybe `ADMIN`.
+    /// `USER`, maybe `ADMIN` (the gateway decides them again from its configuration).
+    #[serde(deserialize_with = "command_api::known_roles")]
     pub roles: Vec<Role>,
     /// Issued at (unix seconds).
     pub iat: i64,

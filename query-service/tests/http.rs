@@ -599,8 +599,8 @@ mod live {
         }
     }
 
-    /// A ping answered: everything sent before it has been read by the server (a subscription
-    /// sent before it is registered). Fails on any other message meanwhile.
+    /// A ping answered: the socket is up and everything sent before it was read by the server.
+    /// Fails on any other message meanwhile.
     async fn round_trip(socket: &mut Socket) {
         socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
         loop {
@@ -617,6 +617,20 @@ mod live {
                     _ => panic!("expected the pong, got {value}"),
                 }
             }
+        }
+    }
+
+    /// Subscribes, and waits until the gateway has registered the subscription (its receiver of
+    /// change notifications exists): from then on no change can be missed. A pong alone does not
+    /// prove it: the resolver checks the session and the order before it starts listening.
+    async fn subscribe_registered(stack: &Stack, socket: &mut Socket, id: &str, query: &str) {
+        round_trip(socket).await;
+        let before = stack.state.changes.receiver_count();
+        subscribe(socket, id, query).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while stack.state.changes.receiver_count() <= before {
+            assert!(std::time::Instant::now() < deadline, "the subscription {id} was never registered");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
@@ -639,15 +653,8 @@ mod live {
         let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
 
         let mut socket = connect(addr, seller.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
-        subscribe(
-            &mut socket,
-            "t",
-            &format!("subscription {{ ticketChanged(id: \"{ticket}\") {{ id status version }} }}"),
-        )
-        .await;
-        // The subscription is registered once the server has the subscribe message; a ping
-        // round trip after it makes sure of that without sleeping.
-        round_trip(&mut socket).await;
+        let query = format!("subscription {{ ticketChanged(id: \"{ticket}\") {{ id status version }} }}");
+        subscribe_registered(&stack, &mut socket, "t", &query).await;
 
         let order =
             buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
@@ -661,8 +668,8 @@ mod live {
 
         // The buyer follows the order; a stranger may not.
         let mut buyer_socket = connect(addr, buyer.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
-        subscribe(&mut buyer_socket, "o", &format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status }} }}"))
-            .await;
+        let query = format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status }} }}");
+        subscribe_registered(&stack, &mut buyer_socket, "o", &query).await;
         let mut stranger_socket =
             connect(addr, stranger.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
         subscribe(
@@ -673,7 +680,6 @@ mod live {
         .await;
         let refused = next(&mut stranger_socket).await;
         assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN", "{refused}");
-        round_trip(&mut buyer_socket).await;
 
         buyer
             .gql(

@@ -4,6 +4,7 @@
 //! `v1` entries may be present (during secret rotation). A signature is accepted when any `v1`
 //! matches (compared in constant time) and `t` is within the tolerance of now.
 
+use domain::{OrderId, PaymentId, PaymentOutcome, TicketId};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -147,12 +148,141 @@ pub struct WebhookPaymentError {
     pub code: Option<String>,
 }
 
+/// What a verified webhook event says, in the platform's terms: everything the provider's format
+/// decides is read here, so the listing's code only sees outcomes, ids and money.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A payment settled one way or the other.
+    Settles(Settlement),
+    /// Nothing the platform acts on, and why (logged).
+    Ignored(&'static str),
+}
+
+/// A payment's settlement, as a webhook reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// What happened to the charge.
+    pub outcome: PaymentOutcome,
+    /// The order it was for (our metadata on the charge).
+    pub order_id: OrderId,
+    /// The ticket, when the metadata names it: the listing is found without a search.
+    pub ticket_hint: Option<TicketId>,
+    /// The payment, when the metadata names it.
+    pub payment_hint: Option<PaymentId>,
+    /// The provider's reference of the charge (a PaymentIntent, also for a refund's charge).
+    pub provider_ref: String,
+    /// The money it moves in cents (for a refund: what was refunded), when the event says.
+    pub amount_cents: Option<i64>,
+    /// Its currency, when the event says.
+    pub currency: Option<String>,
+}
+
+impl Settlement {
+    /// Whether money moves (a charge that succeeded, a refund): then amount and currency must be
+    /// the payment's.
+    pub fn moves_money(&self) -> bool {
+        matches!(self.outcome, PaymentOutcome::Succeeded { .. } | PaymentOutcome::Refunded)
+    }
+}
+
+impl WebhookEvent {
+    /// What this event means for the platform.
+    pub fn notice(&self) -> Notice {
+        let object = &self.data.object;
+        let provider_ref = object.payment_intent.clone().unwrap_or_else(|| object.id.clone());
+        let (outcome, amount_cents) = match self.kind.as_str() {
+            "payment_intent.succeeded" => {
+                (PaymentOutcome::Succeeded { provider_ref: object.id.clone() }, object.amount)
+            }
+            "payment_intent.payment_failed" => {
+                let reason = object.last_payment_error.as_ref().and_then(|e| e.code.clone());
+                (PaymentOutcome::Failed { reason: reason.unwrap_or_else(|| "payment_failed".into()) }, object.amount)
+            }
+            "charge.refunded" => {
+                if let (Some(refunded), Some(charged)) = (object.amount_refunded, object.amount)
+                    && refunded < charged
+                {
+                    return Notice::Ignored("a partial refund, which leaves the payment paid");
+                }
+                (PaymentOutcome::Refunded, object.amount_refunded.or(object.amount))
+            }
+            _ => return Notice::Ignored("an event type the platform does not act on"),
+        };
+        let Some(order_id) = object.metadata.order_id.as_deref().and_then(|id| id.parse::<OrderId>().ok()) else {
+            return Notice::Ignored("no order id of ours in its metadata");
+        };
+        Notice::Settles(Settlement {
+            outcome,
+            order_id,
+            ticket_hint: object.metadata.ticket_id.as_deref().and_then(|id| id.parse().ok()),
+            payment_hint: object.metadata.payment_id.as_deref().and_then(|id| id.parse().ok()),
+            provider_ref,
+            amount_cents,
+            currency: object.currency.clone(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SECRET: &str = "whsec_test";
     const BODY: &str = r#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
+
+    fn event(json: serde_json::Value) -> WebhookEvent {
+        serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const ORDER: &str = "00000000-0000-0000-0000-000000000003";
+
+    #[test]
+    fn a_succeeded_intent_settles_its_order_with_the_money_it_moved() {
+        let notice = event(serde_json::json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": {
+            "id": "pi_1", "amount": 2500, "currency": "usd",
+            "metadata": {"order_id": ORDER, "ticket_id": "00000000-0000-0000-0000-000000000004"}}}}))
+        .notice();
+        let Notice::Settles(settlement) = notice else { panic!("{notice:?}") };
+        assert_eq!(settlement.outcome, PaymentOutcome::Succeeded { provider_ref: "pi_1".into() });
+        assert_eq!(settlement.order_id.to_string(), ORDER);
+        assert!(settlement.ticket_hint.is_some() && settlement.payment_hint.is_none());
+        assert_eq!((settlement.amount_cents, settlement.currency.as_deref()), (Some(2500), Some("usd")));
+        assert!(settlement.moves_money());
+    }
+
+    #[test]
+    fn a_refund_is_read_from_its_charge_and_a_partial_one_is_ignored() {
+        let refund = |refunded: i64| {
+            event(serde_json::json!({"id": "evt_2", "type": "charge.refunded", "data": {"object": {
+                "id": "ch_1", "payment_intent": "pi_1", "amount": 2500, "amount_refunded": refunded,
+                "currency": "usd", "metadata": {"order_id": ORDER}}}}))
+            .notice()
+        };
+        let Notice::Settles(full) = refund(2500) else { panic!("a full refund settles") };
+        assert_eq!(
+            (full.outcome.clone(), full.provider_ref.as_str(), full.amount_cents),
+            (PaymentOutcome::Refunded, "pi_1", Some(2500))
+        );
+        assert!(matches!(refund(1000), Notice::Ignored(_)));
+    }
+
+    #[test]
+    fn a_failure_keeps_the_banks_code_and_the_rest_is_ignored() {
+        let failed =
+            event(serde_json::json!({"id": "evt_3", "type": "payment_intent.payment_failed", "data": {"object": {
+            "id": "pi_1", "last_payment_error": {"code": "card_declined"}, "metadata": {"order_id": ORDER}}}}))
+            .notice();
+        let Notice::Settles(failed) = failed else { panic!("{failed:?}") };
+        assert_eq!(failed.outcome, PaymentOutcome::Failed { reason: "card_declined".into() });
+        assert!(!failed.moves_money());
+        let other =
+            event(serde_json::json!({"id": "evt_4", "type": "customer.created", "data": {"object": {"id": "cus_1"}}}));
+        assert!(matches!(other.notice(), Notice::Ignored(_)));
+        let foreign = event(
+            serde_json::json!({"id": "evt_5", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_9"}}}),
+        );
+        assert!(matches!(foreign.notice(), Notice::Ignored(_)));
+    }
 
     #[test]
     fn a_correct_signature_within_tolerance_is_accepted() {
