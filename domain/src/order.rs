@@ -37,7 +37,7 @@ pub enum CancelReason {
 /// An order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
-    /// Its id.
+    /// Its id: derived from the buyer, the ticket and the idempotency key when one is given.
     pub id: OrderId,
     /// The ticket it holds.
     pub ticket_id: TicketId,

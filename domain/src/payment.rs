@@ -31,7 +31,7 @@ pub enum PaymentStatus {
 /// A payment attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
-    /// Its id.
+    /// Its id: derived from the order and the idempotency key, and the provider call's key.
     pub id: PaymentId,
     /// The order it pays for.
     pub order_id: OrderId,

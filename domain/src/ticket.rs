@@ -24,7 +24,7 @@ pub enum TicketStatus {
 /// A listed ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
-    /// Its id.
+    /// Its id: the listing boundary's subjects are named by it.
     pub id: TicketId,
     /// Who sells it.
     pub seller: AccountId,

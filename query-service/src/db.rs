@@ -4,94 +4,96 @@ use sqlx::{FromRow, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A row of `read.tickets`.
+/// A ticket as the gateway reads it from `read.tickets`: what `Ticket` answers, and the
+/// facts the domain's rules about it need (seller, status).
 #[derive(Debug, Clone, FromRow)]
 pub struct TicketRow {
-    /// Id.
+    /// The ticket's id, as the API shows it.
     pub id: Uuid,
-    /// Seller.
+    /// Who sells it: `seller`, and who may edit it.
     pub seller_id: Uuid,
-    /// Title.
+    /// The title as listed or last edited.
     pub title: String,
-    /// Price.
+    /// The current price in cents.
     pub price_cents: i64,
-    /// Currency.
+    /// The ISO 4217 code (`USD`).
     pub currency: String,
-    /// Status.
+    /// The domain's `TicketStatus` in its serde form (`AVAILABLE`, …).
     pub status: String,
-    /// Version.
+    /// How many events of its listing were applied: clients keep the highest.
     pub version: i32,
-    /// Listed at.
+    /// When it was listed.
     pub created_at: OffsetDateTime,
-    /// Last change.
+    /// When anything in its listing last happened.
     pub updated_at: OffsetDateTime,
-    /// Stream position of the listing (the cursor).
+    /// The stream position of its listing: the cursor of newest-first pages.
     pub created_position: i64,
 }
 
-/// A row of `read.orders`.
+/// An order as the gateway reads it from `read.orders`: what `Order` answers, and the facts
+/// the domain's rules about it need (buyer, status, expiry).
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderRow {
-    /// Id.
+    /// The order's id, as the API shows it.
     pub id: Uuid,
-    /// Ticket.
+    /// The ticket it holds or bought.
     pub ticket_id: Uuid,
-    /// Buyer.
+    /// Who placed it: who may read, cancel and pay it.
     pub buyer_id: Uuid,
-    /// Status.
+    /// The domain's `OrderStatus` in its serde form (`CREATED`, …).
     pub status: String,
-    /// Why cancelled.
+    /// The domain's `CancelReason` in its serde form, once cancelled.
     pub cancel_reason: Option<String>,
-    /// Hold expiry.
+    /// When the hold lapses unless paid.
     pub expires_at: OffsetDateTime,
-    /// Latest payment.
+    /// The latest payment attempt, shown as `payment`.
     pub payment_id: Option<Uuid>,
-    /// Version.
+    /// How many events about it were applied: clients keep the highest.
     pub version: i32,
-    /// Placed at.
+    /// When it was placed.
     pub created_at: OffsetDateTime,
-    /// Stream position of the placement (the cursor).
+    /// The stream position of its placement: the cursor of newest-first pages.
     pub created_position: i64,
 }
 
-/// A row of `read.payments`.
+/// A payment attempt as the gateway reads it from `read.payments`.
 #[derive(Debug, Clone, FromRow)]
 pub struct PaymentRow {
-    /// Id.
+    /// The payment's id, as the API shows it.
     pub id: Uuid,
-    /// Order.
+    /// The order it pays for.
     pub order_id: Uuid,
-    /// Amount.
+    /// What is charged, in cents.
     pub amount_cents: i64,
-    /// Currency.
+    /// The ISO 4217 code (`USD`).
     pub currency: String,
-    /// Status.
+    /// The domain's `PaymentStatus` in its serde form (`PENDING`, …).
     pub status: String,
-    /// Provider reference.
+    /// The provider's reference, once it answered.
     pub provider_ref: Option<String>,
-    /// Started at.
+    /// When the attempt started.
     pub created_at: OffsetDateTime,
 }
 
-/// A row of `read.accounts`.
+/// The public part of an account, from `read.accounts`.
 #[derive(Debug, Clone, FromRow)]
 pub struct AccountRow {
-    /// Id.
+    /// The account's id.
     pub id: Uuid,
-    /// Email.
+    /// Its address: shown to the account itself and to admins only.
     pub email: String,
 }
 
-/// A row of `read.ticket_history`.
+/// One line of a ticket's history, from `read.ticket_history`.
 #[derive(Debug, Clone, FromRow)]
 pub struct HistoryRow {
-    /// The ticket.
+    /// The ticket whose listing the event belongs to.
     pub ticket_id: Uuid,
-    /// Event type.
+    /// The event's stable type name (`OrderPlaced`, …).
     pub event_type: String,
-    /// When.
+    /// When it happened.
     pub at: OffsetDateTime,
-    /// Ticket version after it.
+    /// The ticket's version after it.
     pub version: i32,
 }
 

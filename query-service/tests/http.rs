@@ -50,6 +50,12 @@ fn code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }
 
+/// Lists a ticket "T" at $1.00 as `seller`; its id.
+async fn list_ticket(stack: &Stack, mut seller: Client) -> String {
+    let r = seller.gql(stack, "mutation { createTicket(title: \"T\", priceCents: 100) { id } }", json!({})).await;
+    r["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned()
+}
+
 const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"correct horse\") { id email roles } }";
 
 #[tokio::test]
@@ -864,14 +870,7 @@ async fn authorization_matrix_for_every_operation() {
     other.gql(&stack, SIGN_UP, json!({"e": "m-other@example.com"})).await;
     admin.gql(&stack, SIGN_UP, json!({"e": "boss@example.com"})).await;
 
-    let new_ticket = |c: &mut Client| {
-        let mut c = c.clone();
-        let stack = &stack;
-        async move {
-            let r = c.gql(stack, "mutation { createTicket(title: \"T\", priceCents: 100) { id } }", json!({})).await;
-            r["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned()
-        }
-    };
+    let new_ticket = |c: &mut Client| list_ticket(&stack, c.clone());
     let new_order = |c: &mut Client, ticket: String| {
         let mut c = c.clone();
         let stack = &stack;
@@ -997,14 +996,7 @@ async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status(
             o["viewerCanPay"].as_bool().unwrap_or_else(|| panic!("{r}")),
         )
     }
-    let list = |c: &mut Client| {
-        let mut c = c.clone();
-        let stack = &stack;
-        async move {
-            let r = c.gql(stack, "mutation { createTicket(title: \"T\", priceCents: 100) { id } }", json!({})).await;
-            r["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned()
-        }
-    };
+    let list = |c: &mut Client| list_ticket(&stack, c.clone());
     let hold = |c: &mut Client, ticket: String| {
         let mut c = c.clone();
         let stack = &stack;

@@ -19,7 +19,7 @@ pub enum Route {
     /// One ticket: buy it, or (its seller) see its history.
     #[at("/tickets/:id")]
     Ticket {
-        /// Ticket id.
+        /// The ticket shown.
         id: String,
     },
     /// List a ticket for sale.
@@ -31,7 +31,7 @@ pub enum Route {
     /// One order: countdown, pay, cancel.
     #[at("/orders/:id")]
     Order {
-        /// Order id.
+        /// The order shown.
         id: String,
     },
     /// My orders.

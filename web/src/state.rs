@@ -56,15 +56,15 @@ user_from!(graphql::me::MeMe, graphql::sign_up::SignUpSignUp, graphql::sign_in::
 /// A ticket as the pages show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
-    /// Ticket id.
+    /// The ticket's id: its page's address and the key lists merge pushes by.
     pub id: String,
-    /// Title.
+    /// The title shown.
     pub title: String,
-    /// Price in cents.
+    /// The price in cents, formatted with `currency`.
     pub price_cents: i64,
-    /// Currency code.
+    /// The ISO 4217 code the price is in.
     pub currency: String,
-    /// Status.
+    /// Where it is in its life: its badge, and which lists it belongs to.
     pub status: TicketStatus,
     /// Changes seen; a higher version is newer.
     pub version: i64,
@@ -112,9 +112,9 @@ ticket_from!(
 /// An order as the pages show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
-    /// Order id.
+    /// The order's id: its page's address and the key lists merge pushes by.
     pub id: String,
-    /// Status.
+    /// Where it is in its life: its badge and which part of the page shows.
     pub status: OrderStatus,
     /// Why it was cancelled.
     pub cancel_reason: Option<CancelReason>,
@@ -132,7 +132,7 @@ pub struct Order {
     pub ticket_title: String,
     /// The price in cents.
     pub price_cents: i64,
-    /// Currency code.
+    /// The ISO 4217 code the price is in.
     pub currency: String,
     /// The latest payment's status.
     pub payment: Option<PaymentStatus>,
