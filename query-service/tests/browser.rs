@@ -275,6 +275,12 @@ async fn a_sale_between_two_browsers_shows_live_on_the_sellers_page() {
     seller.mark_page().await;
     buyer.click(&format!("[data-ticket='{id}'] a")).await;
     buyer.wait_path(&format!("/tickets/{id}")).await;
+    // The page is there (with the button the API's viewerCanHold allows); the history is the
+    // seller's and admins' only.
+    buyer.find("[data-testid=buy]").await;
+    if buyer.client.find(Locator::Css("[data-testid=history]")).await.is_ok() {
+        buyer.fail("a buyer was shown the ticket's history").await;
+    }
     buyer.click("[data-testid=buy]").await;
     buyer.wait_path("/orders/").await;
     buyer.wait_text("[data-testid=countdown]", "Held for you for").await;

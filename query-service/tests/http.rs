@@ -985,6 +985,16 @@ async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status(
             t["viewerCanEdit"].as_bool().unwrap_or_else(|| panic!("{r}")),
         )
     }
+    /// (viewerCanHold, viewerCanReadHistory) of a ticket for `who`.
+    async fn can_hold(stack: &Stack, who: &mut Client, ticket: &str) -> (bool, bool) {
+        let q = "query($t: ID!) { ticket(id: $t) { viewerCanHold viewerCanReadHistory } }";
+        let r = who.gql(stack, q, json!({"t": ticket})).await;
+        let t = &r["data"]["ticket"];
+        (
+            t["viewerCanHold"].as_bool().unwrap_or_else(|| panic!("{r}")),
+            t["viewerCanReadHistory"].as_bool().unwrap_or_else(|| panic!("{r}")),
+        )
+    }
     async fn can_order(stack: &Stack, who: &mut Client, order: &str) -> (String, bool, bool) {
         let q = "query($o: ID!) { order(id: $o) { status viewerCanCancel viewerCanPay } }";
         let r = who.gql(stack, q, json!({"o": order})).await;
@@ -1023,12 +1033,21 @@ async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status(
     assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("AVAILABLE".into(), true));
     assert_eq!(can_edit(&stack, &mut other, &ticket).await, ("AVAILABLE".into(), false));
     assert_eq!(can_edit(&stack, &mut anon, &ticket).await, ("AVAILABLE".into(), false));
+    // Anyone signed in but the seller may hold it; its seller and admins read its history.
+    assert_eq!(can_hold(&stack, &mut seller, &ticket).await, (false, true));
+    assert_eq!(can_hold(&stack, &mut admin, &ticket).await, (true, true));
+    assert_eq!(can_hold(&stack, &mut other, &ticket).await, (true, false));
+    assert_eq!(can_hold(&stack, &mut anon, &ticket).await, (false, false));
 
     // Held: nobody may edit it (and the mutation agrees); the buyer may pay or cancel, an admin
     // may cancel but never pay.
     let order = hold(&mut buyer, ticket.clone()).await;
     assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("RESERVED".into(), false));
     assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("RESERVED".into(), false));
+    assert_eq!(can_hold(&stack, &mut other, &ticket).await, (false, false), "held: nobody else may hold it");
+    let second =
+        other.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+    assert_eq!(code(&second), "CONFLICT", "{second}");
     let edit = seller
         .gql(&stack, "mutation($t: ID!) { updateTicket(id: $t, title: \"N\") { id } }", json!({"t": ticket}))
         .await;
@@ -1060,6 +1079,8 @@ async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status(
     assert_eq!(can_order(&stack, &mut admin, &paid).await, ("COMPLETE".into(), false, false));
     assert_eq!(can_edit(&stack, &mut seller, &ticket).await, ("SOLD".into(), false));
     assert_eq!(can_edit(&stack, &mut admin, &ticket).await, ("SOLD".into(), false));
+    assert_eq!(can_hold(&stack, &mut buyer, &ticket).await, (false, false));
+    assert_eq!(can_hold(&stack, &mut admin, &ticket).await, (false, true), "the history stays readable");
     let r = admin.gql(&stack, cancel, json!({"o": paid})).await;
     assert_eq!(code(&r), "CONFLICT", "{r}");
 }

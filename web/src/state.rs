@@ -78,6 +78,10 @@ pub struct Ticket {
     pub seller_email: Option<String>,
     /// Whether the viewer may edit it now (the gateway asks the domain's rules).
     pub viewer_can_edit: bool,
+    /// Whether the viewer may hold it now (the gateway asks the domain's rules).
+    pub viewer_can_hold: bool,
+    /// Whether the viewer may read its history (the gateway asks the domain's rules).
+    pub viewer_can_read_history: bool,
 }
 
 macro_rules! ticket_from {
@@ -96,6 +100,8 @@ macro_rules! ticket_from {
                     seller_id: t.seller.id,
                     seller_email: t.seller.email,
                     viewer_can_edit: t.viewer_can_edit,
+                    viewer_can_hold: t.viewer_can_hold,
+                    viewer_can_read_history: t.viewer_can_read_history,
                 }
             }
         }
@@ -356,6 +362,8 @@ mod tests {
             seller_id: "seller".into(),
             seller_email: None,
             viewer_can_edit: false,
+            viewer_can_hold: false,
+            viewer_can_read_history: false,
         }
     }
 

@@ -210,6 +210,17 @@ impl Ticket {
         let Some(me) = actor(ctx) else { return Ok(false) };
         Ok(self.access()?.may_edit(&me))
     }
+    /// Whether the viewer may hold it now: anyone signed in but its seller, while it is
+    /// available. False when signed out.
+    async fn viewer_can_hold(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(me) = actor(ctx) else { return Ok(false) };
+        Ok(self.access()?.may_hold(me.id))
+    }
+    /// Whether the viewer may read its `history`: its seller or an admin. False when signed out.
+    async fn viewer_can_read_history(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(me) = actor(ctx) else { return Ok(false) };
+        Ok(self.access()?.may_read_history(&me))
+    }
 }
 
 /// An order: a buyer's hold on a ticket.
