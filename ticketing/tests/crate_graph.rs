@@ -89,3 +89,29 @@ fn the_readme_crate_graph_is_the_declared_one() {
         assert!(!(from == "query-service" && (to == "command-service" || to == "projector")), "{from} -> {to}");
     }
 }
+
+/// Every test README.md's rules table names (`path/to/file.rs::function`) exists there: the
+/// table cannot keep pointing at a test that was renamed or removed.
+#[test]
+fn every_test_the_readme_names_exists() {
+    let root = testkit::workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_else(|e| panic!("{e}"));
+    let table = readme
+        .split("### Rules and their tests")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_else(|| panic!("README.md has no rules table"));
+    let mut named = 0;
+    for cell in table.split(['|', ';', ' ', '`']) {
+        let Some((file, function)) = cell.trim().split_once(".rs::") else { continue };
+        let path = root.join(format!("{file}.rs"));
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let function = function.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '_');
+        assert!(
+            source.contains(&format!("fn {function}(")),
+            "README names {file}.rs::{function}, which does not exist"
+        );
+        named += 1;
+    }
+    assert!(named >= 100, "only {named} tests named in the rules table");
+}
