@@ -715,6 +715,36 @@ mod live {
         );
     }
 
+    /// An admin may follow anyone's order, and sees its changes.
+    #[tokio::test]
+    async fn an_admin_follows_a_buyers_order() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let (mut seller, mut buyer, mut admin) = (Client::default(), Client::default(), Client::default());
+        seller.gql(&stack, SIGN_UP, json!({"e": "watched-seller@example.com"})).await;
+        buyer.gql(&stack, SIGN_UP, json!({"e": "watched-buyer@example.com"})).await;
+        admin.gql(&stack, SIGN_UP, json!({"e": "boss@example.com"})).await;
+        let ticket = list_ticket(&stack, seller.clone()).await;
+        let order =
+            buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+        let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+
+        let mut socket = connect(addr, admin.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+        let query = format!("subscription {{ orderChanged(id: \"{order_id}\") {{ status cancelReason }} }}");
+        subscribe_registered(&stack, &mut socket, "o", &query).await;
+        let cancel = "mutation($o: ID!) { cancelOrder(id: $o) { status } }";
+        assert_eq!(
+            buyer.gql(&stack, cancel, json!({"o": order_id})).await["data"]["cancelOrder"]["status"],
+            "CANCELLED"
+        );
+        let pushed = next(&mut socket).await;
+        assert_eq!(
+            (pushed["type"].as_str(), &pushed["payload"]["data"]["orderChanged"]),
+            (Some("next"), &json!({"status": "CANCELLED", "cancelReason": "USER"})),
+            "{pushed}"
+        );
+    }
+
     #[tokio::test]
     async fn an_expiry_reaches_the_buyers_order_subscription_and_the_legacy_protocol_works() {
         let stack = stack_with(1, |_| {}).await;
@@ -1083,6 +1113,101 @@ async fn viewer_can_fields_follow_the_domains_rules_for_every_viewer_and_status(
     assert_eq!(can_hold(&stack, &mut admin, &ticket).await, (false, true), "the history stays readable");
     let r = admin.gql(&stack, cancel, json!({"o": paid})).await;
     assert_eq!(code(&r), "CONFLICT", "{r}");
+}
+
+/// PRODUCT.md's defaults and formats through the API: a session lasts 24 hours, times are RFC
+/// 3339, a hold's `expiresAt` is its `createdAt` plus the hold, an unknown ticket is null.
+#[tokio::test]
+async fn sessions_last_a_day_times_are_rfc3339_and_an_unknown_ticket_is_null() {
+    use base64::Engine as _;
+    let stack = stack().await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "day-seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "day-buyer@example.com"})).await;
+    let token = buyer.cookie.clone().unwrap_or_default();
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let claims: Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| panic!("not a JWT: {token}"));
+    assert_eq!(
+        claims["exp"].as_i64().zip(claims["iat"].as_i64()).map(|(exp, iat)| exp - iat),
+        Some(86_400),
+        "{claims}"
+    );
+
+    let rfc3339 = |v: &Value| {
+        let text = v.as_str().unwrap_or_else(|| panic!("not a string: {v}"));
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
+    };
+    let listed = seller
+        .gql(&stack, "mutation { createTicket(title: \"Day\", priceCents: 100) { id createdAt updatedAt } }", json!({}))
+        .await;
+    let ticket = &listed["data"]["createTicket"];
+    assert!(rfc3339(&ticket["updatedAt"]) >= rfc3339(&ticket["createdAt"]), "{listed}");
+    let held = buyer
+        .gql(
+            &stack,
+            "mutation($t: ID!) { createOrder(ticketId: $t) { expiresAt createdAt } }",
+            json!({"t": ticket["id"]}),
+        )
+        .await;
+    let order = &held["data"]["createOrder"];
+    let hold = rfc3339(&order["expiresAt"]) - rfc3339(&order["createdAt"]);
+    // The stack holds for 900 s; the two times come from the command and the projection of it.
+    assert!((hold - time::Duration::seconds(900)).abs() < time::Duration::seconds(1), "a hold of {hold}: {held}");
+
+    let unknown = buyer
+        .gql(&stack, "query($t: ID!) { ticket(id: $t) { id } }", json!({"t": uuid::Uuid::new_v4().to_string()}))
+        .await;
+    assert_eq!(unknown, json!({"data": {"ticket": null}}), "an unknown ticket is null, not an error");
+}
+
+/// `first`/`after` pages newest first without overlap, and `status` keeps only that status.
+#[tokio::test]
+async fn pages_follow_each_other_newest_first_and_the_status_filter_keeps_its_status() {
+    let stack = stack().await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "pages-seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "pages-buyer@example.com"})).await;
+    let mut listed = Vec::new();
+    for _ in 0..5 {
+        listed.push(list_ticket(&stack, seller.clone()).await);
+    }
+    let held =
+        buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": listed[1]})).await;
+    assert!(held["errors"].is_null(), "{held}");
+
+    let page = "query($f: Int, $a: String, $s: TicketStatus) { tickets(first: $f, after: $a, status: $s) { nodes { id status } pageInfo { hasNextPage endCursor } } }";
+    let ids = |r: &Value| -> Vec<String> {
+        r["data"]["tickets"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| n["id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    let first = buyer.gql(&stack, page, json!({"f": 2})).await;
+    assert_eq!(first["data"]["tickets"]["pageInfo"]["hasNextPage"], json!(true), "{first}");
+    let after = first["data"]["tickets"]["pageInfo"]["endCursor"].clone();
+    let second = buyer.gql(&stack, page, json!({"f": 2, "a": after})).await;
+    let after = second["data"]["tickets"]["pageInfo"]["endCursor"].clone();
+    let third = buyer.gql(&stack, page, json!({"f": 2, "a": after})).await;
+    assert_eq!(third["data"]["tickets"]["pageInfo"]["hasNextPage"], json!(false), "{third}");
+    let all: Vec<String> = [&first, &second, &third].iter().flat_map(|r| ids(r)).collect();
+    let newest_first: Vec<String> = listed.iter().rev().cloned().collect();
+    assert_eq!(all, newest_first, "three pages of 2, 2 and 1, newest first, no overlap");
+    // first: null is the default page.
+    assert_eq!(ids(&buyer.gql(&stack, page, json!({"f": null})).await), newest_first);
+
+    let available = buyer.gql(&stack, page, json!({"f": 100, "s": "AVAILABLE"})).await;
+    let expected: Vec<String> = newest_first.iter().filter(|id| **id != listed[1]).cloned().collect();
+    assert_eq!(ids(&available), expected, "{available}");
+    let reserved = buyer.gql(&stack, page, json!({"f": 100, "s": "RESERVED"})).await;
+    assert_eq!(ids(&reserved), [listed[1].clone()], "{reserved}");
+    assert!(ids(&buyer.gql(&stack, page, json!({"f": 100, "s": "SOLD"})).await).is_empty());
 }
 
 #[tokio::test]
