@@ -81,30 +81,32 @@ pub async fn follow_projection(
             if let Ok(position) = crate::db::checkpoint(&pool).await {
                 projected.send_if_modified(|p| bump(p, position));
             }
+            // What changed is unknown (notifications were lost, or one could not be read): every
+            // subscriber re-reads what it watches.
+            let resync_all = || {
+                let position = *projected.borrow();
+                let _ = changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));
+            };
             loop {
                 match tokio::time::timeout(Duration::from_millis(500), listener.try_recv()).await {
                     // The connection dropped (it reconnects at the next call): notifications sent
                     // meanwhile are lost, so every subscriber re-reads what it watches.
                     Ok(Ok(None)) => {
                         tracing::warn!("projection listener reconnecting; subscribers re-read");
-                        let position = *projected.borrow();
-                        let _ = changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));
+                        resync_all();
                     }
                     Ok(notification) => {
                         let Some(notification) = notification? else { continue };
                         let body = match Notification::decode(notification.payload()) {
                             Ok(body) => body,
                             Err(error) => {
-                                // Not ours to read (a newer projector?): what changed is unknown,
-                                // so every subscriber re-reads what it watches.
+                                // Not ours to read (a newer projector?).
                                 tracing::error!(%error, payload = notification.payload(), "unreadable notification");
                                 // The position it announced is unknown too: read it, so writers
                                 // waiting to read their writes are not held up.
                                 let position = crate::db::checkpoint(&pool).await?;
                                 projected.send_if_modified(|p| bump(p, position));
-                                let position = *projected.borrow();
-                                let _ =
-                                    changes.send(std::sync::Arc::new(crate::Changed::resync(position, vec![], vec![])));
+                                resync_all();
                                 continue;
                             }
                         };

@@ -589,7 +589,8 @@ mod live {
         Ok(socket)
     }
 
-    async fn next(socket: &mut Socket) -> Value {
+    /// The next text message, whatever its type.
+    async fn next_text(socket: &mut Socket) -> Value {
         loop {
             let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
                 .await
@@ -597,10 +598,17 @@ mod live {
                 .unwrap_or_else(|| panic!("socket closed"))
                 .unwrap_or_else(|e| panic!("{e}"));
             if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(&text).unwrap_or_default();
-                if value["type"] != "ping" && value["type"] != "pong" {
-                    return value;
-                }
+                return serde_json::from_str(&text).unwrap_or_default();
+            }
+        }
+    }
+
+    /// The next message that is not a ping or a pong.
+    async fn next(socket: &mut Socket) -> Value {
+        loop {
+            let value = next_text(socket).await;
+            if value["type"] != "ping" && value["type"] != "pong" {
+                return value;
             }
         }
     }
@@ -610,18 +618,11 @@ mod live {
     async fn round_trip(socket: &mut Socket) {
         socket.send(Message::text(json!({"type": "ping"}).to_string())).await.unwrap_or_else(|e| panic!("{e}"));
         loop {
-            let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
-                .await
-                .unwrap_or_else(|_| panic!("no pong within 10 s"))
-                .unwrap_or_else(|| panic!("socket closed"))
-                .unwrap_or_else(|e| panic!("{e}"));
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(&text).unwrap_or_default();
-                match value["type"].as_str() {
-                    Some("pong") => return,
-                    Some("ping") => {}
-                    _ => panic!("expected the pong, got {value}"),
-                }
+            let value = next_text(socket).await;
+            match value["type"].as_str() {
+                Some("pong") => return,
+                Some("ping") => {}
+                _ => panic!("expected the pong, got {value}"),
             }
         }
     }
