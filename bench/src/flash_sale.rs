@@ -199,6 +199,8 @@ struct System {
     pool: sqlx::PgPool,
     /// The in-process gateway's state: commands sent from here skip HTTP and GraphQL.
     gateway: query_service::AppState,
+    /// The command service, projector and gateway: stopped when the benchmark drops it.
+    _running: ticketing::system::System,
     _server: testkit::NatsServer,
     _db: testkit::TestDb,
 }
@@ -214,13 +216,6 @@ async fn start_system() -> anyhow::Result<System> {
     // 200 at a time: the per-client limits are not what this measures (0: off).
     commands.signup_per_minute_per_client = 0;
     commands.create_ticket_per_minute = 0;
-    let service = command_service::Service::connect(commands, client.clone(), None).await?;
-    let requests = service.subscribe().await?;
-    let settings = service.store().settings().clone();
-    tokio::spawn(service.clone().serve_subscription(requests));
-    tokio::spawn(service.run_expiry());
-    projector::schema::ensure_live(&db.pool).await?;
-    tokio::spawn(projector::Projector::new(db.pool.clone(), client.clone(), settings, 1000).run());
     let config = query_service::config::Config {
         jwt_secret: JWT_SECRET.into(),
         database_url: db.url.clone(),
@@ -229,12 +224,13 @@ async fn start_system() -> anyhow::Result<System> {
         ws_max_per_client: 1_000_000,
         ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
     };
-    let state = query_service::AppState::new(config, db.pool.clone(), client.clone()).await;
-    let gateway = state.clone();
+    let settings = ticketing::system::Settings { commands, gateway: config, projector_batch_max: 1000 };
+    let running =
+        ticketing::system::System::start(settings, ticketing::system::Connections::shared(&client, &db.pool)).await?;
+    let gateway = running.gateway.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    running.serve(listener);
     Ok(System {
         url: format!("http://{addr}/graphql"),
         nats_url: server.url(),
@@ -242,6 +238,7 @@ async fn start_system() -> anyhow::Result<System> {
         nats: client,
         pool: db.pool.clone(),
         gateway,
+        _running: running,
         _server: server,
         _db: db,
     })

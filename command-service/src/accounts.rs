@@ -4,13 +4,13 @@ use argon2::password_hash::phc;
 use argon2::{Algorithm, Argon2, Params, Version};
 use domain::account::check_password;
 use domain::{
-    Account, AccountCommand, AccountError, AccountId, Actor, Email, EmailClaim, EmailClaimCommand, ErrorCode,
-    SessionId, Timestamp, subjects,
+    Account, AccountCommand, AccountError, AccountId, Actor, Email, EmailClaim, EmailClaimCommand, SessionId,
+    Timestamp, subjects,
 };
 use uuid::Uuid;
 
-use crate::api::{Failure, Outcome, Success};
-use crate::{CommandError, Service, Target, now, throttle};
+use crate::api::{Outcome, Success};
+use crate::{CommandError, Refused, Service, Target, now, throttle};
 
 /// Memory one argon2id hash takes, in KiB (19 MiB).
 const HASH_MEMORY_KIB: u32 = 19 * 1024;
@@ -138,10 +138,7 @@ impl Hashers {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(std::sync::mpsc::TrySendError::Full(_)) => {
-                return Err(CommandError::Refused(Failure::new(
-                    ErrorCode::RateLimited,
-                    "too many sign-ins and sign-ups at once; try again shortly",
-                )));
+                return Err(Refused::RateLimited("too many sign-ins and sign-ups at once; try again shortly").into());
             }
             Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
                 return Err(CommandError::Internal("password hashing stopped".into()));
@@ -200,8 +197,8 @@ impl Service {
         password: &str,
         client_addr: Option<&str>,
     ) -> Result<Success, CommandError> {
-        let email = Email::parse(email).map_err(|e| CommandError::refused(&AccountError::from(e)))?;
-        check_password(password).map_err(|e| CommandError::refused(&e))?;
+        let email = Email::parse(email).map_err(|e| CommandError::refused(AccountError::from(e)))?;
+        check_password(password).map_err(CommandError::refused)?;
         // The cheap checks first: a client over its rate costs no lookup (so probing which
         // addresses are registered is throttled too), and a taken address costs no hash.
         if let Some(client) = client_addr
@@ -212,7 +209,7 @@ impl Service {
                 .await?;
         }
         if self.find_account(&email).await?.is_some() {
-            return Err(CommandError::refused(&AccountError::EmailTaken));
+            return Err(CommandError::refused(AccountError::EmailTaken));
         }
         let password_hash = self.inner.hashers.hash(password).await?;
 
@@ -237,7 +234,7 @@ impl Service {
             })
             .await?;
         if registered.events.is_empty() {
-            return Err(CommandError::refused(&AccountError::EmailTaken));
+            return Err(CommandError::refused(AccountError::EmailTaken));
         }
         Ok(self.session(account_id, &email, SessionId(Uuid::new_v4()), registered.position, registered.event_count))
     }
@@ -251,8 +248,7 @@ impl Service {
         password: &str,
         client_addr: Option<&str>,
     ) -> Result<Success, CommandError> {
-        let unauthenticated =
-            || CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "wrong email or password"));
+        let unauthenticated = || CommandError::from(Refused::WrongCredentials);
         let address = match Email::parse(email) {
             Ok(email) => email.as_str().to_owned(),
             Err(_) => email.trim().to_lowercase(),
@@ -323,10 +319,10 @@ impl Service {
 
     /// What a client sees when a throttle refuses: `RATE_LIMITED` at the limit (or in a burst), an
     /// internal error (never a free pass) when the counters cannot be reached.
-    fn throttle_refusal(error: throttle::Refused, message: &str) -> CommandError {
+    fn throttle_refusal(error: throttle::Refused, message: &'static str) -> CommandError {
         match error {
             throttle::Refused::Limit | throttle::Refused::Contended => {
-                CommandError::Refused(Failure::new(ErrorCode::RateLimited, message))
+                CommandError::from(Refused::RateLimited(message))
             }
             error @ throttle::Refused::Unavailable(_) => CommandError::Internal(error.to_string()),
         }
@@ -334,7 +330,7 @@ impl Service {
 
     /// Counts one attempt under a throttle key, or refuses: `RATE_LIMITED` at the limit, and an
     /// internal error (never a free pass) when the counters cannot be reached.
-    pub(crate) async fn admit(&self, key: &str, limit: u64, message: &str) -> Result<(), CommandError> {
+    pub(crate) async fn admit(&self, key: &str, limit: u64, message: &'static str) -> Result<(), CommandError> {
         self.inner.throttle.take(key, limit).await.map_err(|error| Self::throttle_refusal(error, message))
     }
 
@@ -374,7 +370,7 @@ impl Service {
             Some(profile) if !loaded.state.is_session_revoked(session_id) => {
                 Ok(self.session(account_id, &profile.email, session_id, loaded.last_sequence, event_count))
             }
-            _ => Err(CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "session expired or signed out"))),
+            _ => Err(Refused::SessionEnded.into()),
         }
     }
 }

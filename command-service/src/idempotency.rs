@@ -11,11 +11,10 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use domain::{AccountId, ErrorCode};
+use domain::AccountId;
 use sha2::{Digest, Sha256};
 
-use crate::api::Failure;
-use crate::{CommandError, Service};
+use crate::{CommandError, Refused, Service};
 
 /// How long a key is remembered (PRODUCT.md: at least 24 h).
 pub(crate) const KEY_LIFETIME: Duration = Duration::from_secs(48 * 3600);
@@ -35,11 +34,7 @@ fn record_key(user: AccountId, key: &str) -> String {
 
 /// The refusal for a key reused with other arguments.
 fn reused() -> CommandError {
-    CommandError::Refused(Failure::field(
-        ErrorCode::Conflict,
-        "idempotencyKey",
-        "this idempotency key was already used for another request",
-    ))
+    Refused::IdempotencyKeyReused.into()
 }
 
 impl Service {

@@ -22,6 +22,7 @@ mod expiry;
 mod idempotency;
 mod listings;
 pub mod payments;
+mod refused;
 mod server;
 mod throttle;
 
@@ -31,6 +32,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use domain::{Aggregate, ErrorCode, Event, Timestamp, error::Refusal};
 use event_store::{Append, AppendError, EventStore, Guard, StoreError};
+pub use refused::Refused;
 use uuid::Uuid;
 
 use crate::api::Failure;
@@ -69,9 +71,16 @@ struct Inner {
 /// Why a command failed: a refusal for the client, or a failure of ours.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// A rule refused it; the client sees the code (and field).
-    #[error("{0:?}")]
-    Refused(Failure),
+    /// A rule refused it; the client sees the code (and field) of `why`.
+    #[error("{why}")]
+    Refused {
+        /// The rule, as the domain (or this service's own checks) named it.
+        why: Refused,
+        /// Set when the refusal is about something this command did write (a declined charge,
+        /// a payment refunded because its hold lapsed): the stream position a reader must reach
+        /// to see it (see [`Failure::after_write`]).
+        written_at: Option<u64>,
+    },
     /// The store failed (`INTERNAL_SERVER_ERROR` for the client, detail in the logs).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -83,21 +92,68 @@ pub enum CommandError {
     Internal(String),
 }
 
+impl From<Refused> for CommandError {
+    fn from(why: Refused) -> Self {
+        Self::refused(why)
+    }
+}
+
 impl CommandError {
-    fn refused(error: &impl Refusal) -> Self {
-        let mut failure = Failure::new(error.code(), error.to_string());
-        failure.field = error.field().map(str::to_owned);
-        Self::Refused(failure)
+    /// A refusal of something nothing was written for.
+    pub fn refused(why: impl Into<Refused>) -> Self {
+        Self::Refused { why: why.into(), written_at: None }
+    }
+
+    /// The same error, about something already written at `position`: a refusal then tells the
+    /// client where to wait for it (see [`Failure::after_write`]); other errors are unchanged.
+    #[must_use]
+    pub fn written_at(self, position: u64) -> Self {
+        match self {
+            Self::Refused { why, .. } => Self::Refused { why, written_at: Some(position) },
+            other => other,
+        }
     }
 
     /// The failure a client sees.
     pub fn to_failure(&self) -> Failure {
         match self {
-            Self::Refused(failure) => failure.clone(),
+            Self::Refused { why, written_at } => {
+                let mut failure = Failure::new(why.code(), why.to_string());
+                failure.field = why.field().map(str::to_owned);
+                match written_at {
+                    Some(position) => failure.after_write(*position),
+                    None => failure,
+                }
+            }
             Self::Contended => Failure::new(ErrorCode::Conflict, "too many simultaneous changes; try again"),
             Self::Store(_) | Self::Internal(_) => Failure::internal(),
         }
     }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// A setting is invalid; the text names it.
+    #[error("bad configuration: {0}")]
+    Config(String),
+    /// The streams could not be created or checked.
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    /// A key-value bucket (throttle, webhooks, idempotency keys, the fake ledger) is unusable.
+    #[error("key-value bucket {bucket}: {reason}")]
+    Bucket {
+        /// The bucket's name.
+        bucket: String,
+        /// What NATS said.
+        reason: String,
+    },
+    /// The payment provider's client could not be built.
+    #[error("payment provider: {0}")]
+    Provider(#[from] payments::ProviderError),
+    /// The password hashers did not answer their first job.
+    #[error("password hashing: {0}")]
+    Hashing(String),
 }
 
 /// An aggregate after a command.
@@ -130,8 +186,8 @@ impl Service {
         config: Config,
         client: async_nats::Client,
         provider: Option<Arc<dyn PaymentProvider>>,
-    ) -> anyhow::Result<Self> {
-        config.validate().map_err(anyhow::Error::msg)?;
+    ) -> Result<Self, ConnectError> {
+        config.validate().map_err(ConnectError::Config)?;
         let settings = config.stream_settings();
         let store = EventStore::connect(client.clone(), &settings).await?;
         let js = jetstream::new(client);
@@ -172,8 +228,10 @@ impl Service {
             },
         };
         let hashers = accounts::Hashers::start(config.password_hashers());
-        let dummy_hash =
-            hashers.hash("not a real password, for timing only").await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dummy_hash = hashers
+            .hash("not a real password, for timing only")
+            .await
+            .map_err(|e| ConnectError::Hashing(e.to_string()))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -211,7 +269,7 @@ impl Service {
     pub(crate) async fn execute<A, F>(&self, target: &Target, mut command: F) -> Result<Executed<A>, CommandError>
     where
         A: Aggregate + Send + Sync + 'static,
-        A::Error: Refusal,
+        A::Error: Into<Refused>,
         F: FnMut(&A) -> A::Command,
         F: Send,
     {
@@ -234,7 +292,7 @@ impl Service {
                     self.inner.cache.forget(&target.boundary);
                     continue;
                 }
-                Err(refusal) => return Err(CommandError::refused(&refusal)),
+                Err(refusal) => return Err(CommandError::refused(refusal)),
                 Ok(events) => {
                     return Ok(Executed {
                         state: loaded.state,
@@ -301,7 +359,7 @@ async fn key_value(
     bucket: &str,
     max_age: Duration,
     replicas: usize,
-) -> anyhow::Result<jetstream::kv::Store> {
+) -> Result<jetstream::kv::Store, ConnectError> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
@@ -316,7 +374,10 @@ async fn key_value(
     match js.create_key_value(config).await {
         Ok(store) => Ok(store),
         // Another replica created it meanwhile.
-        Err(_) => Ok(js.get_key_value(bucket).await?),
+        Err(_) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|e| ConnectError::Bucket { bucket: bucket.to_owned(), reason: e.to_string() }),
     }
 }
 

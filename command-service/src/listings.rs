@@ -2,18 +2,18 @@
 
 use async_nats::jetstream::kv;
 use domain::{
-    Account, AccountCommand, AccountId, Actor, ErrorCode, Listing, ListingCommand, Order, OrderCommand, OrderError,
-    OrderId, PaymentCommand, PaymentError, PaymentId, PaymentOutcome, PaymentStatus, Price, TicketCommand, TicketError,
+    Account, AccountCommand, AccountId, Actor, Listing, ListingCommand, Order, OrderCommand, OrderError, OrderId,
+    PaymentCommand, PaymentError, PaymentId, PaymentOutcome, PaymentStatus, Price, TicketCommand, TicketError,
     TicketId, Title, subjects,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::{Failure, Outcome, Success};
+use crate::api::{Outcome, Success};
 use crate::expiry::Handled;
 use crate::payments::webhook::{self, Notice, WebhookEvent};
 use crate::payments::{ChargeRequest, ChargeResult, Lookup, LookupRequest, ProviderError};
-use crate::{CommandError, Executed, Service, Target, now};
+use crate::{CommandError, Executed, Refused, Service, Target, now};
 
 /// How long a payment attempt may wait for its provider before a retry with the same key takes
 /// over (longer than the provider client's timeout).
@@ -48,7 +48,7 @@ enum SlotAfterFailedHold {
 fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
     match error {
         // An event that could not be encoded was never sent.
-        CommandError::Refused(_)
+        CommandError::Refused { .. }
         | CommandError::Contended
         | CommandError::Store(event_store::StoreError::Encode(_)) => SlotAfterFailedHold::GiveBack,
         CommandError::Store(_) | CommandError::Internal(_) => SlotAfterFailedHold::Keep,
@@ -72,7 +72,7 @@ pub(crate) struct ReconcileDue {
 }
 
 fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
-    let ticket = done.state.ticket.as_ref().ok_or_else(|| CommandError::refused(&TicketError::NotFound))?;
+    let ticket = done.state.ticket.as_ref().ok_or_else(|| CommandError::refused(TicketError::NotFound))?;
     Ok(Success {
         position: done.position,
         event_count: done.event_count,
@@ -81,7 +81,7 @@ fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
 }
 
 fn order_outcome(done: &Executed<Listing>, order_id: OrderId) -> Result<Success, CommandError> {
-    let order = done.state.orders.get(&order_id).ok_or_else(|| CommandError::refused(&OrderError::NotFound))?;
+    let order = done.state.orders.get(&order_id).ok_or_else(|| CommandError::refused(OrderError::NotFound))?;
     Ok(Success { position: done.position, event_count: done.event_count, result: order_result(order) })
 }
 
@@ -96,7 +96,7 @@ fn order_result(order: &Order) -> Outcome {
 }
 
 fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Success, CommandError> {
-    let payment = done.state.payments.get(&payment_id).ok_or_else(|| CommandError::refused(&PaymentError::NotFound))?;
+    let payment = done.state.payments.get(&payment_id).ok_or_else(|| CommandError::refused(PaymentError::NotFound))?;
     Ok(Success {
         position: done.position,
         event_count: done.event_count,
@@ -112,15 +112,7 @@ fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Su
 }
 
 fn declined() -> CommandError {
-    CommandError::refused(&PaymentError::Declined)
-}
-
-/// A refusal about something already written at `position` (see [`Failure::after_write`]).
-fn written_at(error: CommandError, position: u64) -> CommandError {
-    match error {
-        CommandError::Refused(failure) => CommandError::Refused(failure.after_write(position)),
-        other => other,
-    }
+    CommandError::refused(PaymentError::Declined)
 }
 
 impl Service {
@@ -130,8 +122,8 @@ impl Service {
         title: &str,
         price_cents: i64,
     ) -> Result<Success, CommandError> {
-        let title = Title::parse(title).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
-        let price = Price::from_cents(price_cents).map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let title = Title::parse(title).map_err(|e| CommandError::refused(TicketError::from(e)))?;
+        let price = Price::from_cents(price_cents).map_err(|e| CommandError::refused(TicketError::from(e)))?;
         // Every listing stays in the stream for good: a spammer gets a few a minute, not millions.
         let limit = self.inner.config.create_ticket_per_minute;
         if limit > 0 {
@@ -160,9 +152,9 @@ impl Service {
         title: Option<&str>,
         price_cents: Option<i64>,
     ) -> Result<Success, CommandError> {
-        let title = title.map(Title::parse).transpose().map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+        let title = title.map(Title::parse).transpose().map_err(|e| CommandError::refused(TicketError::from(e)))?;
         let price =
-            price_cents.map(Price::from_cents).transpose().map_err(|e| CommandError::refused(&TicketError::from(e)))?;
+            price_cents.map(Price::from_cents).transpose().map_err(|e| CommandError::refused(TicketError::from(e)))?;
         let done = self
             .execute::<Listing, _>(&listing(ticket_id), |_| {
                 ListingCommand::Ticket(TicketCommand::Update { actor, title: title.clone(), price, at: now() })
@@ -214,7 +206,7 @@ impl Service {
         if !accepted {
             let before = self.inner.store.load::<Listing>(&boundary).await?;
             let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
-                .map_err(|e| CommandError::refused(&e))?;
+                .map_err(CommandError::refused)?;
             if decided.is_empty() {
                 let event_count = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
                 return order_outcome(
@@ -275,7 +267,7 @@ impl Service {
         let target = Target { boundary: subjects::account(buyer), wildcard: false };
         match self.execute::<Account, _>(&target, |_| AccountCommand::ReleaseHoldSlot { order_id, at: now() }).await {
             // An account that does not exist holds no slot.
-            Ok(_) | Err(CommandError::Refused(_)) => Ok(()),
+            Ok(_) | Err(CommandError::Refused { .. }) => Ok(()),
             Err(error) => Err(error),
         }
     }
@@ -290,7 +282,7 @@ impl Service {
             .first()
             .and_then(|e| e.subject.split('.').nth(2))
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| CommandError::refused(&OrderError::NotFound))
+            .ok_or_else(|| CommandError::refused(OrderError::NotFound))
     }
 
     pub(crate) async fn cancel_order(
@@ -327,11 +319,7 @@ impl Service {
         idempotency_key: Option<&str>,
     ) -> Result<Success, CommandError> {
         if !self.inner.provider.accepts_token(token) {
-            return Err(CommandError::Refused(Failure::field(
-                ErrorCode::BadUserInput,
-                "token",
-                "unknown payment token",
-            )));
+            return Err(Refused::UnknownToken.into());
         }
         if let Some(key) = idempotency_key {
             // The payment id is derived from the key: a replay finds the first attempt in the
@@ -394,16 +382,12 @@ impl Service {
             .get(&payment_id)
             .is_some_and(|p| p.refund_due || p.status == PaymentStatus::Refunded);
         // What was written is answered with its position, refusals included.
-        let written = |error| written_at(error, settled.position);
+        let written = |error: CommandError| error.written_at(settled.position);
         match failed {
             // The hold lapsed while the provider was charging: the money went back.
-            None if refunded => Err(written(CommandError::refused(&PaymentError::OrderClosed))),
+            None if refunded => Err(written(CommandError::refused(PaymentError::OrderClosed))),
             None => payment_outcome(&settled, payment_id),
-            Some(ChargeFailed::InvalidToken) => Err(written(CommandError::Refused(Failure::field(
-                ErrorCode::BadUserInput,
-                "token",
-                "unknown payment token",
-            )))),
+            Some(ChargeFailed::InvalidToken) => Err(written(Refused::UnknownToken.into())),
             Some(ChargeFailed::Declined) => Err(written(declined())),
         }
     }
@@ -430,9 +414,9 @@ impl Service {
                 };
                 let refunded = payment.refund_due || payment.status == PaymentStatus::Refunded;
                 return Ok(Some(match payment.status {
-                    PaymentStatus::Failed => Err(written_at(declined(), loaded.last_sequence)),
+                    PaymentStatus::Failed => Err(declined().written_at(loaded.last_sequence)),
                     _ if refunded => {
-                        Err(written_at(CommandError::refused(&PaymentError::OrderClosed), loaded.last_sequence))
+                        Err(CommandError::refused(PaymentError::OrderClosed).written_at(loaded.last_sequence))
                     }
                     _ => payment_outcome(&done, payment_id),
                 }));
@@ -636,7 +620,7 @@ impl Service {
         let order_id = settlement.order_id;
         let ticket_id = match self.resolve_ticket(order_id, settlement.ticket_hint).await {
             Ok(ticket_id) => ticket_id,
-            Err(CommandError::Refused(_)) => {
+            Err(CommandError::Refused { .. }) => {
                 tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
                 return Ok(WebhookEffect::Ignored);
             }
@@ -715,7 +699,7 @@ mod tests {
         for error in &keep {
             assert_eq!(slot_after_failed_hold(error), SlotAfterFailedHold::Keep, "{error}");
         }
-        let refused = CommandError::refused(&OrderError::TicketUnavailable);
+        let refused = CommandError::refused(OrderError::TicketUnavailable);
         assert_eq!(slot_after_failed_hold(&refused), SlotAfterFailedHold::GiveBack);
         assert_eq!(slot_after_failed_hold(&CommandError::Contended), SlotAfterFailedHold::GiveBack);
         let unsent = CommandError::Store(event_store::StoreError::Encode("a field failed".into()));

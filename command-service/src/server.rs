@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::api::{Command, Failure, QUEUE_GROUP, Reply, Request, Success};
-use crate::{CommandError, Service};
+use crate::{CommandError, Refused, Service};
 
 /// Requests handled at once per replica; more wait in NATS.
 const MAX_IN_FLIGHT: usize = 2048;
@@ -131,7 +131,7 @@ impl Service {
         match self.handle(request).await {
             Ok(success) => Reply::Ok(success),
             Err(error) => {
-                if !matches!(error, CommandError::Refused(_)) {
+                if !matches!(error, CommandError::Refused { .. }) {
                     tracing::error!(command = name, %correlation, %error, "command failed");
                 }
                 Reply::Error(error.to_failure())
@@ -139,19 +139,16 @@ impl Service {
         }
     }
 
-    async fn handle(&self, request: Request) -> Result<Success, CommandError> {
-        let signed_in = || {
-            request
-                .actor
-                .ok_or_else(|| CommandError::Refused(Failure::new(ErrorCode::Unauthenticated, "sign in first")))
-        };
+    /// Handles one decoded request in this process: what [`Self::answer`] does after decoding,
+    /// with the error still typed (a refusal names its domain rule).
+    ///
+    /// # Errors
+    /// When the command is refused ([`CommandError::Refused`]) or fails.
+    pub async fn handle(&self, request: Request) -> Result<Success, CommandError> {
+        let signed_in = || request.actor.ok_or(CommandError::refused(Refused::SignInRequired));
         let key = request.idempotency_key.as_deref();
         if key.is_some_and(|k| k.is_empty() || k.len() > 255) {
-            return Err(CommandError::Refused(Failure::field(
-                ErrorCode::BadUserInput,
-                "idempotencyKey",
-                "idempotency key must be 1 to 255 characters",
-            )));
+            return Err(Refused::IdempotencyKeyLength.into());
         }
         match &request.command {
             Command::SignUp { email, password, client_addr } => {

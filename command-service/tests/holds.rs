@@ -6,8 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use command_service::api::{Command, Failure, Outcome, Reply, Request};
+use command_service::{CommandError, Refused};
 use common::System;
-use domain::{CancelReason, ErrorCode, Event, OrderId, OrderStatus, TicketId, TicketStatus, subjects};
+use domain::{
+    CancelReason, ErrorCode, Event, ListingError, OrderId, OrderStatus, PaymentError, TicketId, TicketStatus, subjects,
+};
 use futures::future::join_all;
 
 fn create_order(ticket_id: TicketId) -> Command {
@@ -143,9 +146,21 @@ async fn a_pay_key_reused_with_another_token_or_order_is_a_conflict_and_charges_
     };
     let declined = system.fail(pay(o1, "tok_chargeDeclined")).await;
     assert_eq!(declined.code, ErrorCode::PaymentDeclined);
+    assert!(declined.position.is_some(), "the declined payment was written: {declined:?}");
     assert!(key_conflict(&system.fail(pay(o1, "tok_visa")).await), "same key, other token");
     assert!(key_conflict(&system.fail(pay(o2, "tok_chargeDeclined")).await), "same key, other order");
     assert_eq!(system.fail(pay(o1, "tok_chargeDeclined")).await.code, ErrorCode::PaymentDeclined, "first result");
+    // In process, the same answers name their rules, and the declined one where it was written.
+    assert_eq!(system.refused(pay(o1, "tok_visa")).await, Refused::IdempotencyKeyReused);
+    match system.service.handle(pay(o1, "tok_chargeDeclined")).await {
+        Err(CommandError::Refused {
+            why: Refused::Listing(ListingError::Payment(PaymentError::Declined)),
+            written_at,
+        }) => {
+            assert_eq!(written_at, Some(system.loaded_listing(t1).await.last_sequence));
+        }
+        other => panic!("a replayed decline is the domain's Declined, got {other:?}"),
+    }
     assert!(system.listing(t2).await.payments.is_empty());
     assert_eq!(system.listing(t1).await.payments.len(), 1);
     // A key used for a hold names that hold only.

@@ -4,9 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use command_service::Refused;
 use command_service::api::{Command, Outcome, Reply, Request};
 use common::System;
-use domain::{CancelReason, ErrorCode, Event, OrderStatus, TicketId, TicketStatus};
+use domain::{CancelReason, ErrorCode, Event, OrderError, OrderStatus, TicketId, TicketStatus};
 use futures::future::join_all;
 
 fn create_ticket(title: &str, price_cents: i64) -> Command {
@@ -101,6 +102,23 @@ async fn ordering_refusals_unknown_own_taken_and_anonymous() {
     assert_eq!(
         system.code(Request::new(Command::CreateOrder { ticket_id: ticket }).by(late)).await,
         ErrorCode::Conflict
+    );
+
+    // In process, each refusal names the domain's rule, not only its code.
+    let order = |ticket_id| Request::new(Command::CreateOrder { ticket_id });
+    let rules = [
+        (order(unknown).by(buyer), Refused::from(OrderError::TicketNotFound)),
+        (order(ticket).by(seller), Refused::from(OrderError::OwnTicket)),
+        (order(ticket), Refused::SignInRequired),
+        (order(ticket).by(late), Refused::from(OrderError::TicketUnavailable)),
+    ];
+    for (request, rule) in rules {
+        assert_eq!(system.refused(request).await, rule);
+    }
+    assert_eq!(
+        system.refused(order(ticket).by(late).with_key("")).await,
+        Refused::IdempotencyKeyLength,
+        "checked before the domain is asked"
     );
 }
 

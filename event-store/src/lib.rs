@@ -30,17 +30,27 @@ pub mod auth;
 pub use direct::RawMessage;
 pub use stream::StreamSettings;
 
+/// A `NATS_URL` that names a server that does not parse (shown without its password).
+#[derive(Debug, thiserror::Error)]
+#[error("NATS_URL has an invalid server {server:?}: {reason}")]
+pub struct BadNatsUrl {
+    /// The server's URL, its password replaced by `***`.
+    pub server: String,
+    /// Why it does not parse.
+    pub reason: String,
+}
+
 /// The servers of a `NATS_URL`: one URL, or several separated by commas (the nodes of a
 /// cluster; clients fail over between them and learn the rest from the servers).
 ///
 /// # Errors
 /// A URL that does not parse, named.
-pub fn server_addrs(nats_url: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+pub fn server_addrs(nats_url: &str) -> Result<Vec<async_nats::ServerAddr>, BadNatsUrl> {
     nats_url
         .split(',')
         .map(str::trim)
         .filter(|url| !url.is_empty())
-        .map(|url| url.parse().map_err(|e| anyhow::anyhow!("NATS_URL has an invalid server {:?}: {e}", redacted(url))))
+        .map(|url| url.parse().map_err(|e| BadNatsUrl { server: redacted(url), reason: format!("{e}") }))
         .collect()
 }
 
@@ -89,7 +99,7 @@ fn percent_decode(raw: &str) -> String {
 pub fn connect_options(
     nats_url: &str,
     name: &str,
-) -> anyhow::Result<(async_nats::ConnectOptions, Vec<async_nats::ServerAddr>)> {
+) -> Result<(async_nats::ConnectOptions, Vec<async_nats::ServerAddr>), BadNatsUrl> {
     let servers = server_addrs(nats_url)?;
     let mut options = async_nats::ConnectOptions::new()
         .name(name)

@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Run => {
             let projector = crate::Projector::new(pool, client, settings, cli.batch_max);
             tokio::select! {
-                result = projector.run() => result,
+                result = projector.run() => Ok(result?),
                 () = service_kit::shutdown_signal() => Ok(()),
             }
         }

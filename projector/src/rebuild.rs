@@ -16,7 +16,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::{Incoming, apply_batch, schema};
+use crate::{Incoming, ProjectorError, apply_batch, jetstream_error, schema};
 
 /// What a rebuild did.
 #[derive(Debug, Clone)]
@@ -48,12 +48,12 @@ pub async fn rebuild(
     settings: &StreamSettings,
     batch_max: usize,
     progress: bool,
-) -> anyhow::Result<Report> {
+) -> Result<Report, ProjectorError> {
     schema::ensure_live(pool).await?;
     let target = schema::create_next(pool).await?;
     let js = jetstream::new(client);
-    let mut stream = js.get_stream(&settings.name).await?;
-    let head = stream.info().await?.state.last_sequence;
+    let mut stream = js.get_stream(&settings.name).await.map_err(jetstream_error)?;
+    let head = stream.info().await.map_err(jetstream_error)?.state.last_sequence;
     let bar = if progress {
         ProgressBar::with_draw_target(Some(head), ProgressDrawTarget::stderr())
     } else {
@@ -75,14 +75,16 @@ pub async fn rebuild(
             inactive_threshold: Duration::from_secs(60),
             ..Default::default()
         })
-        .await?;
-    let mut messages = consumer.stream().max_messages_per_batch(batch_max.min(10_000)).messages().await?;
+        .await
+        .map_err(jetstream_error)?;
+    let mut messages =
+        consumer.stream().max_messages_per_batch(batch_max.min(10_000)).messages().await.map_err(jetstream_error)?;
     // A reader task keeps fetching while batches are written, so NATS and PostgreSQL work at once.
-    let (sender, mut received) = tokio::sync::mpsc::channel::<anyhow::Result<Incoming>>(batch_max.max(1) * 4);
+    let (sender, mut received) = tokio::sync::mpsc::channel::<Result<Incoming, ProjectorError>>(batch_max.max(1) * 4);
     let reader_settings = settings.clone();
     let reader = tokio::spawn(async move {
         while let Some(message) = messages.next().await {
-            let incoming = message.map_err(anyhow::Error::from).and_then(|m| incoming(&reader_settings, &m));
+            let incoming = message.map_err(jetstream_error).and_then(|m| incoming(&reader_settings, &m));
             if sender.send(incoming).await.is_err() {
                 break;
             }
@@ -91,12 +93,12 @@ pub async fn rebuild(
     let started = Instant::now();
     let mut position = 0;
     let mut events = 0u64;
-    let mut next_batch = async |limit: u64| -> anyhow::Result<Vec<Incoming>> {
+    let mut next_batch = async |limit: u64| -> Result<Vec<Incoming>, ProjectorError> {
         let mut batch = Vec::new();
         if limit == 0 {
             return Ok(batch);
         }
-        let Some(first) = received.recv().await else { anyhow::bail!("the replay consumer ended") };
+        let Some(first) = received.recv().await else { return Err(ProjectorError::ReplayEnded) };
         batch.push(first?);
         while batch.len() < batch_max && batch.last().is_some_and(|m| m.position < limit) {
             match received.try_recv() {
@@ -127,7 +129,7 @@ pub async fn rebuild(
     let mut tx = conn.begin().await?;
     let old: String =
         sqlx::query_scalar("SELECT active FROM public.projection_generation FOR UPDATE").fetch_one(&mut *tx).await?;
-    let head_now = stream.info().await?.state.last_sequence;
+    let head_now = stream.info().await.map_err(jetstream_error)?.state.last_sequence;
     let caught_up = position >= head_now;
     while position < head_now {
         let batch = next_batch(head_now).await?;
@@ -138,7 +140,8 @@ pub async fn rebuild(
     }
     if caught_up {
         // Nothing left to apply: still tell the gateways where readers stand after the switch.
-        crate::notify(&mut tx, i64::try_from(position).unwrap_or(i64::MAX), &crate::models::Changes::default()).await?;
+        crate::batch::notify(&mut tx, i64::try_from(position).unwrap_or(i64::MAX), &crate::models::Changes::default())
+            .await?;
     }
     switch(&mut tx, &target).await?;
     tx.commit().await?;
@@ -148,12 +151,12 @@ pub async fn rebuild(
     Ok(Report { schema: target, events, replay })
 }
 
-async fn switch(tx: &mut PgConnection, target: &str) -> anyhow::Result<()> {
+async fn switch(tx: &mut PgConnection, target: &str) -> Result<(), ProjectorError> {
     schema::switch(tx, target).await
 }
 
-fn incoming(settings: &StreamSettings, message: &jetstream::Message) -> anyhow::Result<Incoming> {
-    let info = message.info().map_err(|e| anyhow::anyhow!("message info: {e}"))?;
+fn incoming(settings: &StreamSettings, message: &jetstream::Message) -> Result<Incoming, ProjectorError> {
+    let info = message.info().map_err(jetstream_error)?;
     Ok(Incoming {
         position: info.stream_sequence,
         subject: settings.domain_subject(&message.subject),

@@ -9,6 +9,8 @@
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection, PgPool};
 
+use crate::ProjectorError;
+
 /// The read-model migrations, applied inside each generation's schema.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -48,7 +50,7 @@ const GENERATION_LOCK: i64 = 0x7469_636b_6574_0001;
 ///
 /// # Errors
 /// A database error.
-pub async fn ensure_live(pool: &PgPool) -> anyhow::Result<String> {
+pub async fn ensure_live(pool: &PgPool) -> Result<String, ProjectorError> {
     let mut conn = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)").bind(GENERATION_LOCK).execute(&mut *conn).await?;
     let result = async {
@@ -78,7 +80,7 @@ pub async fn ensure_live(pool: &PgPool) -> anyhow::Result<String> {
             }
         };
         point_views(&mut conn, &schema).await?;
-        anyhow::Ok(schema)
+        Ok::<_, ProjectorError>(schema)
     }
     .await;
     sqlx::query("SELECT pg_advisory_unlock($1)").bind(GENERATION_LOCK).execute(&mut *conn).await?;
@@ -97,7 +99,7 @@ pub async fn live(conn: &mut PgConnection) -> sqlx::Result<String> {
 ///
 /// # Errors
 /// A database error.
-pub async fn create_next(pool: &PgPool) -> anyhow::Result<String> {
+pub async fn create_next(pool: &PgPool) -> Result<String, ProjectorError> {
     let mut conn = pool.acquire().await?;
     let live = live(&mut conn).await?;
     let number: u32 = live.trim_start_matches("projection_").parse().unwrap_or(1);
@@ -112,7 +114,7 @@ fn generation_name(number: u32) -> String {
 }
 
 /// Creates `schema` if needed and applies the migrations inside it.
-async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
+async fn migrate(conn: &mut PgConnection, schema: &str) -> Result<(), ProjectorError> {
     check_name(schema)?;
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&mut *conn).await?;
     sqlx::query(&format!("SET search_path TO {schema}")).execute(&mut *conn).await?;
@@ -126,7 +128,7 @@ async fn migrate(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
 ///
 /// # Errors
 /// A database error.
-pub async fn point_views(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
+pub async fn point_views(conn: &mut PgConnection, schema: &str) -> Result<(), ProjectorError> {
     check_name(schema)?;
     sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {READ_SCHEMA}")).execute(&mut *conn).await?;
     for table in TABLES {
@@ -141,7 +143,7 @@ pub async fn point_views(conn: &mut PgConnection, schema: &str) -> anyhow::Resul
 ///
 /// # Errors
 /// A database error.
-pub async fn switch(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
+pub async fn switch(conn: &mut PgConnection, schema: &str) -> Result<(), ProjectorError> {
     sqlx::query("UPDATE public.projection_generation SET active = $1, switched_at = now()")
         .bind(schema)
         .execute(&mut *conn)
@@ -153,12 +155,12 @@ pub async fn switch(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()>
 ///
 /// # Errors
 /// A database error, or `schema` being live.
-pub async fn drop_generation(pool: &PgPool, schema: &str) -> anyhow::Result<()> {
+pub async fn drop_generation(pool: &PgPool, schema: &str) -> Result<(), ProjectorError> {
     check_name(schema)?;
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
     if live(&mut tx).await? == schema {
-        anyhow::bail!("{schema} is the live generation");
+        return Err(ProjectorError::LiveGeneration(schema.to_owned()));
     }
     sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut *tx).await?;
     tx.commit().await?;
@@ -166,8 +168,7 @@ pub async fn drop_generation(pool: &PgPool, schema: &str) -> anyhow::Result<()> 
 }
 
 /// Schema names go into SQL text: only our own `projection_<n>` names are accepted.
-fn check_name(schema: &str) -> anyhow::Result<()> {
+fn check_name(schema: &str) -> Result<(), ProjectorError> {
     let ok = schema.strip_prefix("projection_").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    anyhow::ensure!(ok, "not a generation schema: {schema:?}");
-    Ok(())
+    if ok { Ok(()) } else { Err(ProjectorError::NotAGeneration(schema.to_owned())) }
 }

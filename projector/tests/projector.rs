@@ -702,7 +702,7 @@ async fn a_batch_that_does_not_continue_from_the_checkpoint_is_refused_and_chang
     // A position is missing, at the start of the batch or inside it: nothing of it is applied.
     for (gapped, missing) in [(batch[4..8].to_vec(), 3), ([&batch[..4], &batch[5..8]].concat(), 4)] {
         let error = projector.commit(&live, &gapped).await.err().unwrap_or_else(|| panic!("a gap was applied"));
-        let gap = error.downcast_ref::<projector::Gap>().unwrap_or_else(|| panic!("{error:#}"));
+        let projector::ProjectorError::Gap(gap) = error else { panic!("not a gap: {error}") };
         assert_eq!(gap.expected, batch[missing].position, "{gap}");
         assert_eq!(projected(&world.db.pool).await, batch[2].position, "the checkpoint did not move");
         assert_same(&before, &dump(&world.db.pool).await);

@@ -16,6 +16,7 @@ use event_store::auth::Role;
 use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
+use ticketing::system::{Connections, Settings, System};
 use ticketing::{postgres, say, seed};
 
 /// The event-sourced ticketing platform.
@@ -138,101 +139,81 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let store = EventStore::connect(client.clone(), &StreamSettings::default()).await?;
     say(&format!("NATS JetStream ready: streams {} and {}", store.stream(), store.settings().timers_name()));
 
-    // The command service, configured from the same environment as when it runs alone.
-    let mut config = command_service::config::Config::try_parse_from(["command-service"])
+    // Each component is configured from the same environment as when it runs alone.
+    let mut commands = command_service::config::Config::try_parse_from(["command-service"])
         .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
-    config.nats_url.clone_from(&commands_url);
-    if config.payment_provider == command_service::config::ProviderKind::Fake && config.fake_bank_webhook_url.is_none()
+    commands.nats_url.clone_from(&commands_url);
+    if commands.payment_provider == command_service::config::ProviderKind::Fake
+        && commands.fake_bank_webhook_url.is_none()
     {
         // The fake provider's pretend bank settles "asynchronous" test payments through our own
         // webhook route, signed like a real provider's.
-        if config.payment_webhook_secret.is_empty() {
-            config.payment_webhook_secret = local_secret(&args.home, "webhook-secret")?;
+        if commands.payment_webhook_secret.is_empty() {
+            commands.payment_webhook_secret = local_secret(&args.home, "webhook-secret")?;
         }
         let http_addr = std::env::var("HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
-        config.fake_bank_webhook_url = Some(format!("http://{http_addr}/webhooks/payments"));
+        commands.fake_bank_webhook_url = Some(format!("http://{http_addr}/webhooks/payments"));
     }
-    config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
-    let service = command_service::Service::connect(config, client, None).await?;
-    let requests = service.subscribe().await?;
-    let serving = tokio::spawn(service.clone().serve_subscription(requests));
-    let expiring = tokio::spawn(service.run_expiry());
-    say("command-service answering on ticketing.cmd.> (queue group command-service)");
+    commands.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
     let mut own_postgres = None;
     let database_url = match args.database_url.clone().filter(|u| !u.is_empty()) {
-        Some(url) => Some(url),
-        None => match postgres::start(&args.home.join("postgres"), args.pg_port).await {
-            Ok(pg) => {
-                let url = pg.url.clone();
-                own_postgres = Some(pg);
-                Some(url)
-            }
-            Err(error) => {
-                say(&format!("could not start PostgreSQL: {error:#}"));
-                None
-            }
-        },
-    };
-    let (projecting, gateway) = match database_url {
-        Some(database_url) => {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(16)
-                .connect(&database_url)
-                .await
-                .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
-            let projector_client = connect(projector_url, Role::Projector).await?;
-            let projector = projector::Projector::new(pool.clone(), projector_client, store.settings().clone(), 1000);
-            projector::schema::ensure_live(&pool).await?;
-            say("projector writing read models to DATABASE_URL");
-            let projecting = tokio::spawn(projector.run());
-            let mut config = query_service::config::Config::try_parse_from(["query-service"]).map_err(|e| {
-                anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default())
-            })?;
-            config.database_url = database_url;
-            config.nats_url.clone_from(&gateway_url);
-            if config.jwt_secret.is_empty() {
-                config.jwt_secret = local_secret(&args.home, "jwt-secret")?;
-            }
-            if std::env::var_os("COOKIE_SECURE").is_none() {
-                // `ticketing up` serves plain HTTP: a `Secure` cookie would never come back.
-                config.cookie_secure = false;
-            }
-            if std::env::var_os("WEB_DIR").is_none() {
-                match build_web().await {
-                    Ok(dir) => config.web_dir = dir,
-                    Err(error) => say(&format!("web app not built ({error:#}); the API still runs")),
-                }
-            }
-            config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
-            let listener = tokio::net::TcpListener::bind(config.http_addr)
-                .await
-                .with_context(|| format!("binding HTTP_ADDR {}", config.http_addr))?;
-            let addr = listener.local_addr()?;
-            say(&format!("GraphQL API on http://{addr}/graphql (webhook: /webhooks/payments)"));
-            say(&format!("open http://{addr}/ in a browser"));
-            let gateway_client = connect(gateway_url.clone(), Role::Gateway).await?;
-            let state = query_service::AppState::new(config, pool, gateway_client).await;
-            let gateway = tokio::spawn(async move {
-                let service = query_service::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-                axum::serve(listener, service).await.map_err(anyhow::Error::from)
-            });
-            (projecting, gateway)
-        }
+        Some(url) => url,
         None => {
-            say(
-                "no DATABASE_URL: projector and GraphQL API not started (ticketing up runs its own PostgreSQL from issue 7 on)",
-            );
-            (tokio::spawn(std::future::pending()), tokio::spawn(std::future::pending()))
+            let pg = postgres::start(&args.home.join("postgres"), args.pg_port)
+                .await
+                .context("could not start PostgreSQL (install it, or set DATABASE_URL to one that runs)")?;
+            let url = pg.url.clone();
+            own_postgres = Some(pg);
+            url
         }
     };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect(&database_url)
+        .await
+        .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
+    let mut gateway = query_service::config::Config::try_parse_from(["query-service"])
+        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
+    gateway.database_url = database_url;
+    gateway.nats_url.clone_from(&gateway_url);
+    if gateway.jwt_secret.is_empty() {
+        gateway.jwt_secret = local_secret(&args.home, "jwt-secret")?;
+    }
+    if std::env::var_os("COOKIE_SECURE").is_none() {
+        // `ticketing up` serves plain HTTP: a `Secure` cookie would never come back.
+        gateway.cookie_secure = false;
+    }
+    if std::env::var_os("WEB_DIR").is_none() {
+        match build_web().await {
+            Ok(dir) => gateway.web_dir = dir,
+            Err(error) => say(&format!("web app not built ({error:#}); the API still runs")),
+        }
+    }
+    gateway.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(gateway.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP_ADDR {}", gateway.http_addr))?;
+    let connections = Connections {
+        commands: client,
+        projector: connect(projector_url, Role::Projector).await?,
+        gateway: connect(gateway_url.clone(), Role::Gateway).await?,
+        pool,
+    };
+    let settings = Settings { commands, gateway, projector_batch_max: 1000 };
+    let mut system = System::start(settings, connections).await?;
+    say("command-service answering on ticketing.cmd.> (queue group command-service)");
+    say("projector writing read models to DATABASE_URL");
+    let addr = listener.local_addr()?;
+    say(&format!("GraphQL API on http://{addr}/graphql (webhook: /webhooks/payments)"));
+    say(&format!("open http://{addr}/ in a browser"));
+    let serving = system.serve(listener);
     say(&format!("ready in {:.1} s; press Ctrl-C to stop", started.elapsed().as_secs_f64()));
     tokio::select! {
-        result = gateway => say(&format!("GraphQL API stopped: {result:?}")),
-        result = projecting => say(&format!("projector stopped: {result:?}")),
-        result = serving => say(&format!("command-service stopped: {result:?}")),
-        result = expiring => say(&format!("hold expiry stopped: {result:?}")),
+        result = serving => say(&format!("GraphQL API stopped: {result:?}")),
+        why = system.tasks.first_to_stop() => say(&why),
         () = service_kit::shutdown_signal() => say("stopping"),
     }
+    drop(system);
     if let Some(pg) = own_postgres {
         say("stopping PostgreSQL");
         pg.stop().await;

@@ -76,6 +76,15 @@ impl System {
         }
     }
 
+    /// Handles a request in process and returns the typed refusal: the rule, not only its code.
+    pub async fn refused(&self, request: Request) -> command_service::Refused {
+        let name = request.command.name();
+        match self.service.handle(request).await {
+            Err(command_service::CommandError::Refused { why, .. }) => why,
+            other => panic!("{name} should be refused, got {other:?}"),
+        }
+    }
+
     pub async fn code(&self, request: Request) -> ErrorCode {
         self.fail(request).await.code
     }

@@ -10,18 +10,15 @@ pub struct Stack {
     pub store: event_store::EventStore,
     /// The gateway's shared state (for tests that drive the schema directly).
     pub state: query_service::AppState,
+    system: ticketing::system::System,
     _nats: testkit::TestNats,
     _db: testkit::TestDb,
-    _tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Stack {
     /// Stops the projector (as if it were far behind): nothing more reaches the read models.
     pub fn stop_projector(&self) {
-        // The tasks are: commands, expiry, projector.
-        if let Some(projector) = self._tasks.get(2) {
-            projector.abort();
-        }
+        self.system.tasks.projector.abort();
     }
 }
 
@@ -49,18 +46,6 @@ pub async fn stack_full(
     commands.order_hold_seconds = hold_seconds;
     tweak_commands(&mut commands);
     let client = testkit::connect(&nats.url).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let service =
-        command_service::Service::connect(commands, client.clone(), None).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let requests = service.subscribe().await.unwrap_or_else(|e| panic!("{e:#}"));
-    let settings = service.store().settings().clone();
-    let store = service.store().clone();
-    let projector = projector::Projector::new(db.pool.clone(), client.clone(), settings, 500);
-    projector::schema::ensure_live(&db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
-    let tasks = vec![
-        tokio::spawn(service.clone().serve_subscription(requests)),
-        tokio::spawn(service.run_expiry()),
-        tokio::spawn(projector.run()),
-    ];
     let mut config = query_service::config::Config {
         jwt_secret: SECRET.into(),
         database_url: db.url.clone(),
@@ -73,8 +58,17 @@ pub async fn stack_full(
         ..<query_service::config::Config as clap::Parser>::parse_from(["query-service"])
     };
     tweak(&mut config);
-    let state = query_service::AppState::new(config, db.pool.clone(), client).await;
-    Stack { app: query_service::app(state.clone()), store, state, _nats: nats, _db: db, _tasks: tasks }
+    let settings = ticketing::system::Settings { commands, gateway: config, projector_batch_max: 500 };
+    let connections = ticketing::system::Connections::shared(&client, &db.pool);
+    let system = ticketing::system::System::start(settings, connections).await.unwrap_or_else(|e| panic!("{e}"));
+    Stack {
+        app: system.app(),
+        store: system.service.store().clone(),
+        state: system.gateway.clone(),
+        system,
+        _nats: nats,
+        _db: db,
+    }
 }
 
 /// Serves the gateway on a loopback port (with the peer address, as in production).
