@@ -151,6 +151,9 @@ pub enum ConnectError {
     /// The payment provider's client could not be built.
     #[error("payment provider: {0}")]
     Provider(#[from] payments::ProviderError),
+    /// The queue group's subscription to the command subjects could not be made.
+    #[error("could not subscribe to the commands: {0}")]
+    Subscribe(String),
     /// The password hashers did not answer their first job.
     #[error("password hashing: {0}")]
     Hashing(String),

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::api::{Command, Failure, QUEUE_GROUP, Reply, Request, Success};
-use crate::{CommandError, Refused, Service};
+use crate::{CommandError, ConnectError, Refused, Service};
 
 /// Requests handled at once per replica; more wait in NATS.
 const MAX_IN_FLIGHT: usize = 2048;
@@ -65,13 +65,15 @@ impl Service {
     ///
     /// # Errors
     /// When the subscription cannot be made.
-    pub async fn subscribe(&self) -> anyhow::Result<async_nats::Subscriber> {
+    pub async fn subscribe(&self) -> Result<async_nats::Subscriber, ConnectError> {
         let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
         let client = self.store().client();
-        let requests = client.queue_subscribe(format!("{prefix}.>"), QUEUE_GROUP.to_owned()).await?;
+        let failed = |e: &dyn std::fmt::Display| ConnectError::Subscribe(e.to_string());
+        let requests =
+            client.queue_subscribe(format!("{prefix}.>"), QUEUE_GROUP.to_owned()).await.map_err(|e| failed(&e))?;
         // `flush` only writes the socket; a round trip on the same connection proves the server
         // has processed the subscription, so commands sent from now on find us.
-        client.request("$JS.API.INFO", bytes::Bytes::new()).await?;
+        client.request("$JS.API.INFO", bytes::Bytes::new()).await.map_err(|e| failed(&e))?;
         Ok(requests)
     }
 

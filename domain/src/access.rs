@@ -6,8 +6,8 @@
 //! only the facts it needs, so a read-model row answers it as well as an aggregate's state does
 //! ([`Ticket::access`], [`Order::access`]).
 
-use crate::order::{Order, OrderStatus};
-use crate::ticket::{Ticket, TicketStatus};
+use crate::listing::order::{Order, OrderStatus};
+use crate::listing::ticket::{Ticket, TicketStatus};
 use crate::{AccountId, Actor, Timestamp};
 
 /// What the rules about a ticket need to know of it.

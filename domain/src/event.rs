@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountId, OrderId, PaymentId, SessionId, TicketId};
+use crate::listing::order::CancelReason;
 use crate::money::{Currency, Price};
-use crate::order::CancelReason;
 use crate::{Email, Timestamp, Title};
 
 /// Every domain event. The variant name is the stable event type name.

@@ -15,7 +15,8 @@
 //! - [`Listing`] (`ticketing.ticket.<id>.>`): one ticket together with its orders and payments.
 //!   A hold (ticket reserved + order created) is one event inside this boundary, so it is written
 //!   with a single guarded append. The [`Ticket`], [`Order`] and [`Payment`] states and their rules
-//!   live in their own modules; `Listing` composes them.
+//!   are modules of the listing ([`listing::ticket`], [`listing::order`], [`listing::payment`]),
+//!   which composes them; what other crates use of them is re-exported here.
 
 pub mod access;
 pub mod account;
@@ -27,12 +28,9 @@ pub mod fuzzing;
 pub mod ids;
 pub mod listing;
 pub mod money;
-pub mod order;
-pub mod payment;
 pub mod stored;
 pub mod subjects;
 pub mod testing;
-pub mod ticket;
 pub mod title;
 
 pub use access::{OrderAccess, TicketAccess};
@@ -42,12 +40,12 @@ pub use email::{Email, EmailError};
 pub use error::ErrorCode;
 pub use event::{Event, EventDecodeError, EventEnvelope};
 pub use ids::{AccountId, OrderId, PaymentId, SessionId, TicketId};
+pub use listing::order::{CancelReason, Order, OrderCommand, OrderError, OrderStatus};
+pub use listing::payment::{Payment, PaymentCommand, PaymentError, PaymentOutcome, PaymentStatus};
+pub use listing::ticket::{Ticket, TicketCommand, TicketError, TicketStatus};
 pub use listing::{Listing, ListingCommand, ListingError};
 pub use money::{Currency, Price, PriceError};
-pub use order::{CancelReason, Order, OrderCommand, OrderError, OrderStatus};
-pub use payment::{Payment, PaymentCommand, PaymentError, PaymentOutcome, PaymentStatus};
 pub use stored::StoredError;
-pub use ticket::{Ticket, TicketCommand, TicketError, TicketStatus};
 pub use title::{Title, TitleError};
 
 /// Who is issuing a command: the signed-in account and whether it is an admin.

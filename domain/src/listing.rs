@@ -5,13 +5,17 @@
 //! sequence: a hold, a cancellation, an expiry, the start and the outcome of a payment. Two of
 //! them can never both succeed against the same state.
 
+pub mod order;
+pub mod payment;
+pub mod ticket;
+
 use std::collections::BTreeMap;
 
+use self::order::{Order, OrderCommand, OrderError};
+use self::payment::{Payment, PaymentCommand, PaymentError};
+use self::ticket::{Ticket, TicketCommand, TicketError};
 use crate::error::{ErrorCode, Refusal};
 use crate::ids::{OrderId, PaymentId};
-use crate::order::{self, Order, OrderCommand, OrderError};
-use crate::payment::{self, Payment, PaymentCommand, PaymentError};
-use crate::ticket::{self, Ticket, TicketCommand, TicketError};
 use crate::{Aggregate, Event};
 
 /// A ticket with all its orders and payments.

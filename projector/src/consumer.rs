@@ -84,7 +84,7 @@ impl Projector {
                     match self.commit(&live, &incoming).await? {
                         Some(_) => {
                             if let Some(last) = batch.last() {
-                                last.ack().await.map_err(jetstream_error)?;
+                                last.ack().await.map_err(|e| jetstream_error(format!("ack: {e}")))?;
                             }
                         }
                         // Another generation went live: start over from its checkpoint.

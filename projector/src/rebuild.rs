@@ -156,7 +156,7 @@ async fn switch(tx: &mut PgConnection, target: &str) -> Result<(), ProjectorErro
 }
 
 fn incoming(settings: &StreamSettings, message: &jetstream::Message) -> Result<Incoming, ProjectorError> {
-    let info = message.info().map_err(jetstream_error)?;
+    let info = message.info().map_err(|e| jetstream_error(format!("message info: {e}")))?;
     Ok(Incoming {
         position: info.stream_sequence,
         subject: settings.domain_subject(&message.subject),

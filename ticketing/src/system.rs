@@ -40,12 +40,9 @@ impl Connections {
 /// Why the system did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The command service could not open its streams, buckets or provider.
+    /// The command service could not open its streams, buckets or provider, or subscribe.
     #[error("command-service: {0}")]
     Commands(#[from] command_service::ConnectError),
-    /// The command service could not join its queue group.
-    #[error("command-service could not subscribe to its commands: {0}")]
-    Subscribe(String),
     /// The projector could not create or migrate the read models.
     #[error("projector: {0}")]
     Projector(#[from] projector::ProjectorError),
@@ -82,7 +79,7 @@ impl Tasks {
 fn outcome<E: std::fmt::Display>(result: Result<Result<(), E>, tokio::task::JoinError>) -> String {
     match result {
         Ok(Ok(())) => "done".into(),
-        Ok(Err(error)) => error.to_string(),
+        Ok(Err(error)) => format!("{error:#}"),
         Err(error) => error.to_string(),
     }
 }
@@ -107,7 +104,7 @@ impl System {
     pub async fn start(settings: Settings, connections: Connections) -> Result<Self, StartError> {
         let Settings { commands, gateway, projector_batch_max } = settings;
         let service = Service::connect(commands, connections.commands, None).await?;
-        let requests = service.subscribe().await.map_err(|e| StartError::Subscribe(format!("{e:#}")))?;
+        let requests = service.subscribe().await?;
         projector::schema::ensure_live(&connections.pool).await?;
         let projector = projector::Projector::new(
             connections.pool.clone(),

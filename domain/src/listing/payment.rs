@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorCode, Refusal};
 use crate::ids::{OrderId, PaymentId, TicketId};
 use crate::listing::Listing;
+use crate::listing::order::OrderStatus;
 use crate::money::{Currency, Price};
-use crate::order::OrderStatus;
 use crate::{Actor, Event, Timestamp};
 
 /// Where a payment is in its life.
@@ -261,8 +261,8 @@ impl Payment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listing::order::CancelReason;
     use crate::listing::{ListingCommand, ListingError};
-    use crate::order::CancelReason;
     use crate::testing::{account, at, given, order, payment, ticket};
     use crate::{OrderCommand, TicketStatus, Title};
 
