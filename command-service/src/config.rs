@@ -190,6 +190,26 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The declared default of the setting read from `env` (the environment running the test
+    /// does not matter).
+    fn default_of(env: &str) -> String {
+        let command = <Config as clap::CommandFactory>::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == env))
+            .unwrap_or_else(|| panic!("no setting {env}"));
+        arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
+    }
+
+    #[test]
+    fn declared_defaults_match_the_product_specification() {
+        assert_eq!(default_of("ORDER_HOLD_SECONDS"), "900");
+        assert_eq!(default_of("MAX_ACTIVE_HOLDS"), "5");
+        assert_eq!(default_of("PAYMENT_RECONCILE_AFTER_SECONDS"), "60");
+        assert_eq!(default_of("PAYMENT_PROVIDER"), "fake");
+        assert_eq!(default_of("STRIPE_API_BASE"), "https://api.stripe.com");
+    }
+
     #[test]
     fn defaults_match_the_product_specification() {
         let config = Config::with_nats_url("nats://x");

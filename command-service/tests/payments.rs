@@ -157,6 +157,43 @@ async fn a_failed_asynchronous_payment_reopens_the_hold() {
 }
 
 #[tokio::test]
+async fn a_payment_failed_after_the_hold_closed_leaves_the_order_cancelled() {
+    let system = System::start_with(|c| c.order_hold_seconds = 3).await;
+    let failed = |id: &str, provider_ref: Option<String>, order| {
+        webhook_body(id, "payment_intent.payment_failed", &provider_ref.unwrap_or_default(), order)
+    };
+    // Closed by the buyer while the bank was still deciding.
+    let (buyer, ticket, order) = held(&system).await;
+    let (cancelled_payment, _, provider_ref) =
+        payment_of(&system.ok(Request::new(pay(order, "tok_async")).by(buyer)).await.result);
+    system.ok(Request::new(Command::CancelOrder { order_id: order, ticket_id: Some(ticket) }).by(buyer)).await;
+    assert_eq!(system.webhook(&failed("evt_fail_cancelled", provider_ref, order)).await, 200);
+    let listing = system.listing(ticket).await;
+    assert_eq!(listing.payments[&cancelled_payment].status, PaymentStatus::Failed);
+    assert_eq!(
+        (listing.orders[&order].status, listing.orders[&order].cancel_reason),
+        (OrderStatus::Cancelled, Some(CancelReason::User))
+    );
+    assert_eq!(listing.ticket.map(|t| (t.status, t.holder)), Some((TicketStatus::Available, None)));
+
+    // Closed by its expiry.
+    let (buyer, ticket, order) = held(&system).await;
+    let (expired_payment, _, provider_ref) =
+        payment_of(&system.ok(Request::new(pay(order, "tok_async")).by(buyer)).await.result);
+    system
+        .wait_for_listing(ticket, Duration::from_secs(8), |l| l.orders[&order].status == OrderStatus::Cancelled)
+        .await;
+    assert_eq!(system.webhook(&failed("evt_fail_expired", provider_ref, order)).await, 200);
+    let listing = system.listing(ticket).await;
+    assert_eq!(listing.payments[&expired_payment].status, PaymentStatus::Failed);
+    assert_eq!(
+        (listing.orders[&order].status, listing.orders[&order].cancel_reason),
+        (OrderStatus::Cancelled, Some(CancelReason::Expired))
+    );
+    assert_eq!(listing.ticket.map(|t| (t.status, t.holder)), Some((TicketStatus::Available, None)));
+}
+
+#[tokio::test]
 async fn forged_stale_and_unsigned_webhooks_are_refused_without_effect() {
     let system = System::start().await;
     let (buyer, ticket, order) = held(&system).await;

@@ -48,6 +48,10 @@ async fn payment_intents(
                     (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "succeeded", "metadata": metadata}))
                 }
                 Some("pm_card_visa") => (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "succeeded"})),
+                // Stripe itself failing: whether a charge was made is unknown.
+                Some("pm_card_serverError") => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": {"type": "api_error", "message": "boom"}}))
+                }
             Some("pm_card_async") => (StatusCode::OK, json!({"id": format!("pi_{n}"), "status": "processing"})),
             Some("pm_card_chargeDeclined") => (
                 StatusCode::PAYMENT_REQUIRED,
@@ -229,6 +233,26 @@ async fn declines_pending_charges_and_unknown_methods_map_to_the_api() {
     let pending = system.ok(Request::new(pay(order, "pm_card_async")).by(buyer)).await;
     assert!(matches!(pending.result, Outcome::Payment { status: PaymentStatus::Pending, .. }), "{pending:?}");
     assert_eq!(system.listing(ticket).await.orders[&order].status, OrderStatus::AwaitingPayment);
+}
+
+#[tokio::test]
+async fn a_provider_5xx_leaves_the_payment_pending_and_the_order_awaiting_payment() {
+    let (_stub, url) = stub().await;
+    let system = system(&url, 900).await;
+    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
+    let ticket = system.ticket(seller, 100).await;
+    let order = system.order(buyer, ticket).await;
+    let answered = system.ok(Request::new(pay(order, "pm_card_serverError")).by(buyer)).await;
+    let Outcome::Payment { status, provider_ref, .. } = &answered.result else { panic!("{answered:?}") };
+    assert_eq!((*status, provider_ref.as_deref()), (PaymentStatus::Pending, None), "unknown, not failed");
+    let listing = system.listing(ticket).await;
+    assert_eq!(listing.orders[&order].status, OrderStatus::AwaitingPayment);
+    assert_eq!(listing.payments.values().map(|p| p.status).collect::<Vec<_>>(), [PaymentStatus::Pending]);
+    // Another attempt, with another key, cannot start a second charge while this one is unknown.
+    assert_eq!(
+        system.code(Request::new(pay(order, "pm_card_visa")).by(buyer).with_key("another")).await,
+        ErrorCode::Conflict
+    );
 }
 
 #[tokio::test]

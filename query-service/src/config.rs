@@ -117,6 +117,25 @@ mod tests {
         }
     }
 
+    /// The declared default of the setting read from `env` (the environment running the test
+    /// does not matter).
+    fn default_of(env: &str) -> String {
+        let command = <Config as clap::CommandFactory>::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_env().is_some_and(|e| e == env))
+            .unwrap_or_else(|| panic!("no setting {env}"));
+        arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
+    }
+
+    #[test]
+    fn defaults_match_the_product_specification() {
+        assert_eq!(default_of("HTTP_ADDR"), "127.0.0.1:8080");
+        assert_eq!(default_of("SESSION_SECONDS"), "86400", "24 h");
+        assert_eq!(default_of("COOKIE_SECURE"), "true");
+        assert_eq!(default_of("GRAPHQL_INTROSPECTION"), "true");
+    }
+
     #[test]
     fn the_published_dev_secret_and_bad_proxies_stop_start_up() {
         assert!(config("a-real-secret-a-real-secret-a-real-secret").validate().is_ok());

@@ -66,7 +66,11 @@ impl Drop for Running {
 impl Executor for SocketExecutor {
     async fn execute(&self, request: async_graphql::Request) -> Response {
         let mut responses = self.execute_stream(request, None);
-        responses.next().await.unwrap_or_default()
+        match responses.next().await {
+            Some(response) => response,
+            // A query or mutation always answers once; an empty answer would read as "no data".
+            None => Response::from_errors(vec![crate::gql::internal_error("the operation ended without an answer")]),
+        }
     }
 
     fn execute_stream(

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ticketing");
@@ -18,20 +19,43 @@ fn free_port() -> u16 {
 struct Setup {
     home: tempfile::TempDir,
     web: tempfile::TempDir,
-    database_url: String,
+    /// The PostgreSQL to use; `Err(port)`: none, `up` runs its own on that port.
+    database: Result<String, u16>,
     nats_port: u16,
     http_addr: String,
 }
 
+impl Setup {
+    /// A fresh `TICKETING_HOME` holding the pinned nats-server the harness installed (where `up`
+    /// keeps its tools), and a web app of one page.
+    fn new(database: Result<String, u16>) -> Self {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // Its own PostgreSQL runs as the `postgres` user, which must reach the data inside.
+        std::fs::set_permissions(home.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let nats = testkit::nats_server_binary().unwrap_or_else(|e| panic!("{e:#}"));
+        std::fs::create_dir_all(home.path().join("tools/bin")).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&nats, home.path().join("tools/bin/nats-server")).unwrap_or_else(|e| panic!("{e}"));
+        let web = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(web.path().join("index.html"), "<!doctype html><title>web app</title>")
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self { home, web, database, nats_port: free_port(), http_addr: format!("127.0.0.1:{}", free_port()) }
+    }
+}
+
 fn up(setup: &Setup) -> Child {
-    Command::new(BINARY)
+    let mut command = Command::new(BINARY);
+    match &setup.database {
+        Ok(url) => command.env("DATABASE_URL", url),
+        Err(port) => command.env_remove("DATABASE_URL").env("TICKETING_PG_PORT", port.to_string()),
+    };
+    command
         .arg("up")
         .env_remove("NATS_URL")
         .env_remove("JWT_SECRET")
         .env_remove("PAYMENT_WEBHOOK_SECRET")
         .env("TICKETING_HOME", setup.home.path())
         .env("TICKETING_NATS_PORT", setup.nats_port.to_string())
-        .env("DATABASE_URL", &setup.database_url)
         .env("HTTP_ADDR", &setup.http_addr)
         .env("WEB_DIR", setup.web.path())
         .stdin(Stdio::null())
@@ -92,21 +116,7 @@ async fn statuses(http: &reqwest::Client, setup: &Setup) -> Vec<String> {
 async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
-    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    // The pinned nats-server the test harness installed, where `up` keeps its tools.
-    let nats = testkit::nats_server_binary().unwrap_or_else(|e| panic!("{e:#}"));
-    std::fs::create_dir_all(home.path().join("tools/bin")).unwrap_or_else(|e| panic!("{e}"));
-    std::os::unix::fs::symlink(&nats, home.path().join("tools/bin/nats-server")).unwrap_or_else(|e| panic!("{e}"));
-    let web = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(web.path().join("index.html"), "<!doctype html><title>web app</title>")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let setup = Setup {
-        home,
-        web,
-        database_url: db.url.clone(),
-        nats_port: free_port(),
-        http_addr: format!("127.0.0.1:{}", free_port()),
-    };
+    let setup = Setup::new(Ok(db.url.clone()));
     let http = reqwest::Client::builder().build().unwrap_or_else(|e| panic!("{e}"));
 
     let mut child = up(&setup);
@@ -158,5 +168,68 @@ async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
     wait_ready(&http, &setup, &mut child).await;
     let all = statuses(&http, &setup).await;
     assert_eq!((all.len(), count(&all, "SOLD"), count(&all, "RESERVED")), (24, 9, 3), "{all:?}");
+    terminate(child).await;
+}
+
+/// Signs up and lists a ticket through the API; returns the ticket's id.
+async fn list_a_ticket(http: &reqwest::Client, setup: &Setup) -> String {
+    let url = format!("http://{}/graphql", setup.http_addr);
+    let signed_up = http
+        .post(&url)
+        .json(
+            &json!({"query": r#"mutation { signUp(email: "own-pg@example.com", password: "correct horse") { id } }"#}),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let cookie = signed_up
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next()?.strip_prefix("session=").map(str::to_owned))
+        .next()
+        .unwrap_or_else(|| panic!("no session cookie"));
+    let listed: Value = http
+        .post(&url)
+        .header("cookie", format!("session={cookie}"))
+        .json(&json!({"query": r#"mutation { createTicket(title: "Kept", priceCents: 1200) { id } }"#}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    listed["data"]["createTicket"]["id"].as_str().unwrap_or_else(|| panic!("{listed}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_database_url_up_runs_its_own_postgresql_under_its_home_and_keeps_the_data() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pg_port = free_port();
+    let setup = Setup::new(Err(pg_port));
+    let http = reqwest::Client::new();
+
+    let mut child = up(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let data = setup.home.path().join("postgres");
+    assert!(data.join("PG_VERSION").is_file(), "PostgreSQL's data lives under TICKETING_HOME/postgres");
+    let own = format!("postgres://postgres@127.0.0.1:{pg_port}/ticketing");
+    let mut conn = sqlx::PgConnection::connect(&own).await.unwrap_or_else(|e| panic!("its own PostgreSQL: {e}"));
+    let id = list_a_ticket(&http, &setup).await;
+    let stored: String = sqlx::query_scalar("SELECT title FROM read.tickets WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("the read models are in its own PostgreSQL: {e}"));
+    assert_eq!(stored, "Kept");
+    drop(conn);
+    terminate(child).await;
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", pg_port)).await.is_err(), "its PostgreSQL stopped with it");
+
+    // The next `up` starts the same server on the same data.
+    let mut child = up(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let all = statuses(&http, &setup).await;
+    assert_eq!(all, ["AVAILABLE"], "the ticket listed before the restart");
     terminate(child).await;
 }

@@ -35,8 +35,15 @@ pub(super) fn stored_text(value: &impl serde::Serialize, what: &'static str) -> 
     domain::stored::text(value, what).map_err(internal)
 }
 
-pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+/// A fault of ours as a response error of its own: logged with `detail`, answered without it.
+pub(crate) fn internal_error(detail: &str) -> async_graphql::ServerError {
+    internal(detail).into_server_error(async_graphql::Pos::default())
+}
+
+/// A time as RFC 3339. Only a year outside 0..=9999 (or an offset with seconds) cannot be written
+/// so: a stored value no rule produces, answered as an internal error rather than an empty string.
+pub(super) fn rfc3339(t: time::OffsetDateTime) -> async_graphql::Result<String> {
+    t.format(&Rfc3339).map_err(|e| internal(format!("the time {t} has no RFC 3339 form: {e}")))
 }
 
 pub(super) fn state<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppState> {
@@ -123,6 +130,15 @@ pub(super) fn page<R, T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_is_rfc3339_and_one_without_that_form_is_an_error_not_an_empty_string() {
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(rfc3339(epoch).ok().as_deref(), Some("1970-01-01T00:00:00Z"));
+        let odd = time::UtcOffset::from_hms(0, 0, 30).unwrap_or_else(|e| panic!("{e}"));
+        let error = rfc3339(epoch.to_offset(odd)).err().unwrap_or_else(|| panic!("formatted"));
+        assert_eq!(error.message, "internal error", "no detail for clients");
+    }
 
     #[test]
     fn every_stored_status_reads_back_and_an_unknown_one_is_an_error() {

@@ -135,9 +135,11 @@ pub struct TicketEvent {
     pub version: i32,
 }
 
-impl From<HistoryRow> for TicketEvent {
-    fn from(row: HistoryRow) -> Self {
-        Self { kind: row.event_type, at: rfc3339(row.at), version: row.version }
+impl TryFrom<HistoryRow> for TicketEvent {
+    type Error = async_graphql::Error;
+
+    fn try_from(row: HistoryRow) -> async_graphql::Result<Self> {
+        Ok(Self { kind: row.event_type, at: rfc3339(row.at)?, version: row.version })
     }
 }
 
@@ -187,11 +189,11 @@ impl Ticket {
         user(self.row.seller_id)
     }
     /// When it was listed (RFC 3339).
-    async fn created_at(&self) -> String {
+    async fn created_at(&self) -> async_graphql::Result<String> {
         rfc3339(self.row.created_at)
     }
     /// When it last changed (RFC 3339).
-    async fn updated_at(&self) -> String {
+    async fn updated_at(&self) -> async_graphql::Result<String> {
         rfc3339(self.row.updated_at)
     }
     /// Every event of the ticket, oldest first: for its seller and admins only.
@@ -202,7 +204,7 @@ impl Ticket {
             return Err(ApiError::Forbidden("only the seller or an admin may read the history").into());
         }
         let rows = loaders(ctx)?.load_one(crate::loaders::HistoryKey(self.row.id)).await.map_err(internal)?;
-        Ok(rows.unwrap_or_default().into_iter().map(Into::into).collect())
+        rows.unwrap_or_default().into_iter().map(TicketEvent::try_from).collect()
     }
     /// Whether the viewer may change its title or price now: its seller or an admin, while it is
     /// available. False when signed out.
@@ -272,11 +274,11 @@ impl Order {
             .transpose()
     }
     /// When the hold lapses unless paid (RFC 3339).
-    async fn expires_at(&self) -> String {
+    async fn expires_at(&self) -> async_graphql::Result<String> {
         rfc3339(self.row.expires_at)
     }
     /// When it was placed (RFC 3339).
-    async fn created_at(&self) -> String {
+    async fn created_at(&self) -> async_graphql::Result<String> {
         rfc3339(self.row.created_at)
     }
     /// The latest payment attempt.
@@ -336,7 +338,7 @@ impl Payment {
         self.row.provider_ref.as_deref()
     }
     /// When it started (RFC 3339).
-    async fn created_at(&self) -> String {
+    async fn created_at(&self) -> async_graphql::Result<String> {
         rfc3339(self.row.created_at)
     }
 }
