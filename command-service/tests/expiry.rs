@@ -214,3 +214,34 @@ async fn a_hold_that_lapsed_while_command_service_was_down_expires_as_soon_as_it
     assert!(took < Duration::from_secs(8), "expired {took:?} after the restart");
     binary.kill().await;
 }
+
+#[tokio::test]
+async fn a_hold_still_expires_on_time_when_nats_restarts_before_expiry() {
+    let mut system = System::start_with(|c| c.order_hold_seconds = 4).await;
+    let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
+    let ticket = system.ticket(seller, 100).await;
+    let order_id = system.order(buyer, ticket).await;
+    let expires_at = system.listing(ticket).await.orders[&order_id].expires_at;
+
+    // The server goes down and comes back (when the test owns it; with NATS_URL it cannot).
+    let restarted = match system.nats.server.as_mut() {
+        Some(server) => {
+            server.restart().await.unwrap_or_else(|e| panic!("{e:#}"));
+            true
+        }
+        None => false,
+    };
+
+    let listing = system
+        .wait_for_listing(ticket, Duration::from_secs(12), |l| l.orders[&order_id].status == OrderStatus::Cancelled)
+        .await;
+    assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Available));
+    let history = system.loaded_listing(ticket).await;
+    let at = cancelled_at(&history.history, order_id).unwrap_or_else(|| panic!("no expiry event"));
+    assert!(at >= expires_at, "expired early: {at} < {expires_at}");
+    assert!(
+        at - expires_at <= EXPIRY_SLACK,
+        "expired {} after expiresAt (NATS restarted: {restarted})",
+        at - expires_at
+    );
+}

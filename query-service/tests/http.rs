@@ -257,8 +257,13 @@ async fn a_subscriber_that_lagged_behind_the_notifications_still_gets_the_final_
     // about other rows, before it reads again.
     let update = "mutation($t: ID!) { updateTicket(id: $t, title: \"Opera, final\") { title } }";
     assert_eq!(seller.gql(&stack, update, json!({"t": ticket})).await["data"]["updateTicket"]["title"], "Opera, final");
-    // Its notification is passed on to subscribers just after the mutation returns.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Its notification is passed on to subscribers just after the mutation returns: wait until it
+    // is queued for this (unread) subscriber.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while stack.state.changes.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the update's notification never reached the subscribers");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     for n in 0..5000_u64 {
         let other = query_service::Changed::new(n, vec![uuid::Uuid::new_v4()], vec![]);
         let _ = stack.state.changes.send(std::sync::Arc::new(other));
