@@ -652,6 +652,40 @@ mod live {
     }
 
     #[tokio::test]
+    async fn a_subscription_opened_after_a_mutation_returned_never_shows_an_older_state() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let (mut seller, mut buyer) = (Client::default(), Client::default());
+        seller.gql(&stack, SIGN_UP, json!({"e": "ryw-seller@example.com"})).await;
+        buyer.gql(&stack, SIGN_UP, json!({"e": "ryw-buyer@example.com"})).await;
+        for round in 0..5 {
+            let created = seller
+                .gql(&stack, "mutation { createTicket(title: \"First\", priceCents: 900) { id } }", json!({}))
+                .await;
+            let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+            let update = "mutation($t: ID!) { updateTicket(id: $t, title: \"Second\") { version } }";
+            let updated = seller.gql(&stack, update, json!({"t": ticket})).await;
+            let version = updated["data"]["updateTicket"]["version"].as_i64().unwrap_or_else(|| panic!("{updated}"));
+
+            // Subscribed right after the update returned, then a change by someone else.
+            let mut socket = connect(addr, seller.cookie.as_deref(), None).await.unwrap_or_else(|e| panic!("{e}"));
+            let id = format!("t{round}");
+            let query = format!("subscription {{ ticketChanged(id: \"{ticket}\") {{ title status version }} }}");
+            subscribe_registered(&stack, &mut socket, &id, &query).await;
+            buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+            let pushed = next(&mut socket).await;
+            assert_eq!(pushed["id"].as_str(), Some(id.as_str()), "{pushed}");
+            let seen = &pushed["payload"]["data"]["ticketChanged"];
+            assert_eq!(
+                (seen["title"].as_str(), seen["status"].as_str()),
+                (Some("Second"), Some("RESERVED")),
+                "{pushed}"
+            );
+            assert!(seen["version"].as_i64().is_some_and(|v| v > version), "older than the update: {pushed}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_sellers_subscription_sees_another_clients_hold_and_payment_without_polling() {
         let stack = stack().await;
         let addr = serve(&stack).await;
