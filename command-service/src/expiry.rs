@@ -169,14 +169,18 @@ impl Service {
                         // Money to give back: if the refund right after it fails, this retries it.
                         Ok(Event::LatePaymentReceived { payment_id, at, .. }) => {
                             let subject = service.store().settings().domain_subject(&message.subject);
-                            let ticket_id = subject
-                                .split('.')
-                                .nth(2)
-                                .and_then(|t| t.parse().ok())
-                                .unwrap_or(domain::TicketId(uuid::Uuid::nil()));
-                            let due = ReconcileDue { ticket_id, payment_id };
-                            let when = at + service.reconcile_after().min(time::Duration::seconds(5));
-                            service.arm_reconcile_or_retry(&due, when, sequence).await
+                            match subjects::ticket_of(&subject) {
+                                Some(ticket_id) => {
+                                    let due = ReconcileDue { ticket_id, payment_id };
+                                    let when = at + service.reconcile_after().min(time::Duration::seconds(5));
+                                    service.arm_reconcile_or_retry(&due, when, sequence).await
+                                }
+                                // Stored where no listing event can be: nothing to refund from.
+                                None => {
+                                    tracing::error!(%subject, %payment_id, "late money outside a listing; not refunded");
+                                    AckKind::Ack
+                                }
+                            }
                         }
                         Ok(_) => AckKind::Ack,
                         // Perhaps written by a newer version during a rolling upgrade: leave it

@@ -277,11 +277,10 @@ impl Service {
         if let Some(ticket) = hint {
             return Ok(ticket);
         }
-        let history = self.inner.store.read_counted(&format!("ticketing.ticket.*.order.{order_id}")).await?;
+        let history = self.inner.store.read_counted(&subjects::order_anywhere(order_id)).await?;
         history
             .first()
-            .and_then(|e| e.subject.split('.').nth(2))
-            .and_then(|t| t.parse().ok())
+            .and_then(|e| subjects::ticket_of(&e.subject))
             .ok_or_else(|| CommandError::refused(OrderError::NotFound))
     }
 

@@ -77,6 +77,12 @@ pub fn listing(ticket: TicketId) -> String {
     format!("ticketing.ticket.{ticket}.>")
 }
 
+/// Every subject an order's events can be on, whatever its ticket: how an order is found by its
+/// id alone (a webhook that names only the order).
+pub fn order_anywhere(order: OrderId) -> String {
+    format!("ticketing.ticket.*.order.{order}")
+}
+
 /// The ticket of a listing subject (`ticketing.ticket.<ticket>.…`) or of its boundary
 /// (`ticketing.ticket.<ticket>.>`); `None` for any other subject.
 pub fn ticket_of(subject: &str) -> Option<TicketId> {
@@ -161,6 +167,10 @@ mod tests {
         let subject = listing_event(ticket(1), &cancelled).unwrap_or_default();
         assert_eq!(subject, format!("ticketing.ticket.{}.order.{}", ticket(1), order(2)));
         assert!(subject.starts_with(listing(ticket(1)).trim_end_matches('>')));
+        // Found by the order alone, and its ticket read back from it.
+        let anywhere = order_anywhere(order(2));
+        assert_eq!(anywhere.replace('*', &ticket(1).to_string()), subject);
+        assert_eq!(ticket_of(&subject), Some(ticket(1)));
     }
 
     #[test]
