@@ -213,7 +213,7 @@ pub enum Outcome {
     Ticket {
         /// The ticket.
         ticket_id: TicketId,
-        /// Its status.
+        /// Where it stands in its lifecycle.
         status: domain::TicketStatus,
     },
     /// An order.
@@ -222,7 +222,7 @@ pub enum Outcome {
         order_id: OrderId,
         /// Its ticket.
         ticket_id: TicketId,
-        /// Its status.
+        /// Where it stands in its lifecycle.
         status: domain::OrderStatus,
         /// Why it was cancelled.
         cancel_reason: Option<domain::CancelReason>,
@@ -238,7 +238,7 @@ pub enum Outcome {
         order_id: OrderId,
         /// Its ticket.
         ticket_id: TicketId,
-        /// Its status.
+        /// Where it stands in its lifecycle.
         status: domain::PaymentStatus,
         /// The provider's reference.
         provider_ref: Option<String>,

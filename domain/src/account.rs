@@ -47,7 +47,7 @@ pub enum EmailClaimCommand {
         email: Email,
         /// The id a new account would get.
         account_id: AccountId,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
 }
@@ -96,7 +96,8 @@ pub struct HoldSlot {
     pub expires_at: Timestamp,
 }
 
-/// An account.
+/// A registered user: who they are, which sessions they signed out, and which holds count
+/// against their `MAX_ACTIVE_HOLDS`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Account {
     /// The profile, once registered.
@@ -132,7 +133,7 @@ pub enum AccountCommand {
         email: Email,
         /// The argon2id hash of a password that passed [`check_password`].
         password_hash: String,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Sign a session out for good.
@@ -141,7 +142,7 @@ pub enum AccountCommand {
         session_id: SessionId,
         /// When the token expires anyway.
         expires_at: Timestamp,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Take a hold slot for an order about to be placed.
@@ -154,14 +155,14 @@ pub enum AccountCommand {
         expires_at: Timestamp,
         /// The limit in force (`MAX_ACTIVE_HOLDS`).
         max_active: usize,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Give a hold slot back.
     ReleaseHoldSlot {
         /// The order.
         order_id: OrderId,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
 }

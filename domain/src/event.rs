@@ -22,7 +22,7 @@ pub enum Event {
         email: Email,
         /// The account the address belongs to.
         account_id: AccountId,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -34,7 +34,7 @@ pub enum Event {
         email: Email,
         /// The argon2id hash of its password (PHC string).
         password_hash: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -47,7 +47,7 @@ pub enum Event {
         /// When the token would have expired anyway; afterwards the revocation can be forgotten.
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -62,7 +62,7 @@ pub enum Event {
         /// When the hold lapses: its expiry is armed for then (the slot counts until released).
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -72,7 +72,7 @@ pub enum Event {
         account_id: AccountId,
         /// The order the slot was for.
         order_id: OrderId,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -86,9 +86,9 @@ pub enum Event {
         title: Title,
         /// Its price.
         price_cents: Price,
-        /// Its currency.
+        /// The currency of the price (USD only, for now).
         currency: Currency,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -102,7 +102,7 @@ pub enum Event {
         title: Option<Title>,
         /// The new price, when it changed.
         price_cents: Option<Price>,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -119,14 +119,14 @@ pub enum Event {
         seller: AccountId,
         /// The ticket's price at the time of the hold: what the buyer will pay.
         amount_cents: Price,
-        /// The currency.
+        /// The currency of the amount (USD only, for now).
         currency: Currency,
         /// The client's idempotency key, if any.
         idempotency_key: Option<String>,
         /// When the hold lapses unless paid.
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -140,7 +140,7 @@ pub enum Event {
         reason: CancelReason,
         /// Who cancelled it (none for an expiry).
         by: Option<AccountId>,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -154,11 +154,11 @@ pub enum Event {
         ticket_id: TicketId,
         /// The amount to charge.
         amount_cents: Price,
-        /// The currency.
+        /// The currency of the amount (USD only, for now).
         currency: Currency,
         /// The key sent to the provider so a retried charge is never doubled.
         idempotency_key: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -170,7 +170,7 @@ pub enum Event {
         order_id: OrderId,
         /// The provider's reference.
         provider_ref: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -184,7 +184,7 @@ pub enum Event {
         ticket_id: TicketId,
         /// The provider's reference.
         provider_ref: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -196,7 +196,7 @@ pub enum Event {
         order_id: OrderId,
         /// The provider's short reason (e.g. `card_declined`).
         reason: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -208,7 +208,7 @@ pub enum Event {
         order_id: OrderId,
         /// The provider's reference.
         provider_ref: String,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
@@ -218,7 +218,7 @@ pub enum Event {
         payment_id: PaymentId,
         /// Its order.
         order_id: OrderId,
-        /// When.
+        /// When it happened: the time of the command that decided it.
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },

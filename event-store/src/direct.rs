@@ -19,7 +19,7 @@ const BATCH: usize = 512;
 /// A stored message as direct get returns it.
 #[derive(Debug, Clone)]
 pub struct RawMessage {
-    /// Stream sequence.
+    /// The stream sequence: its position in the event stream.
     pub sequence: u64,
     /// Subject.
     pub subject: String,

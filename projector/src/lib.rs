@@ -52,7 +52,7 @@ pub struct Stats {
 /// A stored message to project.
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    /// Stream sequence.
+    /// The stream sequence: its position in the event stream.
     pub position: u64,
     /// Subject in the domain's naming.
     pub subject: String,

@@ -34,7 +34,7 @@ pub enum CancelReason {
     Admin,
 }
 
-/// An order.
+/// A buyer's hold on one ticket, from placement until it is paid, cancelled or expired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// Its id: derived from the buyer, the ticket and the idempotency key when one is given.
@@ -47,9 +47,9 @@ pub struct Order {
     pub seller: AccountId,
     /// What the buyer pays: the ticket's price at the time of the hold.
     pub amount: Price,
-    /// The currency.
+    /// The currency of the amount (USD only, for now).
     pub currency: Currency,
-    /// Its status.
+    /// Where it stands in its lifecycle.
     pub status: OrderStatus,
     /// Why it was cancelled, once cancelled.
     pub cancel_reason: Option<CancelReason>,
@@ -83,7 +83,7 @@ pub enum OrderCommand {
         expires_at: Timestamp,
         /// The client's idempotency key.
         idempotency_key: Option<String>,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Cancel an open order.
@@ -92,14 +92,14 @@ pub enum OrderCommand {
         order_id: OrderId,
         /// Who asks: the buyer or an admin.
         actor: Actor,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// The hold's expiry fired: cancel the order if it is still unpaid.
     Expire {
         /// The order.
         order_id: OrderId,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
 }

@@ -28,7 +28,7 @@ pub enum PaymentStatus {
     Refunded,
 }
 
-/// A payment attempt.
+/// One attempt to pay for an order: started, then settled by the provider (at once or later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
     /// Its id: derived from the order and the idempotency key, and the provider call's key.
@@ -39,9 +39,9 @@ pub struct Payment {
     pub ticket_id: TicketId,
     /// The amount charged.
     pub amount: Price,
-    /// The currency.
+    /// The currency of the amount (USD only, for now).
     pub currency: Currency,
-    /// Its status.
+    /// Where it stands in its lifecycle.
     pub status: PaymentStatus,
     /// The provider's reference, once known.
     pub provider_ref: Option<String>,
@@ -90,7 +90,7 @@ pub enum PaymentCommand {
         actor: Actor,
         /// The idempotency key sent to the provider.
         idempotency_key: String,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Record what the provider said.
@@ -99,7 +99,7 @@ pub enum PaymentCommand {
         payment_id: PaymentId,
         /// The provider's answer.
         outcome: PaymentOutcome,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
 }

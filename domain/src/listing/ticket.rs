@@ -32,9 +32,9 @@ pub struct Ticket {
     pub title: Title,
     /// Its current price.
     pub price: Price,
-    /// Its currency.
+    /// The currency of the price (USD only, for now).
     pub currency: Currency,
-    /// Its status.
+    /// Where it stands in its lifecycle.
     pub status: TicketStatus,
     /// The order that holds or bought it.
     pub holder: Option<OrderId>,
@@ -57,7 +57,7 @@ pub enum TicketCommand {
         title: Title,
         /// Its price.
         price: Price,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
     /// Change the title or price of an available ticket.
@@ -68,7 +68,7 @@ pub enum TicketCommand {
         title: Option<Title>,
         /// The new price, if it changes.
         price: Option<Price>,
-        /// Now.
+        /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
 }
