@@ -53,7 +53,7 @@ impl Request {
 
     /// The subject to send it to.
     pub fn subject(&self) -> String {
-        format!("{}.{}", domain::subjects::COMMAND_PREFIX, self.command.name())
+        domain::subjects::command(self.command.name())
     }
 }
 

@@ -95,11 +95,16 @@ impl Service {
             return Ok(());
         }
         let permit = permits.clone().acquire_owned().await?;
-        let prefix = self.store().settings().wire_subject(domain::subjects::COMMAND_PREFIX);
-        let name = message.subject.strip_prefix(&format!("{prefix}.")).unwrap_or_default().to_owned();
+        let subject = self.store().settings().domain_subject(&message.subject);
+        let name = domain::subjects::command_name(&subject).map(str::to_owned);
         let service = self.clone();
         tokio::spawn(async move {
-            let reply = service.answer(&name, &message.payload).await;
+            let reply = match name {
+                Some(name) => service.answer(&name, &message.payload).await,
+                None => {
+                    Reply::Error(Failure::new(ErrorCode::BadUserInput, format!("not a command subject: {subject}")))
+                }
+            };
             let body = serde_json::to_vec(&reply).unwrap_or_else(|error| {
                 tracing::error!(%error, "a reply could not be encoded; answering an internal error");
                 INTERNAL_REPLY.to_vec()

@@ -124,9 +124,21 @@ async fn an_early_firing_neither_expires_the_hold_nor_frees_its_slot() {
     let ack = js.publish(subject, due.to_string().into()).await.unwrap_or_else(|e| panic!("{e}"));
     let firing = ack.await.unwrap_or_else(|e| panic!("{e}")).sequence;
 
-    // From now until the hold's own expiry, the hold stays open and its slot keeps counting. (The
-    // slot is read first: an expiry gives it back only after cancelling, so a slot gone while the
-    // order still reads open would have left early.)
+    // The early firing is delivered well before the hold's own one can exist (that one is only
+    // published at `expires_at`)...
+    let timers = js.get_stream(system.service.store().settings().timers_name()).await.unwrap_or_else(|e| panic!("{e}"));
+    let mut expiry = timers
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("command-service-expiry")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    while expiry.info().await.unwrap_or_else(|e| panic!("{e}")).delivered.stream_sequence < firing {
+        let left = expires_at - time::OffsetDateTime::now_utc();
+        assert!(left > time::Duration::milliseconds(500), "the early firing was not delivered before the hold's own");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and from then until the hold's own expiry, the hold stays open and its slot keeps
+    // counting. (The slot is read first: an expiry gives it back only after cancelling, so a slot
+    // gone while the order still reads open would have left early.)
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
         let slots = system.account(buyer.id).await.state.hold_slots.len();
@@ -137,14 +149,6 @@ async fn an_early_firing_neither_expires_the_hold_nor_frees_its_slot() {
         assert!(Instant::now() < deadline, "the hold never expired");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The early firing was delivered (and so handled) inside that window.
-    let timers = js.get_stream(system.service.store().settings().timers_name()).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut expiry = timers
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("command-service-expiry")
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let delivered = expiry.info().await.unwrap_or_else(|e| panic!("{e}")).delivered.stream_sequence;
-    assert!(delivered >= firing, "the early firing ({firing}) was never delivered (last {delivered})");
     let at = expired_at(&system, ticket, order_id).await.unwrap_or_else(|| panic!("not expired"));
     assert!(at >= expires_at, "expired early: {at} < {expires_at}");
     wait_for_slots(&system, buyer.id, 0, Duration::from_secs(3)).await;

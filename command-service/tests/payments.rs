@@ -158,11 +158,11 @@ async fn a_failed_asynchronous_payment_reopens_the_hold() {
 
 #[tokio::test]
 async fn a_payment_failed_after_the_hold_closed_leaves_the_order_cancelled() {
-    let system = System::start_with(|c| c.order_hold_seconds = 3).await;
     let failed = |id: &str, provider_ref: Option<String>, order| {
         webhook_body(id, "payment_intent.payment_failed", &provider_ref.unwrap_or_default(), order)
     };
-    // Closed by the buyer while the bank was still deciding.
+    // Closed by the buyer while the bank was still deciding (a hold long enough not to expire).
+    let system = System::start().await;
     let (buyer, ticket, order) = held(&system).await;
     let (cancelled_payment, _, provider_ref) =
         payment_of(&system.ok(Request::new(pay(order, "tok_async")).by(buyer)).await.result);
@@ -177,6 +177,7 @@ async fn a_payment_failed_after_the_hold_closed_leaves_the_order_cancelled() {
     assert_eq!(listing.ticket.map(|t| (t.status, t.holder)), Some((TicketStatus::Available, None)));
 
     // Closed by its expiry.
+    let system = System::start_with(|c| c.order_hold_seconds = 2).await;
     let (buyer, ticket, order) = held(&system).await;
     let (expired_payment, _, provider_ref) =
         payment_of(&system.ok(Request::new(pay(order, "tok_async")).by(buyer)).await.result);

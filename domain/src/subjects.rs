@@ -26,6 +26,38 @@ use crate::{AccountId, Email, Event, OrderId, PaymentId, TicketId};
 /// The event stream's name.
 pub const STREAM: &str = "TICKETING";
 
+/// The subject a command is sent on (`ticketing.cmd.<name>`).
+pub fn command(name: &str) -> String {
+    format!("{COMMAND_PREFIX}.{name}")
+}
+
+/// The command name of a command subject (one token after `ticketing.cmd.`); `None` for any other
+/// subject.
+pub fn command_name(subject: &str) -> Option<&str> {
+    subject.strip_prefix(COMMAND_PREFIX)?.strip_prefix('.').filter(|name| !name.is_empty() && !name.contains('.'))
+}
+
+/// The root token of every subject in the domain's naming.
+pub const ROOT: &str = "ticketing";
+
+/// `subject` (in the domain's naming, `ticketing.…`) under another root (`<root>.…`), as a
+/// deployment that shares its NATS with others names it on the wire; other subjects unchanged.
+pub fn on_wire(root: &str, subject: &str) -> String {
+    match subject.strip_prefix(ROOT) {
+        Some(rest) if root != ROOT && (rest.is_empty() || rest.starts_with('.')) => format!("{root}{rest}"),
+        _ => subject.to_owned(),
+    }
+}
+
+/// A subject as the wire names it under `root`, back in the domain's naming; other subjects
+/// unchanged.
+pub fn from_wire(root: &str, subject: &str) -> String {
+    match subject.strip_prefix(root) {
+        Some(rest) if root != ROOT && (rest.is_empty() || rest.starts_with('.')) => format!("{ROOT}{rest}"),
+        _ => subject.to_owned(),
+    }
+}
+
 /// The subjects the event stream captures: every event, nothing else.
 pub const EVENT_SUBJECTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>"];
 
@@ -134,6 +166,27 @@ pub fn expiry_firing(ticket: TicketId, order: OrderId) -> String {
 mod tests {
     use super::*;
     use crate::testing::{order, ticket};
+
+    #[test]
+    fn a_command_subject_names_one_command() {
+        assert_eq!(command_name(&command("createOrder")), Some("createOrder"));
+        for other in ["ticketing.cmd", "ticketing.cmd.", "ticketing.cmd.a.b", "ticketing.cmdx.a", "ticketing.account.a"]
+        {
+            assert_eq!(command_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_subject_moves_to_another_root_on_the_wire_and_back() {
+        let subject = format!("ticketing.ticket.{}.ticket", ticket(1));
+        let wire = on_wire("t42", &subject);
+        assert_eq!(wire, format!("t42.ticket.{}.ticket", ticket(1)));
+        assert_eq!(from_wire("t42", &wire), subject);
+        assert_eq!(on_wire(ROOT, &subject), subject, "the default root is the domain's");
+        assert_eq!(on_wire("t42", "ticketingx.cmd.y"), "ticketingx.cmd.y", "a whole token only");
+        assert_eq!(from_wire("t42", "t420.ticket.x"), "t420.ticket.x", "a whole token only");
+        assert_eq!(on_wire("t42", "$JS.API.INFO"), "$JS.API.INFO");
+    }
 
     #[test]
     fn an_email_subject_is_a_single_token() {

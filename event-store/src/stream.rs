@@ -44,7 +44,7 @@ impl Default for StreamSettings {
 }
 
 /// The subject root the domain names subjects with.
-const ROOT: &str = "ticketing";
+const ROOT: &str = domain::subjects::ROOT;
 
 impl StreamSettings {
     /// Settings for an isolated namespace: stream `<name>` with subjects under `<root>.`.
@@ -54,18 +54,12 @@ impl StreamSettings {
 
     /// A domain subject (`ticketing.…`) as stored under this deployment's root.
     pub fn wire_subject(&self, subject: &str) -> String {
-        match subject.strip_prefix(ROOT) {
-            Some(rest) if self.subject_root != ROOT => format!("{}{rest}", self.subject_root),
-            _ => subject.to_owned(),
-        }
+        domain::subjects::on_wire(&self.subject_root, subject)
     }
 
     /// A stored subject in the domain's naming (`ticketing.…`).
     pub fn domain_subject(&self, subject: &str) -> String {
-        match subject.strip_prefix(self.subject_root.as_str()) {
-            Some(rest) if self.subject_root != ROOT => format!("{ROOT}{rest}"),
-            _ => subject.to_owned(),
-        }
+        domain::subjects::from_wire(&self.subject_root, subject)
     }
 
     /// The timer stream's name.

@@ -34,7 +34,7 @@ impl AppState {
     /// # Errors
     /// The command's refusal, or an internal failure (NATS unreachable, timeout).
     pub async fn send(&self, request: &Request) -> Result<Success, Failure> {
-        let subject = format!("{}{}", self.subject_root, request.subject().trim_start_matches("ticketing"));
+        let subject = domain::subjects::on_wire(&self.subject_root, &request.subject());
         let body = serde_json::to_vec(request).map_err(|_| Failure::internal())?;
         let reply = match tokio::time::timeout(Duration::from_secs(15), self.nats.request(subject, body.into())).await {
             Ok(Ok(reply)) => reply,

@@ -71,9 +71,20 @@ struct UpArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
-    match Cli::parse().command {
+    // One line with the whole cause (no backtrace, whatever RUST_BACKTRACE says).
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            say(&format!("{error:#}"));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Cmd::Up(args) => up(args).await,
         Cmd::CommandService(config) => {
             config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;

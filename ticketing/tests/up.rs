@@ -43,7 +43,8 @@ impl Setup {
     }
 }
 
-fn up(setup: &Setup) -> Child {
+/// `ticketing up` for `setup`, not started yet.
+fn up_command(setup: &Setup) -> Command {
     let mut command = Command::new(BINARY);
     match &setup.database {
         Ok(url) => command.env("DATABASE_URL", url),
@@ -60,10 +61,12 @@ fn up(setup: &Setup) -> Child {
         .env("WEB_DIR", setup.web.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
+        .kill_on_drop(true);
+    command
+}
+
+fn up(setup: &Setup) -> Child {
+    up_command(setup).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
 }
 
 async fn wait_ready(http: &reqwest::Client, setup: &Setup, child: &mut Child) {
@@ -222,6 +225,7 @@ async fn without_database_url_up_runs_its_own_postgresql_under_its_home_and_keep
         .await
         .unwrap_or_else(|e| panic!("the read models are in its own PostgreSQL: {e}"));
     assert_eq!(stored, "Kept");
+    let cluster = cluster_id(&mut conn).await;
     drop(conn);
     terminate(child).await;
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", pg_port)).await.is_err(), "its PostgreSQL stopped with it");
@@ -231,5 +235,39 @@ async fn without_database_url_up_runs_its_own_postgresql_under_its_home_and_keep
     wait_ready(&http, &setup, &mut child).await;
     let all = statuses(&http, &setup).await;
     assert_eq!(all, ["AVAILABLE"], "the ticket listed before the restart");
+    let mut conn = sqlx::PgConnection::connect(&own).await.unwrap_or_else(|e| panic!("its own PostgreSQL: {e}"));
+    assert_eq!(cluster_id(&mut conn).await, cluster, "the same cluster, not a new one");
+    drop(conn);
     terminate(child).await;
+}
+
+/// What identifies a PostgreSQL cluster for its life: a fresh `initdb` makes another.
+async fn cluster_id(conn: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+        .fetch_one(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_its_postgresql_cannot_start_up_stops_with_one_line_naming_the_cause() {
+    // The port its PostgreSQL would use is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = taken.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let setup = Setup::new(Err(port));
+    let run = up_command(&setup).env("RUST_BACKTRACE", "1").stderr(Stdio::piped()).output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .unwrap_or_else(|_| panic!("ticketing up did not stop"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "up went on without its PostgreSQL: {said}");
+    let last = said.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("could not start PostgreSQL") && last.contains(&format!("port {port} is already taken")),
+        "the last line names the cause and the fix: {said}"
+    );
+    assert!(!said.contains("ready in") && !said.contains("stack backtrace"), "{said}");
+    assert!(said.lines().filter(|l| l.contains("PostgreSQL")).all(|l| l.starts_with("ticketing: ")), "{said}");
+    drop(taken);
 }
