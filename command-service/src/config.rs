@@ -190,15 +190,8 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// The declared default of the setting read from `env` (the environment running the test
-    /// does not matter).
     fn default_of(env: &str) -> String {
-        let command = <Config as clap::CommandFactory>::command();
-        let arg = command
-            .get_arguments()
-            .find(|a| a.get_env().is_some_and(|e| e == env))
-            .unwrap_or_else(|| panic!("no setting {env}"));
-        arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
+        testkit::declared_default::<Config>(env)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!   test uses.
 //! - [`postgres`] gives a test its own database, created on the server at `DATABASE_URL` (default
 //!   the local `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
+//! - [`declared_default`] reads a setting's default as a configuration declares it.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -413,4 +414,19 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+}
+
+/// The default a clap configuration declares for the setting read from the environment variable
+/// `env`, comma-joined when it has several: what the product promises when the variable is unset,
+/// whatever the environment running the test holds.
+///
+/// # Panics
+/// When `C` has no setting read from `env`.
+pub fn declared_default<C: clap::CommandFactory>(env: &str) -> String {
+    let command = C::command();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == env))
+        .unwrap_or_else(|| panic!("no setting {env}"));
+    arg.get_default_values().iter().map(|v| v.to_string_lossy().into_owned()).collect::<Vec<_>>().join(",")
 }

@@ -96,17 +96,17 @@ async fn terminate(mut child: Child) {
     assert!(status.success(), "stopped with {status}");
 }
 
+/// A GraphQL request to `up`'s API (with a session cookie when given); the whole answer.
+async fn gql(http: &reqwest::Client, setup: &Setup, query: &str, cookie: Option<&str>) -> Value {
+    let mut request = http.post(format!("http://{}/graphql", setup.http_addr)).json(&json!({ "query": query }));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", format!("session={cookie}"));
+    }
+    request.send().await.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
 async fn statuses(http: &reqwest::Client, setup: &Setup) -> Vec<String> {
-    let url = format!("http://{}/graphql", setup.http_addr);
-    let body: Value = http
-        .post(&url)
-        .json(&json!({"query": "{ tickets(first: 100) { nodes { status } } }"}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let body = gql(http, setup, "{ tickets(first: 100) { nodes { status } } }", None).await;
     body["data"]["tickets"]["nodes"]
         .as_array()
         .unwrap_or_else(|| panic!("{body}"))
@@ -192,16 +192,8 @@ async fn list_a_ticket(http: &reqwest::Client, setup: &Setup) -> String {
         .filter_map(|v| v.to_str().ok()?.split(';').next()?.strip_prefix("session=").map(str::to_owned))
         .next()
         .unwrap_or_else(|| panic!("no session cookie"));
-    let listed: Value = http
-        .post(&url)
-        .header("cookie", format!("session={cookie}"))
-        .json(&json!({"query": r#"mutation { createTicket(title: "Kept", priceCents: 1200) { id } }"#}))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let listed =
+        gql(http, setup, r#"mutation { createTicket(title: "Kept", priceCents: 1200) { id } }"#, Some(&cookie)).await;
     listed["data"]["createTicket"]["id"].as_str().unwrap_or_else(|| panic!("{listed}")).to_owned()
 }
 
