@@ -426,10 +426,10 @@ async fn faults_lose_nothing_and_break_no_rule() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let events = store.read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e:#}"));
-        let mut replayed: HashMap<String, Listing> = HashMap::new();
+        let mut replayed: HashMap<domain::TicketId, Listing> = HashMap::new();
         for stored in &events {
-            if let Some(ticket) = stored.subject.strip_prefix("ticketing.ticket.").and_then(|s| s.split('.').next()) {
-                let listing = replayed.entry(ticket.to_owned()).or_default();
+            if let Some(ticket) = domain::subjects::ticket_of(&stored.subject) {
+                let listing = replayed.entry(ticket).or_default();
                 *listing = std::mem::take(listing).evolve(&stored.event);
             }
         }
@@ -462,10 +462,7 @@ async fn faults_lose_nothing_and_break_no_rule() {
     let mut listings: HashMap<Uuid, Listing> = HashMap::new();
     let mut expiries: HashMap<Uuid, OffsetDateTime> = HashMap::new();
     for stored in &events {
-        let Some(ticket) = stored.subject.strip_prefix("ticketing.ticket.").and_then(|s| s.split('.').next()) else {
-            continue;
-        };
-        let Ok(ticket) = ticket.parse::<Uuid>() else { continue };
+        let Some(domain::TicketId(ticket)) = domain::subjects::ticket_of(&stored.subject) else { continue };
         let listing = listings.entry(ticket).or_default();
         *listing = std::mem::take(listing).evolve(&stored.event);
         if let Event::OrderCancelled { order_id, reason: domain::CancelReason::Expired, .. } = &stored.event {
