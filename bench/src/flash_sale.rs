@@ -1,9 +1,11 @@
 //! The flash-sale benchmark: the whole system over HTTP, with its baselines measured in the same
 //! run on the same machine (the load generator included).
 //!
-//! - Baselines: raw JetStream appends (1 and 256 in flight), raw PostgreSQL batched inserts, and a
-//!   no-op GraphQL query (`{ __typename }`) and mutation (`mutation { __typename }`) through the
-//!   same HTTP stack, cookie and all: the cost of the web layer alone.
+//! - Baselines: raw JetStream appends (1 and 256 in flight), raw PostgreSQL batched inserts, an
+//!   in-process axum handler answering a constant (the HTTP ceiling: every HTTP row is also given
+//!   as a ratio to it, so no ratio rests on our own gateway's floor), and a no-op GraphQL query
+//!   (`{ __typename }`, the trivial request with a session cookie) and mutation
+//!   (`mutation { __typename }`) through the gateway, cookie and all.
 //! - Scenarios: holds (`createOrder` on distinct tickets, 64 clients), the hot ticket (N
 //!   simultaneous buyers for one ticket: exactly one winner, asserted), reads (`ticket(id)`,
 //!   `tickets(first: 20)`), projection lag at a steady 1,000 events/s, one change delivered to
@@ -324,6 +326,24 @@ impl Gateway {
     }
 }
 
+/// The name of the HTTP-ceiling row (see [`serve_noop`]).
+const CEILING: &str = "axum no-op over HTTP (HTTP ceiling)";
+
+/// An in-process axum server whose `POST /graphql` answers a constant GraphQL body: what HTTP
+/// alone costs on this machine with this load generator. Returns its URL.
+async fn serve_noop() -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/graphql",
+        axum::routing::post(|| async {
+            ([(axum::http::header::CONTENT_TYPE, "application/json")], r#"{"data":{"__typename":"Query"}}"#)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/graphql", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
 /// `--gateway`: serve the gateway from the environment's configuration until killed.
 async fn serve_gateway() -> anyhow::Result<()> {
     let config = <query_service::config::Config as clap::Parser>::parse_from(["query-service"]);
@@ -628,6 +648,17 @@ async fn main() -> anyhow::Result<()> {
             async move { client.gql(query, json!({})).await.map(|_| ()) }
         }
     };
+    // The HTTP ceiling: an axum handler that answers the same request with a constant, through the
+    // same client, cookie and all (no GraphQL, no session, no database).
+    let ceiling = serve_noop().await?;
+    let to_ceiling = {
+        let buyers = buyers.clone();
+        move |worker: usize, _| {
+            let client = Client { url: ceiling.clone(), ..buyers[worker].clone() };
+            async move { client.gql("{ __typename }", json!({})).await.map(|_| ()) }
+        }
+    };
+    rows.push(timed(CEILING, CLIENTS, mode.seconds, to_ceiling).await);
     rows.push(timed("no-op query over HTTP (baseline)", CLIENTS, mode.seconds, noop("{ __typename }")).await);
     rows.push(
         timed("no-op mutation over HTTP (baseline)", CLIENTS, mode.seconds, noop("mutation { __typename }")).await,
@@ -802,19 +833,29 @@ fn report(mode: Mode, rows: &[Row], own_system: bool, write: bool) -> anyhow::Re
         };
         baseline.map_or_else(|| "–".into(), |b| format!("{:.2}×", row.per_second / b.per_second))
     };
+    // Every request over HTTP, against the axum no-op measured in the same run.
+    let over_http = |row: &Row| -> String {
+        let http = ["no-op", "setup", "holds", "hot ticket", "read"].iter().any(|p| row.name.starts_with(p));
+        match find(CEILING) {
+            Some(ceiling) if http => format!("{:.2}×", row.per_second / ceiling.per_second),
+            _ => "–".into(),
+        }
+    };
     let mut markdown = String::from(
-        "| measure | ops | errors | per second | p50 ms | p99 ms | vs baseline |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| measure | ops | errors | per second | p50 ms | p99 ms | vs baseline | vs axum no-op |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for row in rows {
         markdown.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} |\n",
+            "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
             row.name,
             row.ops,
             row.errors,
             row.per_second,
             row.p50_ms,
             row.p99_ms,
-            ratio(row)
+            ratio(row),
+            over_http(row)
         ));
     }
     let bundle = std::fs::read_to_string(testkit::workspace_root().join("web/dist/size.json"))
@@ -834,7 +875,7 @@ fn report(mode: Mode, rows: &[Row], own_system: bool, write: bool) -> anyhow::Re
         "own_system": own_system,
         "rows": rows.iter().map(|r| json!({
             "measure": r.name, "ops": r.ops, "errors": r.errors, "per_second": r.per_second,
-            "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "vs_baseline": ratio(r),
+            "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "vs_baseline": ratio(r), "vs_axum_noop": over_http(r),
         })).collect::<Vec<_>>(),
         "web_bundle": bundle,
     });
