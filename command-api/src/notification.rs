@@ -24,13 +24,9 @@ pub struct Notification {
     /// Orders whose row (or payment) changed.
     #[serde(default)]
     pub orders: Vec<OrderId>,
-    /// Sessions signed out: gateways end their WebSockets and refuse them.
+    /// Sessions signed out: gateways end their WebSockets.
     #[serde(default)]
     pub sessions: Vec<SessionId>,
-    /// More notifications of the same commit follow: a gateway counts the commit as heard only
-    /// after the last one (the one without `more`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub more: bool,
 }
 
 impl Notification {
@@ -62,10 +58,6 @@ impl Notification {
         for id in sessions {
             let at = room(&mut out);
             out[at].sessions.push(id);
-        }
-        let last = out.len() - 1;
-        for notification in &mut out[..last] {
-            notification.more = true;
         }
         out
     }
@@ -126,8 +118,6 @@ mod tests {
             assert!(payload.len() < 8000, "{} bytes", payload.len());
             assert_eq!(Notification::decode(&payload).ok().as_ref(), Some(notification));
         }
-        let flags: Vec<bool> = sent.iter().map(|n| n.more).collect();
-        assert!(flags.len() > 1 && flags[..flags.len() - 1].iter().all(|m| *m) && !flags[flags.len() - 1], "{flags:?}");
         let received: Vec<TicketId> = sent.iter().flat_map(|n| n.tickets.clone()).collect();
         assert_eq!(received, tickets);
     }

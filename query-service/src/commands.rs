@@ -148,10 +148,7 @@ pub async fn follow_projection(
                         // read-your-writes wait ends with its session refused here.
                         let now = time::OffsetDateTime::now_utc().unix_timestamp();
                         revocations.add(&changed.sessions, now);
-                        if !body.more {
-                            // The commit's last notification: all its sign-outs are in.
-                            revocations.heard(body.position);
-                        }
+                        revocations.heard(body.position);
                         let position = i64::try_from(body.position).unwrap_or(i64::MAX);
                         heard = heard.max(position);
                         projected.send_if_modified(|p| bump(p, position));
