@@ -7,7 +7,6 @@ use domain::ErrorCode;
 use tokio::sync::watch;
 
 use crate::AppState;
-use crate::revocations::Revocations;
 
 /// How long a mutation waits for its write to be projected before answering anyway.
 pub const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
@@ -74,33 +73,12 @@ pub async fn follow_projection(
     pool: sqlx::PgPool,
     projected: watch::Sender<u64>,
     changes: tokio::sync::broadcast::Sender<std::sync::Arc<crate::Changed>>,
-    revocations: std::sync::Arc<Revocations>,
 ) {
-    let limit = revocations.limit();
-    // The sign-outs, loaded while listening: none committed meanwhile can be missed.
-    // The checkpoint is read first: every sign-out projected up to it is in the load that follows.
-    let load_revocations = || async {
-        let loaded = match crate::db::checkpoint(&pool).await {
-            Ok(as_of) => crate::db::live_revocations(&pool, limit + 1).await.map(|loaded| (loaded, as_of)),
-            Err(error) => Err(error),
-        };
-        match loaded {
-            Ok((loaded, as_of)) => revocations.replace(loaded, u64::try_from(as_of).unwrap_or(0)),
-            Err(error) => tracing::warn!(%error, "sign-outs not loaded; asking the read model per request"),
-        }
-    };
     loop {
         let result: anyhow::Result<()> = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
             listener.listen(command_api::notification::CHANNEL).await?;
-            load_revocations().await;
-            // The newest position announced on this connection: every projector commit announces
-            // its position, so a checkpoint past it for two quiet spells means notifications are
-            // being lost (a half-open connection): listen again.
-            let mut heard = 0;
-            let mut suspect = false;
             if let Ok(position) = crate::db::checkpoint(&pool).await {
-                heard = position;
                 projected.send_if_modified(|p| bump(p, position));
             }
             // What changed is unknown (notifications were lost, or one could not be read): every
@@ -115,10 +93,7 @@ pub async fn follow_projection(
                     // meanwhile are lost, so every subscriber re-reads what it watches.
                     Ok(Ok(None)) => {
                         tracing::warn!("projection listener reconnecting; subscribers re-read");
-                        revocations.mark_incomplete();
                         resync_all();
-                        // Listen again, then reload the sign-outs.
-                        return Ok(());
                     }
                     Ok(notification) => {
                         let Some(notification) = notification? else { continue };
@@ -129,10 +104,7 @@ pub async fn follow_projection(
                                 tracing::error!(%error, payload = notification.payload(), "unreadable notification");
                                 // The position it announced is unknown too: read it, so writers
                                 // waiting to read their writes are not held up.
-                                revocations.mark_incomplete();
-                                load_revocations().await;
                                 let position = crate::db::checkpoint(&pool).await?;
-                                heard = heard.max(position);
                                 projected.send_if_modified(|p| bump(p, position));
                                 resync_all();
                                 continue;
@@ -144,47 +116,21 @@ pub async fn follow_projection(
                             body.orders.iter().map(|id| id.0).collect(),
                         );
                         changed.sessions = body.sessions.iter().map(|id| id.0).collect();
-                        // Known signed out before the position is announced: a sign-out's
-                        // read-your-writes wait ends with its session refused here.
-                        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                        revocations.add(&changed.sessions, now);
-                        revocations.heard(body.position);
-                        let position = i64::try_from(body.position).unwrap_or(i64::MAX);
-                        heard = heard.max(position);
-                        projected.send_if_modified(|p| bump(p, position));
-                        let signed_out = changed.sessions.clone();
+                        projected.send_if_modified(|p| bump(p, i64::try_from(body.position).unwrap_or(i64::MAX)));
                         if !changed.tickets.is_empty() || !changed.orders.is_empty() || !changed.sessions.is_empty() {
                             // Nobody listening is fine.
                             let _ = changes.send(std::sync::Arc::new(changed));
-                        }
-                        if !signed_out.is_empty() {
-                            // Only for forgetting them once their tokens expire.
-                            match crate::db::revocation_expiries(&pool, &signed_out).await {
-                                Ok(expiries) => revocations.learn_expiries(&expiries),
-                                Err(error) => {
-                                    tracing::warn!(%error, "sign-out expiries not read; kept until the next load")
-                                }
-                            }
                         }
                     }
                     // Quiet: check the checkpoint in case a notification was missed.
                     Err(_) => {
                         let position = crate::db::checkpoint(&pool).await?;
                         projected.send_if_modified(|p| bump(p, position));
-                        if position > heard && suspect {
-                            tracing::warn!(position, heard, "projection notifications are being lost; listening again");
-                            revocations.mark_incomplete();
-                            resync_all();
-                            return Ok(());
-                        }
-                        suspect = position > heard;
                     }
                 }
             }
         }
         .await;
-        // Whatever ended the listening, notifications may be lost until the next load.
-        revocations.mark_incomplete();
         if let Err(error) = result {
             tracing::warn!(%error, "projection follower restarting");
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -261,36 +261,6 @@ pub async fn is_revoked(pool: &PgPool, session: Uuid) -> sqlx::Result<bool> {
         .await
 }
 
-/// The signed-out sessions whose tokens may still be presented, with when they expire (Unix
-/// seconds), at most `limit` of them. An hour of slack covers a database clock ahead of the
-/// gateways'.
-///
-/// # Errors
-/// A database error.
-pub async fn live_revocations(pool: &PgPool, limit: usize) -> sqlx::Result<Vec<(Uuid, i64)>> {
-    sqlx::query_as(
-        "SELECT session_id, extract(epoch FROM expires_at)::bigint FROM read.revoked_sessions
-         WHERE expires_at > now() - interval '1 hour' LIMIT $1",
-    )
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(pool)
-    .await
-}
-
-/// When the tokens of these signed-out sessions expire (Unix seconds).
-///
-/// # Errors
-/// A database error.
-pub async fn revocation_expiries(pool: &PgPool, sessions: &[Uuid]) -> sqlx::Result<Vec<(Uuid, i64)>> {
-    sqlx::query_as(
-        "SELECT session_id, extract(epoch FROM expires_at)::bigint FROM read.revoked_sessions
-         WHERE session_id = ANY($1)",
-    )
-    .bind(sessions)
-    .fetch_all(pool)
-    .await
-}
-
 /// The projected position.
 ///
 /// # Errors

@@ -7,7 +7,7 @@
 //! - [`app`] is the HTTP surface: `POST /graphql`, `POST /webhooks/payments`, `/healthz`,
 //!   `/readyz`, `/metrics`, and the web app ([`web`]) on every other path.
 //! - Sessions are HS256 JWTs in the `session` cookie ([`session`]); a signed-out session is
-//!   refused through the projected `revoked_sessions`, kept in memory ([`revocations`]).
+//!   refused through the projected `revoked_sessions`.
 
 pub mod client;
 pub mod commands;
@@ -17,7 +17,6 @@ pub mod gql;
 pub mod limits;
 pub mod loaders;
 pub mod metrics;
-pub mod revocations;
 pub mod session;
 pub mod socket;
 pub mod web;
@@ -153,10 +152,6 @@ pub struct AppState {
     /// Sessions signed out through this gateway, refused at once, before the projector reports
     /// them (kept until their tokens expire).
     pub signed_out: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, i64>>>,
-    /// Every session signed out, as the projection says, kept current by its notifications.
-    pub revocations: Arc<revocations::Revocations>,
-    /// Shared reads of the projected position: how a session check knows the set is current.
-    pub fence: Arc<revocations::Fence>,
 }
 
 /// The signed-in user of a request, if any.
@@ -185,9 +180,7 @@ impl AppState {
         let initial = db::checkpoint(&pool).await.ok().and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
         let (tx, projected) = watch::channel(initial);
         let (changes, _) = tokio::sync::broadcast::channel(4096);
-        let revocations = Arc::new(revocations::Revocations::default());
-        let pool_for_fence = pool.clone();
-        tokio::spawn(commands::follow_projection(pool.clone(), tx, changes.clone(), revocations.clone()));
+        tokio::spawn(commands::follow_projection(pool.clone(), tx, changes.clone()));
         let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
         let subject_root = config.subject_root.clone();
         let schema = schema(config.graphql_introspection);
@@ -206,8 +199,6 @@ impl AppState {
             trusted_proxies,
             sockets: Arc::default(),
             signed_out: Arc::default(),
-            revocations,
-            fence: revocations::Fence::spawn(pool_for_fence),
         }
     }
 
@@ -225,38 +216,15 @@ impl AppState {
         command_api::roles(self.config.is_admin(email))
     }
 
-    /// Whether a verified session is still good: not expired, not signed out. The sign-outs are
-    /// in memory; while they are not known complete the read model is asked, and one that cannot
-    /// answer counts as signed out (fail closed).
+    /// Whether a verified session is still good: not expired, not signed out. A read model that
+    /// cannot answer counts as signed out (fail closed).
     pub async fn session_live(&self, claims: &Claims) -> bool {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let signed_out_here = {
             let signed_out = self.signed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             signed_out.contains_key(&claims.jti.0)
         };
-        if claims.exp <= now || signed_out_here {
-            return false;
-        }
-        let session = claims.jti.0;
-        if self.revocations.check(session) == revocations::Known::Live {
-            // Live as far as this gateway has heard: make sure it has heard every commit made
-            // before this request (a sign-out that returned on another gateway, say).
-            let wait = std::time::Duration::from_secs(2);
-            if let Some(position) = self.fence.position(wait).await
-                && self.revocations.wait_heard(position, wait).await
-            {
-                // Checked again: the wait may have brought this very sign-out.
-                match self.revocations.check(session) {
-                    revocations::Known::Live => return true,
-                    revocations::Known::Revoked => return false,
-                    revocations::Known::Unknown => {}
-                }
-            }
-        } else if self.revocations.check(session) == revocations::Known::Revoked {
-            return false;
-        }
-        self.metrics.revocation_queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        matches!(db::is_revoked(&self.pool, session).await, Ok(false))
+        claims.exp > now && !signed_out_here && matches!(db::is_revoked(&self.pool, claims.jti.0).await, Ok(false))
     }
 
     /// Records a sign-out made through this gateway: its session is refused here at once, and

@@ -26,9 +26,6 @@ pub struct Metrics {
     pub commands_failed: AtomicU64,
     /// Batched queries made by the dataloaders.
     pub loader_queries: AtomicU64,
-    /// Sessions checked against the read model because the in-memory sign-outs were not known
-    /// complete (see [`crate::revocations`]).
-    pub revocation_queries: AtomicU64,
 }
 
 impl Metrics {
@@ -78,14 +75,6 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "Batched read-model queries made by dataloaders.",
         &[("", m.loader_queries.load(Ordering::Relaxed))],
     );
-    line(
-        "ticketing_revocation_queries_total",
-        "counter",
-        "Sessions checked in the read model because the in-memory sign-outs were incomplete.",
-        &[("", m.revocation_queries.load(Ordering::Relaxed))],
-    );
-    let held = u64::try_from(state.revocations.len()).unwrap_or(u64::MAX);
-    line("ticketing_revocations_in_memory", "gauge", "Signed-out sessions held in memory.", &[("", held)]);
     let projected = *state.projected.borrow();
     line("ticketing_projected_position", "gauge", "Stream position the read models reflect.", &[("", projected)]);
     let js = async_nats::jetstream::new(state.nats.clone());

@@ -466,66 +466,6 @@ async fn errors_carry_codes_and_fields() {
     );
 }
 
-/// `{ me { email } }` on a gateway's router with a session cookie: the email, or null.
-async fn me_on(app: &axum::Router, cookie: &str) -> Value {
-    let request = HttpRequest::post("/graphql")
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::COOKIE, format!("session={cookie}"))
-        .body(Body::from(json!({"query": "{ me { email } }"}).to_string()))
-        .unwrap_or_default();
-    let response = app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
-    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    body["data"]["me"]["email"].clone()
-}
-
-#[tokio::test]
-async fn a_sign_out_is_refused_at_once_by_another_gateway_which_asks_no_database_for_sessions() {
-    let stack = stack().await;
-    let other =
-        query_service::AppState::new(stack.state.config.clone(), stack.state.pool.clone(), stack.state.nats.clone())
-            .await;
-    let other_app = query_service::app(other.clone());
-    // The other gateway has loaded the sign-outs once it calls a session it never saw live.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while other.revocations.check(uuid::Uuid::new_v4()) != query_service::revocations::Known::Live {
-        assert!(std::time::Instant::now() < deadline, "the other gateway never loaded the sign-outs");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let queries = || other.metrics.revocation_queries.load(std::sync::atomic::Ordering::Relaxed);
-    let before = queries();
-    for n in 0..10 {
-        let email = format!("two-gateways-{n}@example.com");
-        let mut user = Client::default();
-        user.gql(&stack, SIGN_UP, json!({"e": email})).await;
-        let token = user.cookie.clone().unwrap_or_default();
-        assert_eq!(me_on(&other_app, &token).await, email.as_str(), "signed in on the other gateway too");
-        assert_eq!(user.gql(&stack, "mutation { signOut }", json!({})).await["data"]["signOut"], true);
-        // Right after signOut returned on the first gateway, the other one refuses the token.
-        assert_eq!(me_on(&other_app, &token).await, Value::Null, "round {n}: the other gateway still let it in");
-        assert_eq!(me_on(&stack.app, &token).await, Value::Null);
-    }
-    assert_eq!(queries(), before, "sessions were checked in memory, not in the read model");
-    assert!(other.revocations.len() >= 10, "{} sign-outs held", other.revocations.len());
-
-    // Notifications lost (every listener's connection cut): a sign-out made meanwhile is still
-    // refused by the other gateway, which asks the read model until it has listened and loaded
-    // the sign-outs again.
-    let mut user = Client::default();
-    user.gql(&stack, SIGN_UP, json!({"e": "two-gateways-cut@example.com"})).await;
-    let token = user.cookie.clone().unwrap_or_default();
-    assert_eq!(me_on(&other_app, &token).await, "two-gateways-cut@example.com");
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
-    )
-    .execute(&stack.state.pool)
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(user.gql(&stack, "mutation { signOut }", json!({})).await["data"]["signOut"], true);
-    assert_eq!(me_on(&other_app, &token).await, Value::Null, "a sign-out missed by the notifications was let in");
-}
-
 #[tokio::test]
 async fn signing_out_revokes_the_token_and_tampered_tokens_are_anonymous() {
     let stack = stack().await;
