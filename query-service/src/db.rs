@@ -250,14 +250,14 @@ pub enum Cursor {
     Order,
 }
 
-/// Whether a session was signed out.
+/// Which of `sessions` were signed out (one query for all of them).
 ///
 /// # Errors
 /// A database error.
-pub async fn is_revoked(pool: &PgPool, session: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read.revoked_sessions WHERE session_id = $1)")
-        .bind(session)
-        .fetch_one(pool)
+pub async fn revoked_among(pool: &PgPool, sessions: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT session_id FROM read.revoked_sessions WHERE session_id = ANY($1)")
+        .bind(sessions)
+        .fetch_all(pool)
         .await
 }
 

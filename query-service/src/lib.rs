@@ -7,9 +7,10 @@
 //! - [`app`] is the HTTP surface: `POST /graphql`, `POST /webhooks/payments`, `/healthz`,
 //!   `/readyz`, `/metrics`, and the web app ([`web`]) on every other path.
 //! - Sessions are HS256 JWTs in the `session` cookie ([`session`]); a signed-out session is
-//!   refused through the projected `revoked_sessions`.
+//!   refused through the projected `revoked_sessions`, asked in batches ([`coalesce`]).
 
 pub mod client;
+pub mod coalesce;
 pub mod commands;
 pub mod config;
 pub mod db;
@@ -152,6 +153,10 @@ pub struct AppState {
     /// Sessions signed out through this gateway, refused at once, before the projector reports
     /// them (kept until their tokens expire).
     pub signed_out: Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, i64>>>,
+    /// Sign-out checks, batched across requests.
+    pub sign_outs: coalesce::Coalesced<coalesce::SignOuts>,
+    /// `ticket(id)` reads, batched across requests.
+    pub tickets: coalesce::Coalesced<coalesce::Tickets>,
 }
 
 /// The signed-in user of a request, if any.
@@ -184,6 +189,8 @@ impl AppState {
         let sessions = Sessions::new(&config.jwt_secret, config.session_seconds, config.cookie_secure);
         let subject_root = config.subject_root.clone();
         let schema = schema(config.graphql_introspection);
+        let sign_outs = coalesce::Coalesced::spawn(coalesce::SignOuts(pool.clone()));
+        let tickets = coalesce::Coalesced::spawn(coalesce::Tickets(pool.clone()));
         // `Config::validate` has refused bad entries before a gateway starts.
         let trusted_proxies = config.trusted().unwrap_or_default().into();
         Self {
@@ -199,6 +206,8 @@ impl AppState {
             trusted_proxies,
             sockets: Arc::default(),
             signed_out: Arc::default(),
+            sign_outs,
+            tickets,
         }
     }
 
@@ -224,7 +233,7 @@ impl AppState {
             let signed_out = self.signed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             signed_out.contains_key(&claims.jti.0)
         };
-        claims.exp > now && !signed_out_here && matches!(db::is_revoked(&self.pool, claims.jti.0).await, Ok(false))
+        claims.exp > now && !signed_out_here && matches!(self.sign_outs.get(claims.jti.0).await, Ok(None))
     }
 
     /// Records a sign-out made through this gateway: its session is refused here at once, and

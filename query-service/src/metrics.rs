@@ -75,6 +75,19 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "Batched read-model queries made by dataloaders.",
         &[("", m.loader_queries.load(Ordering::Relaxed))],
     );
+    let batched = [("{read=\"sign_out\"}", &state.sign_outs.counts), ("{read=\"ticket\"}", &state.tickets.counts)];
+    line(
+        "ticketing_batched_reads_total",
+        "counter",
+        "Reads by key batched across requests (session sign-out checks, ticket(id)).",
+        &batched.map(|(labels, counts)| (labels, counts.reads.load(Ordering::Relaxed))),
+    );
+    line(
+        "ticketing_batched_read_queries_total",
+        "counter",
+        "Queries those reads made (reads arriving together share one).",
+        &batched.map(|(labels, counts)| (labels, counts.queries.load(Ordering::Relaxed))),
+    );
     let projected = *state.projected.borrow();
     line("ticketing_projected_position", "gauge", "Stream position the read models reflect.", &[("", projected)]);
     let js = async_nats::jetstream::new(state.nats.clone());

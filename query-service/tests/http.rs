@@ -466,6 +466,140 @@ async fn errors_carry_codes_and_fields() {
     );
 }
 
+/// `{ me { email } }` on a gateway's router with a session cookie: the email, or null.
+async fn me_on(app: &axum::Router, cookie: &str) -> Value {
+    let request = HttpRequest::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::COOKIE, format!("session={cookie}"))
+        .body(Body::from(json!({"query": "{ me { email } }"}).to_string()))
+        .unwrap_or_default();
+    let response = app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    body["data"]["me"]["email"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_checks_arriving_together_share_a_query_and_a_sign_out_elsewhere_is_refused_at_once() {
+    let stack = stack().await;
+    let other =
+        query_service::AppState::new(stack.state.config.clone(), stack.state.pool.clone(), stack.state.nats.clone())
+            .await;
+    let other_app = query_service::app(other.clone());
+    let metric = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+
+    // A busy gateway: 400 requests of 40 users (4 of them signed out) at once.
+    let mut users = Vec::new();
+    for n in 0..40 {
+        let mut user = Client::default();
+        let email = format!("batched-{n}@example.com");
+        user.gql(&stack, SIGN_UP, json!({"e": email})).await;
+        let token = user.cookie.clone().unwrap_or_default();
+        if n % 10 == 0 {
+            assert_eq!(user.gql(&stack, "mutation { signOut }", json!({})).await["data"]["signOut"], true);
+        }
+        users.push((email, token, n % 10 != 0));
+    }
+    let (checks, queries) = (metric(&other.sign_outs.counts.reads), metric(&other.sign_outs.counts.queries));
+    let mut asked = tokio::task::JoinSet::new();
+    for round in 0..10 {
+        for (email, token, live) in users.clone() {
+            let app = other_app.clone();
+            asked.spawn(async move { (round, email, live, me_on(&app, &token).await) });
+        }
+    }
+    while let Some(answer) = asked.join_next().await {
+        let (round, email, live, me) = answer.unwrap_or_else(|e| panic!("{e}"));
+        let expected = if live { Value::from(email.as_str()) } else { Value::Null };
+        assert_eq!(me, expected, "round {round}: {email} (live: {live})");
+    }
+    let checked = metric(&other.sign_outs.counts.reads) - checks;
+    let asked_db = metric(&other.sign_outs.counts.queries) - queries;
+    assert_eq!(checked, 400, "every request's session was checked");
+    assert!(asked_db * 4 <= checked, "{checked} checks made {asked_db} queries: not batched");
+
+    // A sign-out through the first gateway is refused by the other one as soon as it answered,
+    // while the other one is busy checking other sessions (a query is always in flight there).
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut load = tokio::task::JoinSet::new();
+    for (_, token, live) in users.iter().filter(|(_, _, live)| *live).take(8).cloned() {
+        let (app, busy) = (other_app.clone(), std::sync::Arc::clone(&busy));
+        load.spawn(async move {
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                assert_eq!(me_on(&app, &token).await.is_null(), !live);
+            }
+        });
+    }
+    for n in 0..10 {
+        let email = format!("leaves-elsewhere-{n}@example.com");
+        let mut user = Client::default();
+        user.gql(&stack, SIGN_UP, json!({"e": email})).await;
+        let token = user.cookie.clone().unwrap_or_default();
+        assert_eq!(me_on(&other_app, &token).await, email.as_str(), "signed in on the other gateway too");
+        assert_eq!(user.gql(&stack, "mutation { signOut }", json!({})).await["data"]["signOut"], true);
+        assert_eq!(me_on(&other_app, &token).await, Value::Null, "round {n}: the other gateway still let it in");
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    while let Some(done) = load.join_next().await {
+        done.unwrap_or_else(|e| panic!("a live session was refused under load: {e}"));
+    }
+
+    // `ticket(id)` the same way: reads that arrive together share a query, and a change made
+    // through the first gateway is read by the other one as soon as the mutation answered.
+    let seller = &mut Client { cookie: Some(users[1].1.clone()) };
+    let ticket = seller
+        .gql(&stack, "mutation { createTicket(title: \"Rev 0\", priceCents: 100) { id } }", json!({}))
+        .await["data"]["createTicket"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let title_on = |app: axum::Router, ticket: String| async move {
+        let body = json!({"query": "query($id: ID!) { ticket(id: $id) { title } }", "variables": {"id": ticket}});
+        let request = HttpRequest::post("/graphql")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap_or_default();
+        let response = app.oneshot(request).await.unwrap_or_else(|e| match e {});
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        body["data"]["ticket"]["title"].as_str().unwrap_or("(none)").to_owned()
+    };
+    let (reads, queries) = (metric(&other.tickets.counts.reads), metric(&other.tickets.counts.queries));
+    let mut asked = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        asked.spawn(title_on(other_app.clone(), ticket.clone()));
+    }
+    while let Some(title) = asked.join_next().await {
+        assert_eq!(title.unwrap_or_else(|e| panic!("{e}")), "Rev 0");
+    }
+    let (read, asked_db) =
+        (metric(&other.tickets.counts.reads) - reads, metric(&other.tickets.counts.queries) - queries);
+    assert_eq!(read, 200, "every ticket(id) went through the batched read");
+    assert!(asked_db * 4 <= read, "{read} reads made {asked_db} queries: not batched");
+
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut load = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (app, busy, ticket) = (other_app.clone(), std::sync::Arc::clone(&busy), ticket.clone());
+        load.spawn(async move {
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(title_on(app.clone(), ticket.clone()).await.starts_with("Rev "));
+            }
+        });
+    }
+    for n in 1..=10 {
+        let update = "mutation($id: ID!, $t: String!) { updateTicket(id: $id, title: $t) { title } }";
+        let title = format!("Rev {n}");
+        let answer = seller.gql(&stack, update, json!({"id": ticket, "t": title})).await;
+        assert_eq!(answer["data"]["updateTicket"]["title"], title.as_str(), "{answer}");
+        assert_eq!(title_on(other_app.clone(), ticket.clone()).await, title, "the other gateway read an old row");
+    }
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    while let Some(done) = load.join_next().await {
+        done.unwrap_or_else(|e| panic!("a read under load failed: {e}"));
+    }
+}
+
 #[tokio::test]
 async fn signing_out_revokes_the_token_and_tampered_tokens_are_anonymous() {
     let stack = stack().await;

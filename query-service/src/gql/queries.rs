@@ -46,7 +46,8 @@ impl Query {
     /// One ticket, or null when unknown.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
         let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
-        Ok(db::ticket(&state(ctx)?.pool, id).await.map_err(internal)?.map(|row| Ticket { row }))
+        let row = state(ctx)?.tickets.get(id).await.map_err(|()| internal("the read model could not answer"))?;
+        Ok(row.map(|row| Ticket { row }))
     }
 
     /// The tickets I sell, newest first.
