@@ -29,6 +29,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 
+/// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How much to do.
 #[derive(Debug, Clone, Copy)]
 struct Mode {

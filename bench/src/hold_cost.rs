@@ -23,6 +23,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use uuid::Uuid;
 
+/// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let ops: usize = std::env::args()

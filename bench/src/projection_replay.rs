@@ -18,6 +18,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use uuid::Uuid;
 
+/// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let events: usize = std::env::args()

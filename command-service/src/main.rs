@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

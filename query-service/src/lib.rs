@@ -125,9 +125,21 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Each WebSocket connection's initial read buffer, in bytes.
 pub const WS_READ_BUFFER: usize = 4 * 1024;
 
-/// What every request shares.
+/// What every request shares: a handle, cloned per request (and by axum's `State`) for the cost
+/// of one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The gateway's state behind an [`AppState`].
+pub struct Shared {
     /// The read models.
     pub pool: sqlx::PgPool,
     /// Commands go here.
@@ -193,7 +205,7 @@ impl AppState {
         let tickets = coalesce::Coalesced::spawn(coalesce::Tickets(pool.clone()));
         // `Config::validate` has refused bad entries before a gateway starts.
         let trusted_proxies = config.trusted().unwrap_or_default().into();
-        Self {
+        Self(Arc::new(Shared {
             pool,
             nats,
             sessions,
@@ -208,7 +220,7 @@ impl AppState {
             signed_out: Arc::default(),
             sign_outs,
             tickets,
-        }
+        }))
     }
 
     /// The viewer a `Cookie` header names: a valid token whose session is not revoked, with its
