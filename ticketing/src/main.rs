@@ -17,12 +17,12 @@ use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
 use ticketing::system::{Connections, Settings, System};
+use ticketing::{postgres, say, seed};
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers, and
-/// glibc's allocator took a fifth of the gateway's time under load.
+/// glibc's allocator took a fifth of the gateway's time under load (README, "Benchmarks").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use ticketing::{postgres, say, seed};
 
 /// The event-sourced ticketing platform.
 #[derive(Parser)]

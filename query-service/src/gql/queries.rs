@@ -46,7 +46,7 @@ impl Query {
     /// One ticket, or null when unknown.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Ticket>> {
         let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
-        let row = state(ctx)?.tickets.get(id).await.map_err(|()| internal("the read model could not answer"))?;
+        let row = state(ctx)?.tickets.get(id).await.map_err(internal)?;
         Ok(row.map(|row| Ticket { row }))
     }
 
