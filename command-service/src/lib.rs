@@ -24,6 +24,7 @@ mod listings;
 pub mod payments;
 mod refused;
 mod server;
+mod shared_loads;
 mod throttle;
 
 use std::sync::Arc;
@@ -64,6 +65,8 @@ struct Inner {
     hashers: accounts::Hashers,
     dummy_hash: String,
     cache: cache::StateCache,
+    /// Fresh loads of listings, shared by the holds that arrive together.
+    loads: Arc<shared_loads::SharedLoads<event_store::Loaded<domain::Listing>>>,
     /// Commands this replica has answered.
     answered: std::sync::atomic::AtomicU64,
 }
@@ -246,6 +249,7 @@ impl Service {
                 hashers,
                 dummy_hash,
                 cache: cache::StateCache::default(),
+                loads: Arc::default(),
                 answered: std::sync::atomic::AtomicU64::new(0),
             }),
         })
@@ -259,6 +263,13 @@ impl Service {
     /// The event store.
     pub fn store(&self) -> &EventStore {
         &self.inner.store
+    }
+
+    /// Fresh listing loads the holds of this replica asked for, and the reads of the stream made
+    /// for them (loads that arrive together share one).
+    pub fn listing_loads(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.inner.loads.asked.load(Relaxed), self.inner.loads.reads.load(Relaxed))
     }
 
     /// How many commands this replica has answered over NATS: how the queue group spreads the

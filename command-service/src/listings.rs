@@ -204,7 +204,18 @@ impl Service {
                     .is_ok_and(|events| !events.is_empty())
             });
         if !accepted {
-            let before = self.inner.store.load::<Listing>(&boundary).await?;
+            let store = self.inner.store.clone();
+            let shared = self.inner.loads.load(&boundary, {
+                let (store, boundary) = (store.clone(), boundary.clone());
+                move || {
+                    let (store, boundary) = (store.clone(), boundary.clone());
+                    async move { store.load::<Listing>(&boundary).await.ok() }
+                }
+            });
+            let before = match shared.await {
+                Some(loaded) => loaded,
+                None => store.load::<Listing>(&boundary).await?,
+            };
             let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
                 .map_err(CommandError::refused)?;
             if decided.is_empty() {

@@ -242,3 +242,58 @@ async fn a_hold_placed_right_before_its_process_dies_is_still_armed_and_expires(
         .await;
     wait_for_slots(&system, buyer.id, 0, Duration::from_secs(3)).await;
 }
+
+#[tokio::test]
+async fn buyers_racing_for_a_held_ticket_share_its_loads_and_see_it_freed_at_once() {
+    let system = System::start().await;
+    let (seller, holder, racer) =
+        (system.user("seller").await, system.user("holder").await, system.user("racer").await);
+    let ticket = system.ticket(seller, 100).await;
+    let held = system.ok(Request::new(create_order(ticket)).by(holder)).await;
+    let Outcome::Order { order_id, .. } = held.result else { panic!("{held:?}") };
+
+    // 300 holds of a held ticket at once: every one refused, from far fewer reads of the stream.
+    let (asked, reads) = system.service.listing_loads();
+    let racing = (0..300).map(|_| system.service.handle(Request::new(create_order(ticket)).by(racer)));
+    for refused in join_all(racing).await {
+        match refused {
+            Err(CommandError::Refused { why, .. }) => {
+                assert_eq!(why, Refused::from(domain::OrderError::TicketUnavailable));
+            }
+            other => panic!("a hold of a held ticket: {other:?}"),
+        }
+    }
+    let (asked, reads) = (system.service.listing_loads().0 - asked, system.service.listing_loads().1 - reads);
+    assert_eq!(asked, 300, "every refusal came from a fresh load");
+    assert!(reads < asked, "300 loads made {reads} reads: none shared");
+    assert_eq!(system.account(racer.id).await.state.hold_slots.len(), 0, "refused before any slot was claimed");
+
+    // Freed through another replica (this one's cached state still says held): holds that ask
+    // after the cancellation answered see it, though loads begun before it are in flight here all
+    // along (the seller's own holds, refused from fresh loads, keep them going).
+    let (stop, replica_task, replica) = system.replica().await;
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spam = tokio::spawn({
+        let (service, busy) = (system.service.clone(), std::sync::Arc::clone(&busy));
+        async move {
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let own = (0..8).map(|_| service.handle(Request::new(create_order(ticket)).by(seller)));
+                for refused in join_all(own).await {
+                    assert!(refused.is_err(), "a seller held their own ticket");
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cancel = Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket) }).by(holder);
+    replica.handle(cancel).await.unwrap_or_else(|e| panic!("cancel: {e}"));
+    let after = (0..20).map(|_| system.service.handle(Request::new(create_order(ticket)).by(racer)));
+    let won = join_all(after).await.into_iter().filter(Result::is_ok).count();
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    spam.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(won, 1, "holds asked after the ticket was freed were refused from an older read");
+    let listing = system.listing(ticket).await;
+    assert_eq!(listing.orders.values().filter(|o| o.status == OrderStatus::Created).count(), 1, "{listing:?}");
+    let _ = stop.send(());
+    let _ = replica_task.await;
+}
