@@ -66,7 +66,8 @@ struct Inner {
     dummy_hash: String,
     cache: cache::StateCache,
     /// Fresh loads of listings, shared by the holds that arrive together.
-    loads: Arc<shared_loads::SharedLoads<event_store::Loaded<domain::Listing>>>,
+    /// (Shared as one `Arc` by every waiter: a hot listing's history is not copied per caller.)
+    loads: Arc<shared_loads::SharedLoads<Arc<event_store::Loaded<domain::Listing>>>>,
     /// Commands this replica has answered.
     answered: std::sync::atomic::AtomicU64,
 }

@@ -209,19 +209,24 @@ impl Service {
                 let (store, boundary) = (store.clone(), boundary.clone());
                 move || {
                     let (store, boundary) = (store.clone(), boundary.clone());
-                    async move { store.load::<Listing>(&boundary).await.ok() }
+                    async move { store.load::<Listing>(&boundary).await.ok().map(std::sync::Arc::new) }
                 }
             });
             let before = match shared.await {
                 Some(loaded) => loaded,
-                None => store.load::<Listing>(&boundary).await?,
+                None => std::sync::Arc::new(store.load::<Listing>(&boundary).await?),
             };
             let decided = domain::Aggregate::decide(&before.state, place(wanted_expiry)(&before.state))
                 .map_err(CommandError::refused)?;
             if decided.is_empty() {
                 let event_count = u64::try_from(before.history.len()).unwrap_or(u64::MAX);
                 return order_outcome(
-                    &Executed { state: before.state, events: vec![], position: before.last_sequence, event_count },
+                    &Executed {
+                        state: before.state.clone(),
+                        events: vec![],
+                        position: before.last_sequence,
+                        event_count,
+                    },
                     order_id,
                 );
             }

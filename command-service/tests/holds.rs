@@ -265,12 +265,13 @@ async fn buyers_racing_for_a_held_ticket_share_its_loads_and_see_it_freed_at_onc
     }
     let (asked, reads) = (system.service.listing_loads().0 - asked, system.service.listing_loads().1 - reads);
     assert_eq!(asked, 300, "every refusal came from a fresh load");
-    assert!(reads < asked, "300 loads made {reads} reads: none shared");
+    assert!(reads <= 2, "300 loads arriving together made {reads} reads");
     assert_eq!(system.account(racer.id).await.state.hold_slots.len(), 0, "refused before any slot was claimed");
 
     // Freed through another replica (this one's cached state still says held): holds that ask
-    // after the cancellation answered see it, though loads begun before it are in flight here all
-    // along (the seller's own holds, refused from fresh loads, keep them going).
+    // after the cancellation answered see it, while the seller's own holds (refused from fresh
+    // loads) keep this replica loading the listing. (That no load is answered by a read begun
+    // before it is shown deterministically by the unit test in `shared_loads.rs`.)
     let (stop, replica_task, replica) = system.replica().await;
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let spam = tokio::spawn({

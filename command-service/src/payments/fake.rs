@@ -57,6 +57,8 @@ impl Default for Ledger {
 /// How often a ledger write is tried before the charge counts as unanswered: about 5 s in all
 /// (a bucket on a forming 3-node cluster was seen unplaced for more than 3 s on a loaded machine).
 const BUCKET_ATTEMPTS: u32 = 8;
+/// No new attempt after this long, however slow each one was (the gateway waits 15 s in all).
+const BUCKET_DEADLINE: Duration = Duration::from_secs(8);
 
 fn poisoned<T>(_: T) -> ProviderError {
     ProviderError::Unavailable("ledger lock poisoned".into())
@@ -79,7 +81,11 @@ impl Ledger {
                 let mut last = String::new();
                 // A bucket whose replicas are still being placed (a forming cluster) answers late:
                 // retry a little, as a provider's own client would.
+                let deadline = std::time::Instant::now() + BUCKET_DEADLINE;
                 for attempt in 0..BUCKET_ATTEMPTS {
+                    if std::time::Instant::now() >= deadline {
+                        break;
+                    }
                     if attempt > 0 {
                         tokio::time::sleep(Duration::from_millis((100 << attempt).min(1000))).await;
                     }
