@@ -176,8 +176,7 @@ impl Fetch for Tickets {
     type Value = crate::db::TicketRow;
 
     async fn fetch(&self, keys: Vec<uuid::Uuid>) -> sqlx::Result<HashMap<uuid::Uuid, crate::db::TicketRow>> {
-        let rows: Vec<crate::db::TicketRow> = crate::db::by_ids(&self.0, crate::db::TICKET, &keys).await?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+        crate::db::tickets_by_id(&self.0, &keys).await
     }
 }
 

@@ -118,6 +118,15 @@ where
     sqlx::query_as(&format!("{select} WHERE id = ANY($1)")).bind(ids).fetch_all(pool).await
 }
 
+/// The tickets of `ids` that exist, by id (one query).
+///
+/// # Errors
+/// A database error.
+pub async fn tickets_by_id(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<std::collections::HashMap<Uuid, TicketRow>> {
+    let rows: Vec<TicketRow> = by_ids(pool, TICKET, ids).await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+}
+
 /// How many rows of each kind a re-read after a lag brings at most (the latest changes first).
 const CHANGED_SINCE_LIMIT: i64 = 1000;
 

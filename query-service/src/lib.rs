@@ -83,13 +83,7 @@ impl Changed {
     /// # Errors
     /// A database error (the next subscriber to ask tries again).
     pub async fn ticket(&self, pool: &sqlx::PgPool, id: uuid::Uuid) -> sqlx::Result<Option<db::TicketRow>> {
-        let rows = self
-            .ticket_rows
-            .get_or_try_init(|| async {
-                let rows: Vec<db::TicketRow> = db::by_ids(pool, db::TICKET, &self.tickets).await?;
-                Ok::<_, sqlx::Error>(rows.into_iter().map(|row| (row.id, row)).collect())
-            })
-            .await?;
+        let rows = self.ticket_rows.get_or_try_init(|| db::tickets_by_id(pool, &self.tickets)).await?;
         Ok(rows.get(&id).cloned())
     }
 
