@@ -49,6 +49,12 @@ pub trait Refusal: std::error::Error {
     fn field(&self) -> Option<&'static str> {
         None
     }
+
+    /// The input field at fault as a path, for rules about one element of a list
+    /// (`ticketTypes.1.capacity`); by default the same as [`Refusal::field`].
+    fn field_path(&self) -> Option<String> {
+        self.field().map(str::to_owned)
+    }
 }
 
 /// Aggregates that never refuse ([`crate::EmailClaim`]).

@@ -7,9 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{AccountId, OrderId, PaymentId, SessionId, TicketId};
+use crate::ids::{AccountId, OrderId, PaymentId, SessionId, ShowId, TicketId};
 use crate::listing::order::CancelReason;
 use crate::money::{Currency, Price};
+use crate::show::PlacedOrder;
+use crate::show::definition::{Section, TicketType};
 use crate::{Email, Timestamp, Title};
 
 /// Every domain event. The variant name is the stable event type name.
@@ -222,6 +224,70 @@ pub enum Event {
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
+    /// An organiser put a show on sale (the API's `createEvent`).
+    ShowCreated {
+        /// The new show.
+        show_id: ShowId,
+        /// Its organiser.
+        organizer: AccountId,
+        /// Its title.
+        title: Title,
+        /// Its venue.
+        venue: Title,
+        /// When it starts.
+        #[serde(with = "time::serde::rfc3339")]
+        starts_at: Timestamp,
+        /// Its general-admission ticket types.
+        ticket_types: Vec<TicketType>,
+        /// Its sections of numbered seats.
+        sections: Vec<Section>,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// A show's title, venue or start time changed.
+    ShowUpdated {
+        /// The show.
+        show_id: ShowId,
+        /// Who changed it (the organiser or an admin).
+        by: AccountId,
+        /// The new title, when it changed.
+        title: Option<Title>,
+        /// The new venue, when it changed.
+        venue: Option<Title>,
+        /// The new start time, when it changed.
+        #[serde(with = "time::serde::rfc3339::option")]
+        starts_at: Option<Timestamp>,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// Orders on a show were placed, each holding its tickets and seats until its `expires_at`:
+    /// the holds that arrived together, decided and written together (group commit).
+    ShowOrdersPlaced {
+        /// The show.
+        show_id: ShowId,
+        /// The orders, in the order they were decided.
+        orders: Vec<PlacedOrder>,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// An order on a show was cancelled (by its buyer, an admin, or its expiry); all its tickets
+    /// and seats are available again.
+    ShowOrderCancelled {
+        /// The show.
+        show_id: ShowId,
+        /// The order.
+        order_id: OrderId,
+        /// Why: the buyer, an expired hold, or an admin.
+        reason: CancelReason,
+        /// Who cancelled it (none for an expiry).
+        by: Option<AccountId>,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
 }
 
 impl Event {
@@ -243,6 +309,10 @@ impl Event {
             Self::PaymentFailed { .. } => "PaymentFailed",
             Self::LatePaymentReceived { .. } => "LatePaymentReceived",
             Self::PaymentRefunded { .. } => "PaymentRefunded",
+            Self::ShowCreated { .. } => "ShowCreated",
+            Self::ShowUpdated { .. } => "ShowUpdated",
+            Self::ShowOrdersPlaced { .. } => "ShowOrdersPlaced",
+            Self::ShowOrderCancelled { .. } => "ShowOrderCancelled",
         }
     }
 
@@ -281,6 +351,17 @@ impl Event {
         }
     }
 
+    /// The show a show event concerns.
+    pub const fn show_id(&self) -> Option<ShowId> {
+        match self {
+            Self::ShowCreated { show_id, .. }
+            | Self::ShowUpdated { show_id, .. }
+            | Self::ShowOrdersPlaced { show_id, .. }
+            | Self::ShowOrderCancelled { show_id, .. } => Some(*show_id),
+            _ => None,
+        }
+    }
+
     /// When the event happened.
     pub const fn at(&self) -> Timestamp {
         match self {
@@ -298,7 +379,11 @@ impl Event {
             | Self::PaymentSucceeded { at, .. }
             | Self::PaymentFailed { at, .. }
             | Self::LatePaymentReceived { at, .. }
-            | Self::PaymentRefunded { at, .. } => *at,
+            | Self::PaymentRefunded { at, .. }
+            | Self::ShowCreated { at, .. }
+            | Self::ShowUpdated { at, .. }
+            | Self::ShowOrdersPlaced { at, .. }
+            | Self::ShowOrderCancelled { at, .. } => *at,
         }
     }
 }
@@ -419,7 +504,7 @@ fn latest_version(event_type: &str, upcasters: &[Upcaster]) -> u16 {
 }
 
 /// Every event type name, for error messages.
-const KNOWN_TYPES: [&str; 15] = [
+const KNOWN_TYPES: [&str; 19] = [
     "EmailClaimed",
     "AccountRegistered",
     "SessionRevoked",
@@ -435,12 +520,26 @@ const KNOWN_TYPES: [&str; 15] = [
     "PaymentFailed",
     "LatePaymentReceived",
     "PaymentRefunded",
+    "ShowCreated",
+    "ShowUpdated",
+    "ShowOrdersPlaced",
+    "ShowOrderCancelled",
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TicketTypeId;
     use crate::testing::{account, at, order, payment, ticket};
+
+    const SHOW_CREATED: &str = r#"{"version":1,"type":"ShowCreated","data":{"show_id":"00000000-0000-0000-0000-000000000006","organizer":"00000000-0000-0000-0000-000000000001","title":"Rock Arena","venue":"Town Hall","starts_at":"2026-01-02T12:00:00Z","ticket_types":[{"id":"00000000-0000-0000-0000-000000000008","name":"Standing","price_cents":2500,"capacity":500}],"sections":[{"name":"A","price_cents":2500,"rows":10,"seats_per_row":20}],"at":"2026-01-01T12:00:00Z"}}"#;
+    const SHOW_UPDATED: &str = r#"{"version":1,"type":"ShowUpdated","data":{"show_id":"00000000-0000-0000-0000-000000000006","by":"00000000-0000-0000-0000-000000000001","title":null,"venue":"Park","starts_at":"2026-01-02T13:00:00Z","at":"2026-01-01T12:00:00Z"}}"#;
+    const SHOW_ORDERS_PLACED: &str = r#"{"version":1,"type":"ShowOrdersPlaced","data":{"show_id":"00000000-0000-0000-0000-000000000006","orders":[{"order_id":"00000000-0000-0000-0000-000000000003","buyer":"00000000-0000-0000-0000-000000000002","tickets":[{"ticket_type_id":"00000000-0000-0000-0000-000000000008","quantity":2,"price_cents":2500}],"seats":[{"seat":"A-3-17","price_cents":2500}],"amount_cents":7500,"currency":"USD","idempotency_key":null,"expires_at":"2026-01-01T12:15:00Z"}],"at":"2026-01-01T12:00:00Z"}}"#;
+    const SHOW_ORDER_CANCELLED: &str = r#"{"version":1,"type":"ShowOrderCancelled","data":{"show_id":"00000000-0000-0000-0000-000000000006","order_id":"00000000-0000-0000-0000-000000000003","reason":"USER","by":"00000000-0000-0000-0000-000000000002","at":"2026-01-01T12:00:00Z"}}"#;
+
+    fn show(n: u128) -> ShowId {
+        ShowId(uuid::Uuid::from_u128(n))
+    }
 
     fn email() -> Email {
         Email::parse("ada@example.com").unwrap_or_else(|e| panic!("{e}"))
@@ -585,6 +684,69 @@ mod tests {
             (
                 Event::PaymentRefunded { payment_id: payment(5), order_id: order(3), at: t },
                 r#"{"version":1,"type":"PaymentRefunded","data":{"payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","at":"2026-01-01T12:00:00Z"}}"#,
+            ),
+            (
+                Event::ShowCreated {
+                    show_id: show(6),
+                    organizer: account(1),
+                    title: Title::parse("Rock Arena").unwrap_or_else(|e| panic!("{e}")),
+                    venue: Title::parse("Town Hall").unwrap_or_else(|e| panic!("{e}")),
+                    starts_at: at(86_400),
+                    ticket_types: vec![TicketType {
+                        id: TicketTypeId(uuid::Uuid::from_u128(8)),
+                        name: "Standing".into(),
+                        price_cents: price,
+                        capacity: 500,
+                    }],
+                    sections: vec![Section { name: "A".into(), price_cents: price, rows: 10, seats_per_row: 20 }],
+                    at: t,
+                },
+                SHOW_CREATED,
+            ),
+            (
+                Event::ShowUpdated {
+                    show_id: show(6),
+                    by: account(1),
+                    title: None,
+                    venue: Some(Title::parse("Park").unwrap_or_else(|e| panic!("{e}"))),
+                    starts_at: Some(at(90_000)),
+                    at: t,
+                },
+                SHOW_UPDATED,
+            ),
+            (
+                Event::ShowOrdersPlaced {
+                    show_id: show(6),
+                    orders: vec![PlacedOrder {
+                        order_id: order(3),
+                        buyer: account(2),
+                        tickets: vec![crate::show::TicketLine {
+                            ticket_type_id: TicketTypeId(uuid::Uuid::from_u128(8)),
+                            quantity: 2,
+                            price_cents: price,
+                        }],
+                        seats: vec![crate::show::SeatLine {
+                            seat: "A-3-17".parse().unwrap_or_else(|e| panic!("{e}")),
+                            price_cents: price,
+                        }],
+                        amount_cents: 7_500,
+                        currency: Currency::Usd,
+                        idempotency_key: None,
+                        expires_at: at(900),
+                    }],
+                    at: t,
+                },
+                SHOW_ORDERS_PLACED,
+            ),
+            (
+                Event::ShowOrderCancelled {
+                    show_id: show(6),
+                    order_id: order(3),
+                    reason: CancelReason::User,
+                    by: Some(account(2)),
+                    at: t,
+                },
+                SHOW_ORDER_CANCELLED,
             ),
         ]
     }

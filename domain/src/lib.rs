@@ -17,6 +17,9 @@
 //!   with a single guarded append. The [`Ticket`], [`Order`] and [`Payment`] states and their rules
 //!   are modules of the listing ([`listing::ticket`], [`listing::order`], [`listing::payment`]),
 //!   which composes them; what other crates use of them is re-exported here.
+//! - [`Show`] (`ticketing.show.<id>.>`): an organiser's event with ticket types and seats. Its
+//!   stock (`.show`) and each of its orders (`.order.<order>`) are boundaries of their own, so
+//!   placements that arrive together are decided and written as one event (see [`show`]).
 
 pub mod access;
 pub mod account;
@@ -28,6 +31,7 @@ pub mod fuzzing;
 pub mod ids;
 pub mod listing;
 pub mod money;
+pub mod show;
 pub mod stored;
 pub mod subjects;
 pub mod testing;
@@ -39,12 +43,14 @@ pub use aggregate::Aggregate;
 pub use email::{Email, EmailError};
 pub use error::ErrorCode;
 pub use event::{Event, EventDecodeError, EventEnvelope};
-pub use ids::{AccountId, OrderId, PaymentId, SessionId, TicketId};
+pub use ids::{AccountId, OrderId, PaymentId, SessionId, ShowId, TicketId, TicketTypeId};
 pub use listing::order::{CancelReason, Order, OrderCommand, OrderError, OrderStatus};
 pub use listing::payment::{Payment, PaymentCommand, PaymentError, PaymentOutcome, PaymentStatus};
 pub use listing::ticket::{Ticket, TicketCommand, TicketError, TicketStatus};
 pub use listing::{Listing, ListingCommand, ListingError};
 pub use money::{Currency, Price, PriceError};
+pub use show::definition::{SeatId, Section, ShowDraft, TicketType};
+pub use show::{Held, HoldRequest, PlacedOrder, SeatStatus, Show, ShowCommand, ShowError, ShowOrder};
 pub use stored::StoredError;
 pub use title::{Title, TitleError};
 

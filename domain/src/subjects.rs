@@ -12,16 +12,21 @@
 //! | `ticketing.ticket.<ticket>.ticket` | `TicketListed`, `TicketUpdated` | the listing boundary |
 //! | `ticketing.ticket.<ticket>.order.<order>` | order events | the listing boundary |
 //! | `ticketing.ticket.<ticket>.payment.<payment>` | payment events | the listing boundary |
+//! | `ticketing.show.<show>.show` | `ShowCreated`, `ShowUpdated`, `ShowOrdersPlaced`: the show's stock | the subject itself |
+//! | `ticketing.show.<show>.order.<order>` | `ShowOrderCancelled` and the order's payments | the subject itself |
 //! | `ticketing.schedule.expiry.<order>` | the hold's expiry schedule (a JetStream message schedule) | none |
 //! | `ticketing.expiry.<ticket>.<order>` | the schedule's firing, read by command-service | none |
 //! | `ticketing.schedule.reconcile.<payment>` | a payment's reconciliation schedule | none |
 //! | `ticketing.reconcile.<ticket>.<payment>` | its firing: ask the provider, settle or refund | none |
 //!
+//! A show is read whole through `ticketing.show.<show>.>`, but its stock and each of its orders
+//! are guarded by their own subjects (see [`crate::show`]).
+//!
 //! The listing boundary is the wildcard `ticketing.ticket.<ticket>.>`: an append anywhere inside it
 //! states the last sequence of the whole boundary it decided on. Commands travel on
 //! `ticketing.cmd.>`, which no stream captures.
 
-use crate::{AccountId, Email, Event, OrderId, PaymentId, TicketId};
+use crate::{AccountId, Email, Event, OrderId, PaymentId, ShowId, TicketId};
 
 /// The event stream's name.
 pub const STREAM: &str = "TICKETING";
@@ -59,7 +64,8 @@ pub fn from_wire(root: &str, subject: &str) -> String {
 }
 
 /// The subjects the event stream captures: every event, nothing else.
-pub const EVENT_SUBJECTS: [&str; 3] = ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>"];
+pub const EVENT_SUBJECTS: [&str; 4] =
+    ["ticketing.email.*", "ticketing.account.*", "ticketing.ticket.*.>", "ticketing.show.*.>"];
 
 /// The timer stream's name suffix: `TICKETING` + `_TIMERS`.
 pub const TIMERS_SUFFIX: &str = "_TIMERS";
@@ -81,6 +87,12 @@ pub const ORDERS: &str = "ticketing.ticket.*.order.*";
 
 /// Every payment subject: where payments start, which arms their reconciliation.
 pub const PAYMENTS: &str = "ticketing.ticket.*.payment.*";
+
+/// Every show's stock subject: where show orders are placed, which arms their expiry.
+pub const SHOW_STOCKS: &str = "ticketing.show.*.show";
+
+/// Every show order's subject.
+pub const SHOW_ORDERS: &str = "ticketing.show.*.order.*";
 
 /// Where the firings of payment reconciliation schedules land.
 pub const RECONCILE_FIRINGS: &str = "ticketing.reconcile.>";
@@ -138,6 +150,45 @@ pub fn listing_event(ticket: TicketId, event: &Event) -> Option<String> {
         | Event::PaymentFailed { payment_id, .. }
         | Event::LatePaymentReceived { payment_id, .. }
         | Event::PaymentRefunded { payment_id, .. } => format!("ticketing.ticket.{ticket}.payment.{payment_id}"),
+        _ => return None,
+    })
+}
+
+/// Everything of a show: its stock and every order on it (read whole, never guarded whole).
+pub fn show(show: ShowId) -> String {
+    format!("ticketing.show.{show}.>")
+}
+
+/// A show's stock: its definition and its placements, guarded by this subject alone.
+pub fn show_stock(show: ShowId) -> String {
+    format!("ticketing.show.{show}.show")
+}
+
+/// An order on a show: its cancellation and payments, guarded by this subject alone.
+pub fn show_order(show: ShowId, order: OrderId) -> String {
+    format!("ticketing.show.{show}.order.{order}")
+}
+
+/// Every subject an order on a show can be on, whatever its show.
+pub fn show_order_anywhere(order: OrderId) -> String {
+    format!("ticketing.show.*.order.{order}")
+}
+
+/// The show of a show subject (`ticketing.show.<show>.…`) or of its boundary; `None` for any
+/// other subject.
+pub fn show_of(subject: &str) -> Option<ShowId> {
+    let (show, rest) = subject.strip_prefix("ticketing.show.")?.split_once('.')?;
+    if rest.is_empty() {
+        return None;
+    }
+    show.parse().ok()
+}
+
+/// The subject a show event is stored on, or `None` for an event outside shows.
+pub fn show_event(show: ShowId, event: &Event) -> Option<String> {
+    Some(match event {
+        Event::ShowCreated { .. } | Event::ShowUpdated { .. } | Event::ShowOrdersPlaced { .. } => show_stock(show),
+        Event::ShowOrderCancelled { order_id, .. } => show_order(show, *order_id),
         _ => return None,
     })
 }
@@ -224,6 +275,39 @@ mod tests {
         let anywhere = order_anywhere(order(2));
         assert_eq!(anywhere.replace('*', &ticket(1).to_string()), subject);
         assert_eq!(ticket_of(&subject), Some(ticket(1)));
+    }
+
+    #[test]
+    fn show_events_stay_inside_the_show_and_its_stock_and_orders_are_apart() {
+        let id = ShowId(uuid::Uuid::from_u128(5));
+        let cancelled = Event::ShowOrderCancelled {
+            show_id: id,
+            order_id: order(2),
+            reason: crate::CancelReason::User,
+            by: None,
+            at: crate::testing::at(0),
+        };
+        let subject = show_event(id, &cancelled).unwrap_or_default();
+        assert_eq!(subject, show_order(id, order(2)));
+        assert_eq!(show_order_anywhere(order(2)).replace('*', &id.to_string()), subject);
+        for inside in [&subject, &show_stock(id), &show(id)] {
+            assert_eq!(show_of(inside), Some(id), "{inside}");
+            assert!(inside.starts_with(show(id).trim_end_matches('>')));
+        }
+        assert_ne!(show_stock(id), subject);
+        assert_eq!(show_of(&format!("ticketing.show.{id}")), None);
+        assert_eq!(show_of(&listing(ticket(1))), None);
+        assert_eq!(
+            show_event(
+                id,
+                &Event::HoldSlotReleased {
+                    account_id: crate::testing::account(1),
+                    order_id: order(1),
+                    at: crate::testing::at(0)
+                }
+            ),
+            None
+        );
     }
 
     #[test]
