@@ -164,7 +164,8 @@ async fn hold_as_written(store: EventStore) -> anyhow::Result<()> {
     let slot = Event::HoldSlotClaimed {
         account_id: buyer,
         order_id: order,
-        ticket_id: ticket,
+        ticket_id: Some(ticket),
+        show_id: None,
         expires_at: at(900),
         at: at(0),
     };
@@ -215,7 +216,8 @@ async fn atomic_batch(client: Client) -> anyhow::Result<()> {
     let slot = Event::HoldSlotClaimed {
         account_id: buyer,
         order_id: order,
-        ticket_id: ticket,
+        ticket_id: Some(ticket),
+        show_id: None,
         expires_at: at(900),
         at: at(0),
     };

@@ -9,7 +9,7 @@
 //! NATS is the trust boundary: the `actor` is whoever the caller (the GraphQL gateway) has
 //! authenticated, via `signIn`, `signUp` or `authenticate`.
 
-use domain::{AccountId, Actor, ErrorCode, OrderId, PaymentId, SessionId, TicketId, Timestamp};
+use domain::{AccountId, Actor, ErrorCode, OrderId, PaymentId, SessionId, ShowId, TicketId, TicketTypeId, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// The queue group every replica joins.
@@ -119,6 +119,47 @@ pub enum Command {
         /// The ticket.
         ticket_id: TicketId,
     },
+    /// Put an event on sale (signed in; the caller organises it).
+    CreateEvent {
+        /// Title, 1..=120 characters after trimming.
+        title: String,
+        /// Venue, 1..=120 characters after trimming.
+        venue: String,
+        /// When it starts (in the future).
+        #[serde(with = "time::serde::rfc3339")]
+        starts_at: Timestamp,
+        /// General-admission ticket types.
+        #[serde(default)]
+        ticket_types: Vec<TicketTypeInput>,
+        /// Sections of numbered seats.
+        #[serde(default)]
+        sections: Vec<SectionInput>,
+    },
+    /// Change an event's title, venue or start time (organiser or admin).
+    UpdateEvent {
+        /// The event.
+        event_id: ShowId,
+        /// A new title.
+        #[serde(default)]
+        title: Option<String>,
+        /// A new venue.
+        #[serde(default)]
+        venue: Option<String>,
+        /// A new start time.
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        starts_at: Option<Timestamp>,
+    },
+    /// Hold tickets and seats of an event (signed in; not the organiser): all or nothing.
+    CreateEventOrder {
+        /// The event.
+        event_id: ShowId,
+        /// Ticket types and how many of each.
+        #[serde(default)]
+        items: Vec<OrderItemInput>,
+        /// Seat ids (`A-3-17`).
+        #[serde(default)]
+        seats: Vec<String>,
+    },
     /// Cancel an open order (buyer or admin).
     CancelOrder {
         /// The order.
@@ -126,6 +167,9 @@ pub enum Command {
         /// The order's ticket, when the caller knows it (saves a lookup).
         #[serde(default)]
         ticket_id: Option<TicketId>,
+        /// The order's event, when it is an event order and the caller knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<ShowId>,
     },
     /// Pay for an order (buyer only).
     PayOrder {
@@ -159,6 +203,9 @@ impl Command {
             Self::CreateTicket { .. } => "createTicket",
             Self::UpdateTicket { .. } => "updateTicket",
             Self::CreateOrder { .. } => "createOrder",
+            Self::CreateEvent { .. } => "createEvent",
+            Self::UpdateEvent { .. } => "updateEvent",
+            Self::CreateEventOrder { .. } => "createEventOrder",
             Self::CancelOrder { .. } => "cancelOrder",
             Self::PayOrder { .. } => "payOrder",
             Self::PaymentWebhook { .. } => "paymentWebhook",
@@ -246,11 +293,68 @@ pub enum Outcome {
         #[serde(default)]
         amount_cents: i64,
     },
+    /// An event (created or updated).
+    Event {
+        /// The event.
+        event_id: ShowId,
+    },
+    /// An order on an event.
+    EventOrder {
+        /// The order.
+        order_id: OrderId,
+        /// Its event.
+        event_id: ShowId,
+        /// Where it stands in its lifecycle.
+        status: domain::OrderStatus,
+        /// Why it was cancelled.
+        cancel_reason: Option<domain::CancelReason>,
+        /// When the hold lapses.
+        #[serde(with = "time::serde::rfc3339")]
+        expires_at: Timestamp,
+        /// What the buyer pays: the sum of its items' prices, in cents.
+        amount_cents: i64,
+    },
     /// A webhook was handled: answer the provider with this HTTP status.
     Webhook {
         /// 200 when handled or a duplicate, 400 for a bad signature or body.
         http_status: u16,
     },
+}
+
+/// A ticket type of a new event, as the organiser typed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketTypeInput {
+    /// 1..=60 characters, unique in the event.
+    pub name: String,
+    /// Price in cents, 1..=10,000,000.
+    pub price_cents: i64,
+    /// How many tickets, 1..=100,000.
+    pub capacity: i64,
+}
+
+/// A section of numbered seats of a new event, as the organiser typed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SectionInput {
+    /// 1..=20 letters, digits and spaces, unique in the event.
+    pub name: String,
+    /// The price of each seat in cents, 1..=10,000,000.
+    pub price_cents: i64,
+    /// Rows, 1..=100.
+    pub rows: i64,
+    /// Seats in each row, 1..=200.
+    pub seats_per_row: i64,
+}
+
+/// Tickets of one ticket type asked for in an event order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemInput {
+    /// The ticket type.
+    pub ticket_type_id: TicketTypeId,
+    /// How many.
+    pub quantity: i64,
 }
 
 /// A refused or failed command.
@@ -269,17 +373,21 @@ pub struct Failure {
     /// that reloads after the error then shows the new state. `None` when nothing was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
+    /// For an event order refused because something is taken (`CONFLICT`): the seat ids and
+    /// ticket type ids that are not available (`extensions.unavailable`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
 }
 
 impl Failure {
     /// A failure with no field.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: None, position: None }
+        Self { code, message: message.into(), field: None, position: None, unavailable: vec![] }
     }
 
     /// A failure that names a field.
     pub fn field(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field: Some(field.to_owned()), position: None }
+        Self { code, message: message.into(), field: Some(field.to_owned()), position: None, unavailable: vec![] }
     }
 
     /// The same failure, after a write at `position`.

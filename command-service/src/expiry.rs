@@ -117,22 +117,21 @@ impl Service {
         let settings = self.store().settings();
         let js = jetstream::new(self.store().client().clone());
         let stream = js.get_stream(&settings.name).await?;
+        // Created, or updated to today's filters (a newer version follows more subjects).
         let consumer = stream
-            .get_or_create_consumer(
-                SCHEDULER,
-                consumer::pull::Config {
-                    durable_name: Some(SCHEDULER.to_owned()),
-                    filter_subjects: vec![
-                        settings.wire_subject(subjects::ACCOUNTS),
-                        settings.wire_subject(subjects::ORDERS),
-                        settings.wire_subject(subjects::PAYMENTS),
-                    ],
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT * 5,
-                    max_ack_pending: 10_000,
-                    ..Default::default()
-                },
-            )
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(SCHEDULER.to_owned()),
+                filter_subjects: vec![
+                    settings.wire_subject(subjects::ACCOUNTS),
+                    settings.wire_subject(subjects::ORDERS),
+                    settings.wire_subject(subjects::PAYMENTS),
+                    settings.wire_subject(subjects::SHOW_STOCKS),
+                ],
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT * 5,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            })
             .await?;
         let messages = consumer
             .stream()
@@ -148,18 +147,26 @@ impl Service {
                     let Ok(message) = message else { return };
                     let sequence = message.info().map_or(0, |info| info.stream_sequence);
                     let ack = match EventEnvelope::decode(&message.payload) {
-                        Ok(
-                            Event::HoldSlotClaimed { account_id: buyer, order_id, ticket_id, expires_at, .. }
-                            | Event::OrderPlaced { buyer, order_id, ticket_id, expires_at, .. },
-                        ) => {
-                            let due = ExpiryDue { ticket_id, order_id, buyer, expires_at };
-                            match service.arm_expiry(&due, sequence).await {
-                                Ok(()) => AckKind::Ack,
-                                Err(error) => {
-                                    tracing::warn!(order = %order_id, %error, "could not arm an expiry; retrying");
-                                    AckKind::Nak(Some(Duration::from_millis(200)))
-                                }
-                            }
+                        Ok(Event::HoldSlotClaimed { account_id: buyer, order_id, ticket_id, show_id, expires_at, .. }) => {
+                            let due = ExpiryDue { ticket_id, show_id, order_id, buyer, expires_at };
+                            service.arm_expiries_or_retry(&[due], sequence).await
+                        }
+                        Ok(Event::OrderPlaced { buyer, order_id, ticket_id, expires_at, .. }) => {
+                            let due = ExpiryDue { ticket_id: Some(ticket_id), show_id: None, order_id, buyer, expires_at };
+                            service.arm_expiries_or_retry(&[due], sequence).await
+                        }
+                        Ok(Event::ShowOrdersPlaced { show_id, orders, .. }) => {
+                            let dues: Vec<ExpiryDue> = orders
+                                .iter()
+                                .map(|o| ExpiryDue {
+                                    ticket_id: None,
+                                    show_id: Some(show_id),
+                                    order_id: o.order_id,
+                                    buyer: o.buyer,
+                                    expires_at: o.expires_at,
+                                })
+                                .collect();
+                            service.arm_expiries_or_retry(&dues, sequence).await
                         }
                         Ok(Event::PaymentStarted { payment_id, ticket_id, at, .. }) => {
                             let due = ReconcileDue { ticket_id, payment_id };
@@ -204,8 +211,26 @@ impl Service {
     /// position of the event that armed it.
     async fn arm_expiry(&self, due: &ExpiryDue, armed_by: u64) -> Result<(), CommandError> {
         let schedule = subjects::expiry_schedule(due.order_id);
-        let firing = subjects::expiry_firing(due.ticket_id, due.order_id);
+        let home = match (due.show_id, due.ticket_id) {
+            (Some(show), _) => *show.as_uuid(),
+            (None, Some(ticket)) => *ticket.as_uuid(),
+            (None, None) => return Err(CommandError::Internal("an expiry for neither a ticket nor a show".into())),
+        };
+        let firing = subjects::expiry_firing(domain::TicketId(home), due.order_id);
         self.arm(&schedule, &firing, due.expires_at, due, &format!("expiry-{}-{armed_by}", due.order_id)).await
+    }
+
+    /// Arms the expiries an event asks for (a group's orders at once), answering how to
+    /// acknowledge it.
+    async fn arm_expiries_or_retry(&self, dues: &[ExpiryDue], armed_by: u64) -> AckKind {
+        let armed = futures::future::join_all(dues.iter().map(|due| self.arm_expiry(due, armed_by))).await;
+        match armed.into_iter().find_map(Result::err) {
+            None => AckKind::Ack,
+            Some(error) => {
+                tracing::warn!(%error, "could not arm an expiry; retrying");
+                AckKind::Nak(Some(Duration::from_millis(200)))
+            }
+        }
     }
 
     /// Arms a reconciliation, answering how to acknowledge the event that asked for it.
@@ -318,12 +343,24 @@ impl Service {
     /// One firing: the order decides by its own `expires_at`, and the slot goes back only when the
     /// hold is closed (expired now, paid, cancelled) or was never placed.
     async fn handle_expiry(&self, due: &ExpiryDue) -> Result<Handled, CommandError> {
-        let done = self.expire_order(due).await?;
-        match done.state.orders.get(&due.order_id) {
+        // The order after `Expire`: `Some(Some(expires_at))` while still open, `Some(None)` once
+        // closed, `None` when there is no such order.
+        let after = match (due.show_id, due.ticket_id) {
+            (Some(show), _) => self
+                .expire_event_order(show, due.order_id)
+                .await?
+                .map(|order| order.is_open().then_some(order.placed.expires_at)),
+            (None, Some(ticket)) => {
+                let done = self.expire_order(ticket, due).await?;
+                done.state.orders.get(&due.order_id).map(|order| order.is_open().then_some(order.expires_at))
+            }
+            (None, None) => return Ok(Handled::Done),
+        };
+        match after {
             // Still open after `Expire`: by the order's own time it is not due yet (the schedule
             // fired a little early). Come back then.
-            Some(order) if order.is_open() => {
-                let remaining = order.expires_at - now();
+            Some(Some(expires_at)) => {
+                let remaining = expires_at - now();
                 return Ok(Handled::Later(
                     Duration::try_from(remaining).unwrap_or_default() + Duration::from_millis(20),
                 ));
@@ -342,7 +379,7 @@ impl Service {
                     return Ok(Handled::Later(Duration::from_millis(500)));
                 }
             }
-            _ => {}
+            Some(None) => {}
         }
         self.give_slot_back(due.buyer, due.order_id).await?;
         Ok(Handled::Done)

@@ -18,6 +18,7 @@ mod accounts;
 pub use command_api as api;
 pub mod cache;
 pub mod config;
+mod desk;
 mod expiry;
 mod idempotency;
 mod listings;
@@ -25,6 +26,7 @@ pub mod payments;
 mod refused;
 mod server;
 mod shared_loads;
+mod shows;
 mod throttle;
 
 use std::sync::Arc;
@@ -70,6 +72,8 @@ struct Inner {
     loads: Arc<shared_loads::SharedLoads<Arc<event_store::Loaded<domain::Listing>>>>,
     /// Commands this replica has answered.
     answered: std::sync::atomic::AtomicU64,
+    /// The shows this replica is selling: their states and stock writers.
+    desks: desk::Desks,
 }
 
 /// Why a command failed: a refusal for the client, or a failure of ours.
@@ -123,7 +127,8 @@ impl CommandError {
         match self {
             Self::Refused { why, written_at } => {
                 let mut failure = Failure::new(why.code(), why.to_string());
-                failure.field = why.field().map(str::to_owned);
+                failure.field = why.field_path();
+                failure.unavailable = why.unavailable();
                 match written_at {
                     Some(position) => failure.after_write(*position),
                     None => failure,
@@ -239,6 +244,7 @@ impl Service {
             .hash("not a real password, for timing only")
             .await
             .map_err(|e| ConnectError::Hashing(e.to_string()))?;
+        let desk_store = store.clone();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -252,6 +258,7 @@ impl Service {
                 cache: cache::StateCache::default(),
                 loads: Arc::default(),
                 answered: std::sync::atomic::AtomicU64::new(0),
+                desks: desk::Desks::new(desk_store),
             }),
         })
     }

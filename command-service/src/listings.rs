@@ -24,10 +24,13 @@ fn listing(ticket: TicketId) -> Target {
     Target { boundary: subjects::listing(ticket), wildcard: true }
 }
 
-/// What an expiry schedule carries to its firing.
+/// What an expiry schedule carries to its firing: the order, and the ticket or the show it is on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ExpiryDue {
-    pub ticket_id: TicketId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<TicketId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub show_id: Option<domain::ShowId>,
     pub order_id: OrderId,
     pub buyer: AccountId,
     #[serde(with = "time::serde::rfc3339")]
@@ -36,7 +39,7 @@ pub(crate) struct ExpiryDue {
 
 /// What becomes of a hold slot when the hold's own append failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotAfterFailedHold {
+pub(crate) enum SlotAfterFailedHold {
     /// Certainly not placed (refused, or lost every race): give the slot back now. Should that
     /// fail, the slot's own expiry gives it back.
     GiveBack,
@@ -45,7 +48,7 @@ enum SlotAfterFailedHold {
     Keep,
 }
 
-fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
+pub(crate) fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHold {
     match error {
         // An event that could not be encoded was never sent.
         CommandError::Refused { .. }
@@ -237,7 +240,8 @@ impl Service {
         let claimed = self
             .execute::<Account, _>(&slot_target, |_| AccountCommand::ClaimHoldSlot {
                 order_id,
-                ticket_id,
+                ticket_id: Some(ticket_id),
+                show_id: None,
                 expires_at: wanted_expiry,
                 max_active,
                 at: now(),
@@ -318,8 +322,12 @@ impl Service {
         order_outcome(&done, order_id)
     }
 
-    pub(crate) async fn expire_order(&self, due: &ExpiryDue) -> Result<Executed<Listing>, CommandError> {
-        self.execute::<Listing, _>(&listing(due.ticket_id), |_| {
+    pub(crate) async fn expire_order(
+        &self,
+        ticket_id: TicketId,
+        due: &ExpiryDue,
+    ) -> Result<Executed<Listing>, CommandError> {
+        self.execute::<Listing, _>(&listing(ticket_id), |_| {
             ListingCommand::Order(OrderCommand::Expire { order_id: due.order_id, at: now() })
         })
         .await

@@ -2,7 +2,7 @@
 //! [`Failure`](crate::api::Failure).
 
 use domain::error::Refusal;
-use domain::{AccountError, ErrorCode, ListingError, OrderError, PaymentError, TicketError};
+use domain::{AccountError, ErrorCode, ListingError, OrderError, PaymentError, ShowError, TicketError};
 
 /// A refusal: a domain rule, kept as the domain's own error so that callers (and tests) can match
 /// on the rule, or one of the checks this service makes before the domain is asked.
@@ -14,6 +14,9 @@ pub enum Refused {
     /// An account rule.
     #[error(transparent)]
     Account(#[from] AccountError),
+    /// A show (event) rule.
+    #[error(transparent)]
+    Show(#[from] ShowError),
     /// The command needs a signed-in actor and has none (`UNAUTHENTICATED`).
     #[error("sign in first")]
     SignInRequired,
@@ -68,6 +71,7 @@ impl Refusal for Refused {
         match self {
             Self::Listing(rule) => rule.code(),
             Self::Account(rule) => rule.code(),
+            Self::Show(rule) => rule.code(),
             Self::SignInRequired | Self::WrongCredentials | Self::SessionEnded => ErrorCode::Unauthenticated,
             Self::RateLimited(_) => ErrorCode::RateLimited,
             Self::IdempotencyKeyLength | Self::UnknownToken => ErrorCode::BadUserInput,
@@ -79,9 +83,27 @@ impl Refusal for Refused {
         match self {
             Self::Listing(rule) => rule.field(),
             Self::Account(rule) => rule.field(),
+            Self::Show(rule) => rule.field(),
             Self::IdempotencyKeyLength | Self::IdempotencyKeyReused => Some("idempotencyKey"),
             Self::UnknownToken => Some("token"),
             Self::SignInRequired | Self::WrongCredentials | Self::SessionEnded | Self::RateLimited(_) => None,
+        }
+    }
+
+    fn field_path(&self) -> Option<String> {
+        match self {
+            Self::Show(rule) => rule.field_path(),
+            other => other.field().map(str::to_owned),
+        }
+    }
+}
+
+impl Refused {
+    /// The seat and ticket type ids a refused event order could not have (`extensions.unavailable`).
+    pub fn unavailable(&self) -> Vec<String> {
+        match self {
+            Self::Show(rule) => rule.unavailable(),
+            _ => vec![],
         }
     }
 }

@@ -171,8 +171,28 @@ impl Service {
                 self.update_ticket(signed_in()?, *ticket_id, title.as_deref(), *price_cents).await
             }
             Command::CreateOrder { ticket_id } => self.create_order(signed_in()?, *ticket_id, key).await,
-            Command::CancelOrder { order_id, ticket_id } => {
-                self.cancel_order(signed_in()?, *order_id, *ticket_id).await
+            Command::CreateEvent { title, venue, starts_at, ticket_types, sections } => {
+                let fields =
+                    crate::shows::EventFields { title: Some(title), venue: Some(venue), starts_at: Some(*starts_at) };
+                self.create_event(signed_in()?, &fields, ticket_types, sections).await
+            }
+            Command::UpdateEvent { event_id, title, venue, starts_at } => {
+                let fields = crate::shows::EventFields {
+                    title: title.as_deref(),
+                    venue: venue.as_deref(),
+                    starts_at: *starts_at,
+                };
+                self.update_event(signed_in()?, *event_id, &fields).await
+            }
+            Command::CreateEventOrder { event_id, items, seats } => {
+                self.create_event_order(signed_in()?, *event_id, items, seats, key).await
+            }
+            Command::CancelOrder { order_id, ticket_id, event_id } => {
+                let actor = signed_in()?;
+                match self.order_home(actor, *order_id, *ticket_id, *event_id).await? {
+                    crate::shows::Home::Ticket(ticket) => self.cancel_order(actor, *order_id, Some(ticket)).await,
+                    crate::shows::Home::Show(show) => self.cancel_event_order(actor, show, *order_id).await,
+                }
             }
             Command::PayOrder { order_id, ticket_id, token } => {
                 self.pay_order(signed_in()?, *order_id, *ticket_id, token, key).await

@@ -91,7 +91,9 @@ async fn a_retry_with_the_same_key_after_a_lost_race_expires_at_its_own_time() {
     let lost = direct(&stale, Request::new(create_order(ticket)).by(buyer).with_key("page-1")).await;
     assert!(matches!(&lost, Reply::Error(f) if f.code == ErrorCode::Conflict), "{lost:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    system.ok(Request::new(Command::CancelOrder { order_id: taken, ticket_id: Some(ticket) }).by(first)).await;
+    system
+        .ok(Request::new(Command::CancelOrder { order_id: taken, ticket_id: Some(ticket), event_id: None }).by(first))
+        .await;
     let retry = system.ok(Request::new(create_order(ticket)).by(buyer).with_key("page-1")).await;
     let Outcome::Order { order_id, expires_at, .. } = retry.result else { panic!("{retry:?}") };
 
@@ -286,7 +288,7 @@ async fn buyers_racing_for_a_held_ticket_share_its_loads_and_see_it_freed_at_onc
         }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let cancel = Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket) }).by(holder);
+    let cancel = Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket), event_id: None }).by(holder);
     replica.handle(cancel).await.unwrap_or_else(|e| panic!("cancel: {e}"));
     let after = (0..20).map(|_| system.service.handle(Request::new(create_order(ticket)).by(racer)));
     let won = join_all(after).await.into_iter().filter(Result::is_ok).count();

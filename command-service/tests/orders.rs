@@ -187,7 +187,7 @@ async fn the_per_buyer_hold_limit_holds_under_concurrency() {
         ErrorCode::Conflict
     );
     let (order_id, _) = held[0];
-    system.ok(Request::new(Command::CancelOrder { order_id, ticket_id: None }).by(buyer)).await;
+    system.ok(Request::new(Command::CancelOrder { order_id, ticket_id: None, event_id: None }).by(buyer)).await;
     system.ok(Request::new(Command::CreateOrder { ticket_id: free }).by(buyer)).await;
 }
 
@@ -213,7 +213,7 @@ async fn cancelling_releases_the_ticket_with_the_right_reason_and_is_idempotent(
     let ticket = system.ticket(seller, 100).await;
     let order_id = system.order(buyer, ticket).await;
 
-    let cancel = |actor| Request::new(Command::CancelOrder { order_id, ticket_id: None }).by(actor);
+    let cancel = |actor| Request::new(Command::CancelOrder { order_id, ticket_id: None, event_id: None }).by(actor);
     assert_eq!(system.code(cancel(other)).await, ErrorCode::Forbidden);
     let done = system.ok(cancel(buyer)).await;
     assert!(matches!(
@@ -225,13 +225,16 @@ async fn cancelling_releases_the_ticket_with_the_right_reason_and_is_idempotent(
     assert_eq!(system.listing(ticket).await.ticket.map(|t| t.status), Some(TicketStatus::Available));
 
     let second = system.order(other, ticket).await;
-    let by_admin =
-        system.ok(Request::new(Command::CancelOrder { order_id: second, ticket_id: Some(ticket) }).by(admin)).await;
+    let by_admin = system
+        .ok(Request::new(Command::CancelOrder { order_id: second, ticket_id: Some(ticket), event_id: None }).by(admin))
+        .await;
     assert!(matches!(by_admin.result, Outcome::Order { cancel_reason: Some(CancelReason::Admin), .. }));
 
     let unknown = domain::OrderId(uuid::Uuid::new_v4());
     assert_eq!(
-        system.code(Request::new(Command::CancelOrder { order_id: unknown, ticket_id: None }).by(admin)).await,
+        system
+            .code(Request::new(Command::CancelOrder { order_id: unknown, ticket_id: None, event_id: None }).by(admin))
+            .await,
         ErrorCode::NotFound
     );
 }
@@ -244,7 +247,7 @@ async fn a_complete_order_cannot_be_cancelled() {
     let order_id = system.order(buyer, ticket).await;
     system.ok(Request::new(Command::PayOrder { order_id, ticket_id: None, token: "tok_visa".into() }).by(buyer)).await;
     assert_eq!(
-        system.code(Request::new(Command::CancelOrder { order_id, ticket_id: None }).by(admin)).await,
+        system.code(Request::new(Command::CancelOrder { order_id, ticket_id: None, event_id: None }).by(admin)).await,
         ErrorCode::Conflict
     );
     system

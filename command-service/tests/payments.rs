@@ -61,7 +61,7 @@ async fn paying_is_for_the_buyer_of_an_open_order_with_a_known_token() {
     let unknown = OrderId(uuid::Uuid::new_v4());
     assert_eq!(system.code(Request::new(pay(unknown, "tok_visa")).by(buyer)).await, ErrorCode::NotFound);
 
-    system.ok(Request::new(Command::CancelOrder { order_id: order, ticket_id: None }).by(buyer)).await;
+    system.ok(Request::new(Command::CancelOrder { order_id: order, ticket_id: None, event_id: None }).by(buyer)).await;
     assert_eq!(system.code(Request::new(pay(order, "tok_visa")).by(buyer)).await, ErrorCode::Conflict);
     assert_eq!(system.provider.charges(), 0);
 }
@@ -166,7 +166,9 @@ async fn a_payment_failed_after_the_hold_closed_leaves_the_order_cancelled() {
     let (buyer, ticket, order) = held(&system).await;
     let (cancelled_payment, _, provider_ref) =
         payment_of(&system.ok(Request::new(pay(order, "tok_async")).by(buyer)).await.result);
-    system.ok(Request::new(Command::CancelOrder { order_id: order, ticket_id: Some(ticket) }).by(buyer)).await;
+    system
+        .ok(Request::new(Command::CancelOrder { order_id: order, ticket_id: Some(ticket), event_id: None }).by(buyer))
+        .await;
     assert_eq!(system.webhook(&failed("evt_fail_cancelled", provider_ref, order)).await, 200);
     let listing = system.listing(ticket).await;
     assert_eq!(listing.payments[&cancelled_payment].status, PaymentStatus::Failed);

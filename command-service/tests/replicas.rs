@@ -86,8 +86,9 @@ async fn a_replica_with_a_stale_cached_listing_answers_as_the_stream_says() {
     // Cancelled and held again here: this replica now holds the listing as held by the second
     // buyer. Cancelled through the other replica: "held" is stale here, and must not refuse the
     // third buyer.
-    let cancel =
-        |order_id, buyer| Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket_id) }).by(buyer);
+    let cancel = |order_id, buyer| {
+        Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket_id), event_id: None }).by(buyer)
+    };
     assert!(matches!(ask(here, cancel(order_id, first)).await, Reply::Ok(_)));
     let Reply::Ok(held) = ask(here, hold(second)).await else { panic!("second hold refused") };
     let command_service::api::Outcome::Order { order_id, .. } = held.result else { panic!("{held:?}") };

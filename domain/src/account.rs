@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 
 use crate::error::{ErrorCode, Refusal};
-use crate::ids::{AccountId, OrderId, SessionId, TicketId};
+use crate::ids::{AccountId, OrderId, SessionId, ShowId, TicketId};
 use crate::{Aggregate, Email, EmailError, Event, Timestamp};
 
 /// The shortest password accepted, in characters.
@@ -89,8 +89,10 @@ pub struct Profile {
 /// A hold slot in use: an order that counts against the buyer's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldSlot {
-    /// The ticket the order holds.
-    pub ticket_id: TicketId,
+    /// The ticket the order holds (an order on a ticket).
+    pub ticket_id: Option<TicketId>,
+    /// The show the order is on (an order on a show).
+    pub show_id: Option<ShowId>,
     /// When the hold lapses: its expiry fires then and releases the slot once the hold is closed
     /// (or was never placed). A retried hold with the same idempotency key keeps this time.
     pub expires_at: Timestamp,
@@ -149,8 +151,10 @@ pub enum AccountCommand {
     ClaimHoldSlot {
         /// The order.
         order_id: OrderId,
-        /// The ticket it will hold.
-        ticket_id: TicketId,
+        /// The ticket it will hold (an order on a ticket).
+        ticket_id: Option<TicketId>,
+        /// The show it will be on (an order on a show).
+        show_id: Option<ShowId>,
         /// When the hold would lapse.
         expires_at: Timestamp,
         /// The limit in force (`MAX_ACTIVE_HOLDS`).
@@ -231,17 +235,28 @@ impl Aggregate for Account {
                 }
                 Ok(vec![Event::SessionRevoked { account_id: profile.id, session_id, expires_at, at }])
             }
-            AccountCommand::ClaimHoldSlot { order_id, ticket_id, expires_at, max_active, at } => {
+            AccountCommand::ClaimHoldSlot { order_id, ticket_id, show_id, expires_at, max_active, at } => {
                 let profile = self.profile.as_ref().ok_or(AccountError::NotFound)?;
                 if let Some(slot) = self.hold_slots.get(&order_id) {
                     // A retry of the same hold keeps its slot (and its expiry time); an order id
                     // can never stand for a hold on another ticket.
-                    return if slot.ticket_id == ticket_id { Ok(vec![]) } else { Err(AccountError::SlotInUse) };
+                    return if (slot.ticket_id, slot.show_id) == (ticket_id, show_id) {
+                        Ok(vec![])
+                    } else {
+                        Err(AccountError::SlotInUse)
+                    };
                 }
                 if self.active_holds() >= max_active {
                     return Err(AccountError::HoldLimitReached { max: max_active });
                 }
-                Ok(vec![Event::HoldSlotClaimed { account_id: profile.id, order_id, ticket_id, expires_at, at }])
+                Ok(vec![Event::HoldSlotClaimed {
+                    account_id: profile.id,
+                    order_id,
+                    ticket_id,
+                    show_id,
+                    expires_at,
+                    at,
+                }])
             }
             AccountCommand::ReleaseHoldSlot { order_id, at } => {
                 let profile = self.profile.as_ref().ok_or(AccountError::NotFound)?;
@@ -266,8 +281,9 @@ impl Aggregate for Account {
             Event::SessionRevoked { session_id, expires_at, .. } => {
                 self.revoked_sessions.insert(*session_id, *expires_at);
             }
-            Event::HoldSlotClaimed { order_id, ticket_id, expires_at, .. } => {
-                self.hold_slots.insert(*order_id, HoldSlot { ticket_id: *ticket_id, expires_at: *expires_at });
+            Event::HoldSlotClaimed { order_id, ticket_id, show_id, expires_at, .. } => {
+                let slot = HoldSlot { ticket_id: *ticket_id, show_id: *show_id, expires_at: *expires_at };
+                self.hold_slots.insert(*order_id, slot);
             }
             Event::HoldSlotReleased { order_id, .. } => {
                 self.hold_slots.remove(order_id);
@@ -301,7 +317,8 @@ mod tests {
         Event::HoldSlotClaimed {
             account_id: account(1),
             order_id: order(order_n),
-            ticket_id: ticket(ticket_n),
+            ticket_id: Some(ticket(ticket_n)),
+            show_id: None,
             expires_at: at(expires),
             at: at(0),
         }
@@ -310,7 +327,8 @@ mod tests {
     fn claim(order_n: u128, expires: i64, now: i64) -> AccountCommand {
         AccountCommand::ClaimHoldSlot {
             order_id: order(order_n),
-            ticket_id: ticket(order_n),
+            ticket_id: Some(ticket(order_n)),
+            show_id: None,
             expires_at: at(expires),
             max_active: 2,
             at: at(now),
@@ -431,7 +449,8 @@ mod tests {
         given::<Account>([registered(1), claimed(1, 1, 900)])
             .when(AccountCommand::ClaimHoldSlot {
                 order_id: order(1),
-                ticket_id: ticket(2),
+                ticket_id: Some(ticket(2)),
+                show_id: None,
                 expires_at: at(901),
                 max_active: 2,
                 at: at(1),

@@ -59,8 +59,12 @@ pub enum Event {
         account_id: AccountId,
         /// The order the slot is for.
         order_id: OrderId,
-        /// The ticket the order holds.
-        ticket_id: TicketId,
+        /// The ticket the order holds (for an order on a ticket).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<TicketId>,
+        /// The show the order is on (for an order on a show; absent before shows existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        show_id: Option<ShowId>,
         /// When the hold lapses: its expiry is armed for then (the slot counts until released).
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
@@ -577,7 +581,8 @@ mod tests {
                 Event::HoldSlotClaimed {
                     account_id: account(2),
                     order_id: order(3),
-                    ticket_id: ticket(4),
+                    ticket_id: Some(ticket(4)),
+                    show_id: None,
                     expires_at: at(900),
                     at: t,
                 },

@@ -144,6 +144,21 @@ impl ShowOrder {
         now >= self.placed.expires_at
     }
 
+    /// The order after one event about it (its own cancellation, and later its payments'): the
+    /// fold [`Show::evolve`] uses, which the command side and the read model run too.
+    #[must_use]
+    pub fn evolve(mut self, event: &Event) -> Self {
+        if let Event::ShowOrderCancelled { order_id, reason, at, .. } = event
+            && *order_id == self.placed.order_id
+            && self.is_open()
+        {
+            self.status = OrderStatus::Cancelled;
+            self.cancel_reason = Some(*reason);
+            self.updated_at = *at;
+        }
+        self
+    }
+
     /// How many tickets it holds (general admission and seats).
     pub fn ticket_count(&self) -> u32 {
         self.placed.tickets.iter().map(|l| l.quantity).sum::<u32>()
@@ -716,16 +731,14 @@ impl Aggregate for Show {
                     );
                 }
             }
-            Event::ShowOrderCancelled { order_id, reason, at, .. } => {
-                let Some(order) = self.orders.get_mut(order_id) else { return self };
-                if !order.is_open() {
-                    return self;
+            Event::ShowOrderCancelled { order_id, .. } => {
+                let Some(order) = self.orders.remove(order_id) else { return self };
+                let was_open = order.is_open();
+                let order = order.evolve(event);
+                if was_open && !order.is_open() {
+                    self.free(&order.placed, None);
                 }
-                order.status = OrderStatus::Cancelled;
-                order.cancel_reason = Some(*reason);
-                order.updated_at = *at;
-                let placed = order.placed.clone();
-                self.free(&placed, None);
+                self.orders.insert(*order_id, order);
             }
             _ => {}
         }

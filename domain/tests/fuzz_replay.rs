@@ -88,8 +88,8 @@ fn event_decode_seeds_are_every_event_type_and_they_round_trip() {
     for seed in &seeds {
         assert!(domain::EventEnvelope::decode(seed).is_ok(), "{}", String::from_utf8_lossy(seed));
     }
-    assert_eq!(seeds.len(), 15, "one seed per event type");
-    assert!(replay("event_decode", domain::fuzzing::event_decode) > 15);
+    assert_eq!(seeds.len(), 19, "one seed per event type");
+    assert!(replay("event_decode", domain::fuzzing::event_decode) > 19);
 }
 
 #[test]
@@ -100,4 +100,9 @@ fn listing_decide_keeps_its_rules_over_the_corpus_and_mutations() {
 #[test]
 fn account_decide_keeps_its_rules_over_the_corpus_and_mutations() {
     assert!(replay("account_decide", domain::fuzzing::account_decide) > 3);
+}
+
+#[test]
+fn show_decide_keeps_capacity_and_seats_over_the_corpus_and_mutations() {
+    assert!(replay("show_decide", domain::fuzzing::show_decide) > 3);
 }

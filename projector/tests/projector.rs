@@ -131,7 +131,11 @@ impl World {
             match round % 4 {
                 0 => drop(self.send(pay("tok_visa")).await),
                 1 => drop(
-                    self.send(Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket) }).by(buyer)).await,
+                    self.send(
+                        Request::new(Command::CancelOrder { order_id, ticket_id: Some(ticket), event_id: None })
+                            .by(buyer),
+                    )
+                    .await,
                 ),
                 2 => {
                     let _ = self.send(pay("tok_chargeDeclined")).await;

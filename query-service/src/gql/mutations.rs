@@ -170,7 +170,7 @@ impl Mutation {
         let me = signed_in(ctx)?;
         let order_id = parse_id(&id, "id")?;
         let ticket_id = Self::ticket_of(ctx, order_id).await?;
-        let command = Command::CancelOrder { order_id: OrderId(order_id), ticket_id };
+        let command = Command::CancelOrder { order_id: OrderId(order_id), ticket_id, event_id: None };
         Self::order_result(ctx, Request::new(command).by(me.actor())).await
     }
 
