@@ -2,7 +2,7 @@
 //! position now projected and the rows that changed. Gateways wait on the position to read their
 //! own writes and push the rows to their subscribers.
 
-use domain::{OrderId, SessionId, TicketId};
+use domain::{OrderId, SessionId, ShowId, TicketId};
 use serde::{Deserialize, Serialize};
 
 /// The PostgreSQL `NOTIFY` channel.
@@ -27,6 +27,9 @@ pub struct Notification {
     /// Sessions signed out: gateways end their WebSockets.
     #[serde(default)]
     pub sessions: Vec<SessionId>,
+    /// Events (shows) whose availability or details changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ShowId>,
 }
 
 impl Notification {
@@ -37,6 +40,7 @@ impl Notification {
         tickets: impl IntoIterator<Item = TicketId>,
         orders: impl IntoIterator<Item = OrderId>,
         sessions: impl IntoIterator<Item = SessionId>,
+        events: impl IntoIterator<Item = ShowId>,
     ) -> Vec<Self> {
         let mut out = vec![Self { position, ..Self::default() }];
         let room = |out: &mut Vec<Self>| {
@@ -59,12 +63,16 @@ impl Notification {
             let at = room(&mut out);
             out[at].sessions.push(id);
         }
+        for id in events {
+            let at = room(&mut out);
+            out[at].events.push(id);
+        }
         out
     }
 
     /// How many ids it carries.
     pub fn len(&self) -> usize {
-        self.tickets.len() + self.orders.len() + self.sessions.len()
+        self.tickets.len() + self.orders.len() + self.sessions.len() + self.events.len()
     }
 
     /// Whether it only announces a position.
@@ -100,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_commit_that_changed_nothing_still_announces_its_position() {
-        let sent = Notification::for_commit(7, [], [], []);
+        let sent = Notification::for_commit(7, [], [], [], []);
         assert_eq!(sent, [Notification { position: 7, ..Notification::default() }]);
     }
 
@@ -108,7 +116,7 @@ mod tests {
     fn many_changes_are_split_below_postgres_payload_limit_and_read_back() {
         let tickets: Vec<TicketId> = (0..400).map(ticket).collect();
         let orders = (0..10).map(|n| OrderId(Uuid::from_u128(n)));
-        let sent = Notification::for_commit(42, tickets.clone(), orders, [SessionId(Uuid::nil())]);
+        let sent = Notification::for_commit(42, tickets.clone(), orders, [SessionId(Uuid::nil())], []);
         assert_eq!(sent.len(), 3);
         assert_eq!(sent.iter().map(Notification::len).sum::<usize>(), 411);
         for notification in &sent {

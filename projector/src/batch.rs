@@ -231,6 +231,7 @@ pub(crate) async fn notify(tx: &mut PgConnection, position: i64, changes: &Chang
         changes.tickets.iter().copied(),
         changes.orders.iter().copied(),
         changes.sessions.iter().copied(),
+        changes.events.iter().copied(),
     );
     for notification in notifications {
         let payload = notification.encode().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;

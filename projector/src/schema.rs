@@ -18,8 +18,22 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub const READ_SCHEMA: &str = "read";
 
 /// Every read-model table, each with a view in [`READ_SCHEMA`].
-pub const TABLES: [&str; 8] =
-    ["checkpoint", "accounts", "revoked_sessions", "tickets", "orders", "payments", "ticket_history", "parked_events"];
+pub const TABLES: [&str; 14] = [
+    "checkpoint",
+    "accounts",
+    "revoked_sessions",
+    "tickets",
+    "orders",
+    "payments",
+    "ticket_history",
+    "parked_events",
+    "events",
+    "ticket_types",
+    "sections",
+    "seats",
+    "order_items",
+    "event_history",
+];
 
 /// Every read model as it is, table by table, as comparable text: each row as JSON, sorted, without
 /// the projector's own clock (`updated_at`, `parked_at`). Two snapshots of the same stream are

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use command_service::Service;
-use command_service::api::{Command, Outcome, Reply, Request};
+use command_service::api::{Command, Outcome, Reply, Request, Success};
 use command_service::config::Config;
 use domain::{Actor, TicketId};
 use event_store::StreamSettings;
@@ -146,6 +146,44 @@ impl World {
         }
     }
 
+    /// An event with a ticket type and a section, and orders on it from every buyer: some
+    /// cancelled, the rest left to expire (holds last 1 s), some refused for want of seats.
+    async fn event_workload(&self) -> domain::ShowId {
+        use command_service::api::{OrderItemInput, SectionInput, TicketTypeInput};
+        let organizer = self.actor().await;
+        let buyers = join_all((0..6).map(|_| self.actor())).await;
+        let create = Command::CreateEvent {
+            title: "Rock Arena".into(),
+            venue: "Town Hall".into(),
+            starts_at: time::OffsetDateTime::now_utc() + time::Duration::days(7),
+            ticket_types: vec![TicketTypeInput { name: "Standing".into(), price_cents: 2_500, capacity: 10 }],
+            sections: vec![SectionInput { name: "A".into(), price_cents: 9_000, rows: 2, seats_per_row: 4 }],
+        };
+        let show = match self.send(Request::new(create).by(organizer)).await {
+            Reply::Ok(Success { result: Outcome::Event { event_id }, .. }) => event_id,
+            other => panic!("{other:?}"),
+        };
+        let update =
+            Command::UpdateEvent { event_id: show, title: Some("Rock Arena II".into()), venue: None, starts_at: None };
+        let _ = self.send(Request::new(update).by(organizer)).await;
+        let ga = domain::TicketTypeId::of(show, 0);
+        let replies = join_all(buyers.iter().enumerate().map(|(i, buyer)| {
+            let seats = vec![format!("A-1-{}", i % 4 + 1), format!("A-2-{}", i % 3 + 1)];
+            let items = vec![OrderItemInput { ticket_type_id: ga, quantity: i64::try_from(i % 3 + 1).unwrap_or(1) }];
+            self.send(Request::new(Command::CreateEventOrder { event_id: show, items, seats }).by(*buyer))
+        }))
+        .await;
+        for (i, reply) in replies.iter().enumerate() {
+            if let Reply::Ok(Success { result: Outcome::EventOrder { order_id, .. }, .. }) = reply
+                && i % 2 == 0
+            {
+                let cancel = Command::CancelOrder { order_id: *order_id, ticket_id: None, event_id: Some(show) };
+                let _ = self.send(Request::new(cancel).by(buyers[i])).await;
+            }
+        }
+        show
+    }
+
     async fn head(&self) -> u64 {
         let js = async_nats::jetstream::new(self.nats.client.clone());
         let mut stream = js.get_stream(&self.settings.name).await.unwrap_or_else(|e| panic!("{e}"));
@@ -223,6 +261,7 @@ async fn the_live_projection_equals_a_rebuild_table_by_table() {
     let projector = world.projector().await;
     let running = tokio::spawn(projector.clone().run());
     world.workload(24).await;
+    world.event_workload().await;
     // Let the left-open holds expire, so the stream has expiries too.
     holds_expired(&world.db.pool).await;
     world.quiesce().await;
@@ -233,7 +272,7 @@ async fn the_live_projection_equals_a_rebuild_table_by_table() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(counts.0, 24);
-    assert!(counts.1 >= 24 && counts.2 >= 12, "{counts:?}");
+    assert!(counts.1 >= 26 && counts.2 >= 12, "{counts:?}");
     let statuses: Vec<String> = sqlx::query_scalar("SELECT DISTINCT status FROM read.orders ORDER BY 1")
         .fetch_all(&world.db.pool)
         .await
@@ -462,6 +501,107 @@ async fn odd_histories_fold_to_the_rows_expected_wherever_batches_are_cut() {
     }
 }
 
+/// Every read model of an event says what the domain's fold of the show's stream says: each
+/// ticket type's held count, each section's available count, each seat's status and order, each
+/// order's status and items.
+#[tokio::test]
+async fn every_event_row_says_what_the_shows_state_says() {
+    use domain::stored::text;
+    let mut world = World::start().await;
+    let projector = world.projector().await;
+    let running = tokio::spawn(projector.clone().run());
+    let show_id = world.event_workload().await;
+    // Before the holds expire, then after.
+    for round in 0..2 {
+        if round == 1 {
+            holds_expired(&world.db.pool).await;
+            world.quiesce().await;
+        } else {
+            let head = world.head().await;
+            wait_projected(&world.db.pool, head).await;
+        }
+        let loaded = world
+            .service
+            .store()
+            .load::<domain::Show>(&domain::subjects::show(show_id))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let show = loaded.state;
+        let info = show.info.clone().unwrap_or_else(|| panic!("created"));
+        let event: (String, i32) = sqlx::query_as("SELECT title, version FROM read.events WHERE id = $1")
+            .bind(show_id.0)
+            .fetch_one(&world.db.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(event, (info.title.as_str().to_owned(), i32::try_from(loaded.history.len()).unwrap_or(0)));
+        let held: Vec<(i32, i32)> =
+            sqlx::query_as("SELECT held, sold FROM read.ticket_types WHERE event_id = $1 ORDER BY idx")
+                .bind(show_id.0)
+                .fetch_all(&world.db.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let expected: Vec<(i32, i32)> = show
+            .ticket_types
+            .iter()
+            .map(|t| (i32::try_from(t.held).unwrap_or(0), i32::try_from(t.sold).unwrap_or(0)))
+            .collect();
+        assert_eq!(held, expected, "round {round}");
+        let available: Vec<i32> =
+            sqlx::query_scalar("SELECT available FROM read.sections WHERE event_id = $1 ORDER BY idx")
+                .bind(show_id.0)
+                .fetch_all(&world.db.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            available,
+            show.sections.iter().map(|s| i32::try_from(s.available).unwrap_or(0)).collect::<Vec<_>>()
+        );
+        let seats: Vec<(i32, i32, String, Option<uuid::Uuid>)> = sqlx::query_as(
+            "SELECT row, number, status, order_id FROM read.seats WHERE event_id = $1 ORDER BY section_idx, row, number",
+        )
+        .bind(show_id.0)
+        .fetch_all(&world.db.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let section = &show.sections[0];
+        assert_eq!(seats.len(), section.seats.len());
+        for (index, (status, (row, number, stored, order))) in section.seats.iter().zip(&seats).enumerate() {
+            let seat = section.section.seat_at(index);
+            assert_eq!((i32::from(seat.row), i32::from(seat.number)), (*row, *number));
+            assert_eq!(text(status, "s").ok().as_deref(), Some(stored.as_str()), "{seat} round {round}");
+            let holder = show
+                .orders
+                .values()
+                .find(|o| o.is_open() && o.placed.seats.iter().any(|l| l.seat == seat))
+                .map(|o| o.placed.order_id.0);
+            assert_eq!(*order, holder, "{seat} round {round}");
+        }
+        assert!(!show.orders.is_empty());
+        for order in show.orders.values() {
+            let row: (String, Option<String>, i64, Option<uuid::Uuid>) =
+                sqlx::query_as("SELECT status, cancel_reason, amount_cents, event_id FROM read.orders WHERE id = $1")
+                    .bind(order.placed.order_id.0)
+                    .fetch_one(&world.db.pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            let expected = (
+                text(&order.status, "s").unwrap_or_default(),
+                order.cancel_reason.map(|r| text(&r, "r").unwrap_or_default()),
+                order.placed.amount_cents,
+                Some(show_id.0),
+            );
+            assert_eq!(row, expected);
+            let items: i64 = sqlx::query_scalar("SELECT count(*) FROM read.order_items WHERE order_id = $1")
+                .bind(order.placed.order_id.0)
+                .fetch_one(&world.db.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(items, i64::from(order.ticket_count()));
+        }
+    }
+    running.abort();
+}
+
 /// Switches the `read` views to `generation`.
 async fn read_from(pool: &PgPool, generation: &str) {
     let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
@@ -472,6 +612,7 @@ async fn read_from(pool: &PgPool, generation: &str) {
 async fn set_based_batches_equal_event_by_event_application() {
     let world = World::start().await;
     world.workload(16).await;
+    world.event_workload().await;
     let live = schema::ensure_live(&world.db.pool).await.unwrap_or_else(|e| panic!("{e:#}"));
     let events = world.service.store().read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e}"));
     let batch = incoming(&events);

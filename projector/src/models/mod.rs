@@ -13,11 +13,16 @@
 //! event is applied at most once per generation.
 
 mod rows;
+mod shows;
 
 use std::collections::{BTreeSet, HashMap};
 
-use domain::{AccountId, Event, Order, OrderId, Payment, PaymentId, SessionId, Ticket, TicketId, Timestamp};
+use domain::{AccountId, Event, Order, OrderId, Payment, PaymentId, SessionId, ShowId, Ticket, TicketId, Timestamp};
 use sqlx::PgConnection;
+
+/// How many orders one stream message can place: an order's `created_position` (its place in
+/// newest-first pages) is its message's sequence times this, plus its index in the message.
+pub const ORDER_SLOTS: i64 = 1024;
 
 /// What a batch changed, for the notifications sent on commit.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -28,12 +33,14 @@ pub struct Changes {
     pub orders: BTreeSet<OrderId>,
     /// Sessions signed out: gateways end those sessions' open WebSockets.
     pub sessions: BTreeSet<SessionId>,
+    /// Events (shows) whose row, stock or seats changed.
+    pub events: BTreeSet<ShowId>,
 }
 
 impl Changes {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.tickets.is_empty() && self.orders.is_empty() && self.sessions.is_empty()
+        self.tickets.is_empty() && self.orders.is_empty() && self.sessions.is_empty() && self.events.is_empty()
     }
 }
 
@@ -90,11 +97,18 @@ struct Rows {
 /// A database error, or a stored row the domain cannot read; the caller redoes the batch event
 /// by event, then parks what still fails.
 pub async fn apply(conn: &mut PgConnection, events: &[Applied<'_>], changes: &mut Changes) -> sqlx::Result<()> {
-    let mut rows = rows::load(conn, events).await?;
-    for applied in events {
+    // Shows' rows are disjoint from the rest: their events are applied apart, in stream order.
+    let (show_events, others): (Vec<Applied<'_>>, Vec<Applied<'_>>) =
+        events.iter().partition(|applied| shows::is_show_event(applied.event));
+    let mut rows = rows::load(conn, &others).await?;
+    for applied in &others {
         fold(&mut rows, applied, changes);
     }
-    rows::flush(conn, rows).await
+    rows::flush(conn, rows).await?;
+    for applied in &show_events {
+        shows::apply(conn, applied, changes).await?;
+    }
+    Ok(())
 }
 
 /// One event, folded into the rows it concerns.

@@ -57,7 +57,7 @@ impl TryFrom<TicketRow> for Tracked<Ticket> {
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: Uuid,
-    ticket_id: Uuid,
+    ticket_id: Option<Uuid>,
     buyer_id: Uuid,
     seller_id: Uuid,
     amount_cents: i64,
@@ -80,7 +80,10 @@ impl TryFrom<OrderRow> for Tracked<Order> {
         Ok(Self {
             state: Order {
                 id: OrderId(row.id),
-                ticket_id: TicketId(row.ticket_id),
+                // An order on an event has no ticket: it is never folded as a ticket's order.
+                ticket_id: TicketId(
+                    row.ticket_id.ok_or(StoredError { what: "ticket of an order", value: "null".into() })?,
+                ),
                 buyer: AccountId(row.buyer_id),
                 seller: AccountId(row.seller_id),
                 amount: stored::read(row.amount_cents, "amount")?,
@@ -93,7 +96,7 @@ impl TryFrom<OrderRow> for Tracked<Order> {
                 updated_at: row.updated_at,
             },
             version: row.version,
-            created_position: row.created_position,
+            created_position: row.created_position / super::ORDER_SLOTS,
             position: row.position,
         })
     }
@@ -409,7 +412,7 @@ impl OrderColumns {
         self.version.push(row.version);
         self.created_at.push(order.placed_at);
         self.updated_at.push(order.updated_at);
-        self.created_position.push(row.created_position);
+        self.created_position.push(row.created_position * super::ORDER_SLOTS);
         self.position.push(row.position);
         Ok(())
     }
