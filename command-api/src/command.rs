@@ -178,6 +178,9 @@ pub enum Command {
         /// The order's ticket, when the caller knows it (saves a lookup).
         #[serde(default)]
         ticket_id: Option<TicketId>,
+        /// The order's event, when it is an event order and the caller knows it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<ShowId>,
         /// The payment method token (`tok_visa`, `tok_chargeDeclined`, `tok_async` with the fake
         /// provider).
         token: String,
@@ -276,6 +279,9 @@ pub enum Outcome {
         /// When the hold lapses.
         #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
+        /// What the buyer pays, in cents (the ticket's price at the time of the hold).
+        #[serde(default)]
+        amount_cents: i64,
     },
     /// A payment.
     Payment {

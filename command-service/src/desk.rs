@@ -30,9 +30,8 @@ use uuid::Uuid;
 
 use crate::{CommandError, now};
 
-/// The most holds decided and written as one event: it keeps one message well under NATS's
-/// payload limit (each order is a few hundred bytes).
-const MAX_GROUP: usize = 256;
+/// The most holds decided and written as one event.
+const MAX_GROUP: usize = domain::show::MAX_ORDERS_PER_PLACEMENT;
 
 /// How many times a decision is made again after losing a race.
 const MAX_ATTEMPTS: u32 = 24;

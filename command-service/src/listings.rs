@@ -95,6 +95,7 @@ fn order_result(order: &Order) -> Outcome {
         status: order.status,
         cancel_reason: order.cancel_reason,
         expires_at: order.expires_at,
+        amount_cents: order.amount.cents(),
     }
 }
 

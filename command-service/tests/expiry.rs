@@ -58,7 +58,10 @@ async fn an_expiry_after_payment_changes_nothing() {
     let (seller, buyer) = (system.user("seller").await, system.user("buyer").await);
     let ticket = system.ticket(seller, 100).await;
     let order_id = system.order(buyer, ticket).await;
-    system.ok(Request::new(Command::PayOrder { order_id, ticket_id: None, token: "tok_visa".into() }).by(buyer)).await;
+    system
+        .ok(Request::new(Command::PayOrder { order_id, ticket_id: None, event_id: None, token: "tok_visa".into() })
+            .by(buyer))
+        .await;
 
     // Wait until the expiry has fired and been handled: the consumer has nothing outstanding.
     let js = async_nats::jetstream::new(system.nats.client.clone());

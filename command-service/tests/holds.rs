@@ -163,7 +163,9 @@ async fn a_pay_key_reused_with_another_token_or_order_is_a_conflict_and_charges_
     let (t1, t2) = (system.ticket(seller, 100).await, system.ticket(seller, 200).await);
     let (o1, o2) = (system.order(buyer, t1).await, system.order(buyer, t2).await);
     let pay = |order_id, token: &str| {
-        Request::new(Command::PayOrder { order_id, ticket_id: None, token: token.into() }).by(buyer).with_key("pay-1")
+        Request::new(Command::PayOrder { order_id, ticket_id: None, event_id: None, token: token.into() })
+            .by(buyer)
+            .with_key("pay-1")
     };
     let declined = system.fail(pay(o1, "tok_chargeDeclined")).await;
     assert_eq!(declined.code, ErrorCode::PaymentDeclined);

@@ -245,7 +245,10 @@ async fn a_complete_order_cannot_be_cancelled() {
     let (seller, buyer, admin) = (system.user("seller").await, system.user("buyer").await, system.admin().await);
     let ticket = system.ticket(seller, 100).await;
     let order_id = system.order(buyer, ticket).await;
-    system.ok(Request::new(Command::PayOrder { order_id, ticket_id: None, token: "tok_visa".into() }).by(buyer)).await;
+    system
+        .ok(Request::new(Command::PayOrder { order_id, ticket_id: None, event_id: None, token: "tok_visa".into() })
+            .by(buyer))
+        .await;
     assert_eq!(
         system.code(Request::new(Command::CancelOrder { order_id, ticket_id: None, event_id: None }).by(admin)).await,
         ErrorCode::Conflict

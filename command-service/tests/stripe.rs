@@ -180,7 +180,7 @@ async fn a_stalled_charge_for_a_hold_that_expired_meanwhile_ends_with_one_charge
 }
 
 fn pay(order_id: domain::OrderId, token: &str) -> Command {
-    Command::PayOrder { order_id, ticket_id: None, token: token.into() }
+    Command::PayOrder { order_id, ticket_id: None, event_id: None, token: token.into() }
 }
 
 #[tokio::test]

@@ -51,6 +51,35 @@ impl TicketAccess {
     }
 }
 
+/// What the rules about a show (the API's event) need to know of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShowAccess {
+    /// Who organises it.
+    pub organizer: AccountId,
+}
+
+impl ShowAccess {
+    /// Its organiser or an admin: who may edit it and read its history.
+    pub fn is_managed_by(&self, actor: &Actor) -> bool {
+        self.organizer == actor.id || actor.is_admin
+    }
+
+    /// Whether `actor` may change its title, venue or start time.
+    pub fn may_edit(&self, actor: &Actor) -> bool {
+        self.is_managed_by(actor)
+    }
+
+    /// Whether `actor` may read its event history.
+    pub fn may_read_history(&self, actor: &Actor) -> bool {
+        self.is_managed_by(actor)
+    }
+
+    /// Whether `buyer` may order tickets to it: anyone but its organiser.
+    pub fn may_order(&self, buyer: AccountId) -> bool {
+        self.organizer != buyer
+    }
+}
+
 /// What the rules about an order need to know of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OrderAccess {

@@ -37,7 +37,7 @@ pub mod subjects;
 pub mod testing;
 pub mod title;
 
-pub use access::{OrderAccess, TicketAccess};
+pub use access::{OrderAccess, ShowAccess, TicketAccess};
 pub use account::{Account, AccountCommand, AccountError, EmailClaim, EmailClaimCommand};
 pub use aggregate::Aggregate;
 pub use email::{Email, EmailError};

@@ -32,6 +32,14 @@ use crate::{Actor, Aggregate, Event, Timestamp, Title};
 /// The most tickets (general admission and seats together) one order may hold.
 pub const MAX_TICKETS_PER_ORDER: u32 = 10;
 
+/// The most orders one [`Event::ShowOrdersPlaced`] carries: a group of holds decided together is
+/// cut to this size (it keeps one message well under NATS's payload limit).
+pub const MAX_ORDERS_PER_PLACEMENT: usize = 256;
+
+/// Readers that sort orders by where they were placed in the stream give each its own place:
+/// its message's sequence times this, plus its index in the message (a ticket order is index 0).
+pub const ORDER_SLOTS: i64 = 1024;
+
 /// What a seat is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -183,6 +191,20 @@ pub struct ShowInfo {
     pub created_at: Timestamp,
     /// When its title, venue or time last changed.
     pub updated_at: Timestamp,
+}
+
+impl ShowInfo {
+    /// The facts the rules about who may do what with it need.
+    pub fn access(&self) -> crate::ShowAccess {
+        crate::ShowAccess { organizer: self.organizer }
+    }
+}
+
+impl ShowOrder {
+    /// The facts the rules about an order need (the same rules as a ticket order's).
+    pub fn access(&self) -> crate::OrderAccess {
+        crate::OrderAccess { buyer: self.placed.buyer, status: self.status, expires_at: self.placed.expires_at }
+    }
 }
 
 /// A show with its stock and orders.
@@ -461,7 +483,7 @@ impl Show {
             // A retry with the same idempotency key finds its own order.
             return if buyer == request.buyer { Ok(None) } else { Err(ShowError::IdInUse) };
         }
-        if request.buyer == info.organizer {
+        if !info.access().may_order(request.buyer) {
             return Err(ShowError::OwnShow);
         }
         // The shape of the request: 1..=10 tickets in all, each quantity at least 1, no seat twice.
@@ -599,7 +621,7 @@ impl Aggregate for Show {
             }
             ShowCommand::Update { actor, title, venue, starts_at, at } => {
                 let info = self.info.as_ref().ok_or(ShowError::NotFound)?;
-                if actor.id != info.organizer && !actor.is_admin {
+                if !info.access().may_edit(&actor) {
                     return Err(ShowError::NotOrganizer);
                 }
                 let title =
@@ -621,7 +643,7 @@ impl Aggregate for Show {
             ShowCommand::Cancel { order_id, actor, at } => {
                 let info = self.info.as_ref().ok_or(ShowError::NotFound)?;
                 let order = self.orders.get(&order_id).ok_or(ShowError::OrderNotFound)?;
-                if order.placed.buyer != actor.id && !actor.is_admin {
+                if !order.access().is_owned_by(&actor) {
                     return Err(ShowError::NotOwner);
                 }
                 match order.status {

@@ -126,7 +126,13 @@ impl World {
             };
             let Outcome::Order { order_id, .. } = order.result else { continue };
             let pay = |token: &str| {
-                Request::new(Command::PayOrder { order_id, ticket_id: Some(ticket), token: token.into() }).by(buyer)
+                Request::new(Command::PayOrder {
+                    order_id,
+                    ticket_id: Some(ticket),
+                    event_id: None,
+                    token: token.into(),
+                })
+                .by(buyer)
             };
             match round % 4 {
                 0 => drop(self.send(pay("tok_visa")).await),

@@ -116,8 +116,13 @@ pub async fn follow_projection(
                             body.orders.iter().map(|id| id.0).collect(),
                         );
                         changed.sessions = body.sessions.iter().map(|id| id.0).collect();
+                        changed.events = body.events.iter().map(|id| id.0).collect();
                         projected.send_if_modified(|p| bump(p, i64::try_from(body.position).unwrap_or(i64::MAX)));
-                        if !changed.tickets.is_empty() || !changed.orders.is_empty() || !changed.sessions.is_empty() {
+                        if !changed.tickets.is_empty()
+                            || !changed.orders.is_empty()
+                            || !changed.sessions.is_empty()
+                            || !changed.events.is_empty()
+                        {
                             // Nobody listening is fine.
                             let _ = changes.send(std::sync::Arc::new(changed));
                         }

@@ -36,8 +36,13 @@ pub struct TicketRow {
 pub struct OrderRow {
     /// The order's id, as the API shows it.
     pub id: Uuid,
-    /// The ticket it holds or bought.
-    pub ticket_id: Uuid,
+    /// The ticket it holds or bought (none for an order on an event).
+    pub ticket_id: Option<Uuid>,
+    /// The event it holds tickets of (none for an order on a ticket).
+    pub event_id: Option<Uuid>,
+    /// What the buyer pays, in cents: the price of the ticket, or the sum of the items' prices,
+    /// at the time of the hold.
+    pub amount_cents: i64,
     /// Who placed it: who may read, cancel and pay it.
     pub buyer_id: Uuid,
     /// The domain's `OrderStatus` in its serde form (`CREATED`, …).
@@ -100,7 +105,7 @@ pub struct HistoryRow {
 /// Every column of a ticket row.
 pub const TICKET: &str = "SELECT id, seller_id, title, price_cents, currency, status, version, created_at, updated_at, created_position FROM read.tickets";
 /// Every column of an order row.
-pub const ORDER: &str = "SELECT id, ticket_id, buyer_id, status, cancel_reason, expires_at, payment_id, version, created_at, created_position FROM read.orders";
+pub const ORDER: &str = "SELECT id, ticket_id, event_id, amount_cents, buyer_id, status, cancel_reason, expires_at, payment_id, version, created_at, created_position FROM read.orders";
 
 /// Every column of a payment row.
 pub const PAYMENT: &str =
@@ -246,6 +251,7 @@ pub async fn cursor_exists(pool: &PgPool, table: Cursor, position: i64) -> sqlx:
     let sql = match table {
         Cursor::Ticket => "SELECT EXISTS (SELECT 1 FROM read.tickets WHERE created_position = $1)",
         Cursor::Order => "SELECT EXISTS (SELECT 1 FROM read.orders WHERE created_position = $1)",
+        Cursor::Event => "SELECT EXISTS (SELECT 1 FROM read.events WHERE created_position = $1)",
     };
     sqlx::query_scalar(sql).bind(position).fetch_one(pool).await
 }
@@ -257,6 +263,263 @@ pub enum Cursor {
     Ticket,
     /// An order connection.
     Order,
+    /// An event connection.
+    Event,
+}
+
+/// An event (the domain's show) as the gateway reads it from `read.events`.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    /// The event's id, as the API shows it.
+    pub id: Uuid,
+    /// Who organises it: who may edit it and read its history.
+    pub organizer_id: Uuid,
+    /// Its title.
+    pub title: String,
+    /// Its venue.
+    pub venue: String,
+    /// When it starts.
+    pub starts_at: OffsetDateTime,
+    /// How many of its events were applied: clients keep the highest.
+    pub version: i32,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When anything about it last happened.
+    pub updated_at: OffsetDateTime,
+    /// The stream position of its creation: the cursor of its pages.
+    pub created_position: i64,
+}
+
+/// A ticket type of an event, with its counts, from `read.ticket_types`.
+#[derive(Debug, Clone, FromRow)]
+pub struct TicketTypeRow {
+    /// The ticket type's id.
+    pub id: Uuid,
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its place in the event's list.
+    pub idx: i32,
+    /// Its name.
+    pub name: String,
+    /// The price of one ticket, in cents.
+    pub price_cents: i64,
+    /// How many tickets it has.
+    pub capacity: i32,
+    /// Tickets held by open orders.
+    pub held: i32,
+    /// Tickets of paid orders.
+    pub sold: i32,
+}
+
+/// A section of an event, from `read.sections`.
+#[derive(Debug, Clone, FromRow)]
+pub struct SectionRow {
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its place in the event's list.
+    pub idx: i32,
+    /// Its name: the first part of its seats' ids.
+    pub name: String,
+    /// The price of each seat, in cents.
+    pub price_cents: i64,
+    /// How many rows.
+    pub rows: i32,
+    /// How many seats per row.
+    pub seats_per_row: i32,
+    /// How many of its seats are available.
+    pub available: i32,
+}
+
+/// A seat, from `read.seats`.
+#[derive(Debug, Clone, FromRow)]
+pub struct SeatRow {
+    /// Its event.
+    pub event_id: Uuid,
+    /// Its section's place in the event's list.
+    pub section_idx: i32,
+    /// Its row, from 1.
+    pub row: i32,
+    /// Its number in the row, from 1.
+    pub number: i32,
+    /// The domain's `SeatStatus` in its serde form (`AVAILABLE`, …).
+    pub status: String,
+}
+
+/// One ticket of an order on an event, from `read.order_items`.
+#[derive(Debug, Clone, FromRow)]
+pub struct OrderItemRow {
+    /// Its order.
+    pub order_id: Uuid,
+    /// A general-admission ticket's type.
+    pub ticket_type_id: Option<Uuid>,
+    /// A seat's section name.
+    pub section: Option<String>,
+    /// A seat's row.
+    pub row: Option<i32>,
+    /// A seat's number.
+    pub number: Option<i32>,
+    /// Its price at the time of the hold, in cents.
+    pub price_cents: i64,
+}
+
+/// One line of an event's history, from `read.event_history`.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventHistoryRow {
+    /// The event.
+    pub event_id: Uuid,
+    /// The stored event's type name (`ShowOrdersPlaced`, …).
+    pub event_type: String,
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// The event's version after it.
+    pub version: i32,
+}
+
+/// Every column of an event row.
+pub const EVENT: &str = "SELECT id, organizer_id, title, venue, starts_at, version, created_at, updated_at, created_position FROM read.events";
+
+/// One event.
+///
+/// # Errors
+/// A database error.
+pub async fn event(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_as(&format!("{EVENT} WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
+/// A page of events, soonest first (ties by creation); `upcoming` leaves out those that have
+/// started. The cursor is the creation position of the last event of the page before.
+///
+/// # Errors
+/// A database error.
+pub async fn events(pool: &PgPool, limit: i64, after: Option<i64>, upcoming: bool) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as(&format!(
+        "{EVENT} WHERE (NOT $3 OR starts_at > now())
+           AND ($1::bigint IS NULL OR (starts_at, created_position) >
+                (SELECT starts_at, created_position FROM read.events WHERE created_position = $1))
+         ORDER BY starts_at, created_position LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .bind(upcoming)
+    .fetch_all(pool)
+    .await
+}
+
+/// A page of an organiser's events, newest first.
+///
+/// # Errors
+/// A database error.
+pub async fn events_of(pool: &PgPool, organizer: Uuid, limit: i64, before: Option<i64>) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as(&format!(
+        "{EVENT} WHERE organizer_id = $1 AND ($2::bigint IS NULL OR created_position < $2)
+         ORDER BY created_position DESC LIMIT $3"
+    ))
+    .bind(organizer)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The ticket types of these events, in their events' order.
+///
+/// # Errors
+/// A database error.
+pub async fn ticket_types_of(pool: &PgPool, events: &[Uuid]) -> sqlx::Result<Vec<TicketTypeRow>> {
+    sqlx::query_as(
+        "SELECT id, event_id, idx, name, price_cents, capacity, held, sold FROM read.ticket_types
+         WHERE event_id = ANY($1) ORDER BY event_id, idx",
+    )
+    .bind(events)
+    .fetch_all(pool)
+    .await
+}
+
+/// Ticket types by id.
+///
+/// # Errors
+/// A database error.
+pub async fn ticket_types(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<TicketTypeRow>> {
+    sqlx::query_as(
+        "SELECT id, event_id, idx, name, price_cents, capacity, held, sold FROM read.ticket_types WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The sections of these events, in their events' order.
+///
+/// # Errors
+/// A database error.
+pub async fn sections_of(pool: &PgPool, events: &[Uuid]) -> sqlx::Result<Vec<SectionRow>> {
+    sqlx::query_as(
+        "SELECT event_id, idx, name, price_cents, rows, seats_per_row, available FROM read.sections
+         WHERE event_id = ANY($1) ORDER BY event_id, idx",
+    )
+    .bind(events)
+    .fetch_all(pool)
+    .await
+}
+
+/// The seats of one section, row by row.
+///
+/// # Errors
+/// A database error.
+pub async fn seats_of(pool: &PgPool, event: Uuid, section_idx: i32) -> sqlx::Result<Vec<SeatRow>> {
+    sqlx::query_as(
+        "SELECT event_id, section_idx, row, number, status FROM read.seats
+         WHERE event_id = $1 AND section_idx = $2 ORDER BY row, number",
+    )
+    .bind(event)
+    .bind(section_idx)
+    .fetch_all(pool)
+    .await
+}
+
+/// Every seat of an event, section by section, row by row.
+///
+/// # Errors
+/// A database error.
+pub async fn all_seats_of(pool: &PgPool, event: Uuid) -> sqlx::Result<Vec<SeatRow>> {
+    sqlx::query_as(
+        "SELECT event_id, section_idx, row, number, status FROM read.seats
+         WHERE event_id = $1 ORDER BY section_idx, row, number",
+    )
+    .bind(event)
+    .fetch_all(pool)
+    .await
+}
+
+/// The items of these orders, each order's in its own order.
+///
+/// # Errors
+/// A database error.
+pub async fn items_of(pool: &PgPool, orders: &[Uuid]) -> sqlx::Result<Vec<OrderItemRow>> {
+    sqlx::query_as(
+        "SELECT i.order_id, i.ticket_type_id, s.name AS section, i.row, i.number, i.price_cents
+         FROM read.order_items i
+         LEFT JOIN read.orders o ON o.id = i.order_id
+         LEFT JOIN read.sections s ON s.event_id = o.event_id AND s.idx = i.section_idx
+         WHERE i.order_id = ANY($1) ORDER BY i.order_id, i.idx",
+    )
+    .bind(orders)
+    .fetch_all(pool)
+    .await
+}
+
+/// The histories of these events, each oldest first.
+///
+/// # Errors
+/// A database error.
+pub async fn event_histories(pool: &PgPool, events: &[Uuid]) -> sqlx::Result<Vec<EventHistoryRow>> {
+    sqlx::query_as(
+        "SELECT event_id, event_type, at, version FROM read.event_history WHERE event_id = ANY($1)
+         ORDER BY event_id, position",
+    )
+    .bind(events)
+    .fetch_all(pool)
+    .await
 }
 
 /// Which of `sessions` were signed out (one query for all of them).

@@ -60,9 +60,16 @@ pub struct Changed {
     /// Notifications may have been missed before this one (the gateway's listener reconnected,
     /// or a subscriber lagged): subscribers re-read what they watch instead of trusting the lists.
     pub resync: bool,
+    /// Events (shows) whose row, stock or seats changed.
+    pub events: Vec<uuid::Uuid>,
     ticket_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::TicketRow>>,
     order_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::OrderRow>>,
+    /// Each changed event read whole, once, by its first subscriber that pushes after this commit.
+    event_snapshots: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<EventCell>>>,
 }
+
+/// One event's snapshot after a commit, read at most once.
+type EventCell = tokio::sync::OnceCell<Option<Arc<gql::EventSnapshot>>>;
 
 impl Changed {
     /// A commit at `position` that changed these tickets and orders.
@@ -85,6 +92,26 @@ impl Changed {
     pub async fn ticket(&self, pool: &sqlx::PgPool, id: uuid::Uuid) -> sqlx::Result<Option<db::TicketRow>> {
         let rows = self.ticket_rows.get_or_try_init(|| db::tickets_by_id(pool, &self.tickets)).await?;
         Ok(rows.get(&id).cloned())
+    }
+
+    /// A changed event read whole as it is after this commit (or later), once for all its
+    /// subscribers: 10,000 watchers of a hot event cost one read per commit they push.
+    ///
+    /// # Errors
+    /// A database error (the next subscriber to ask tries again).
+    pub async fn event_snapshot(
+        &self,
+        pool: &sqlx::PgPool,
+        id: uuid::Uuid,
+    ) -> sqlx::Result<Option<Arc<gql::EventSnapshot>>> {
+        let cell = {
+            let mut cells = self.event_snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cells.entry(id).or_default().clone()
+        };
+        let snapshot = cell
+            .get_or_try_init(|| async { Ok::<_, sqlx::Error>(gql::EventSnapshot::read(pool, id).await?.map(Arc::new)) })
+            .await?;
+        Ok(snapshot.clone())
     }
 
     /// A changed order as it is after this commit (or later), read once for all subscribers.
@@ -173,7 +200,7 @@ pub struct ClientAddr(pub String);
 
 /// Builds the schema (without request data).
 pub fn schema(introspection: bool) -> GatewaySchema {
-    let builder = Schema::build(gql::Query, gql::Mutation, gql::Subscription)
+    let builder = Schema::build(gql::Query::default(), gql::Mutation::default(), gql::Subscription::default())
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .extension(limits::AliasLimit);

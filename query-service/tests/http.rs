@@ -6,49 +6,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod common;
-use common::{SECRET, Stack, stack, stack_full, stack_with};
-
-/// A browser-like client: keeps the session cookie.
-#[derive(Default, Clone)]
-struct Client {
-    cookie: Option<String>,
-}
-
-impl Client {
-    async fn gql(&mut self, stack: &Stack, query: &str, variables: Value) -> Value {
-        let (status, body) = self.post(stack, json!({"query": query, "variables": variables}).to_string(), None).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
-    }
-
-    async fn post(&mut self, stack: &Stack, body: String, origin: Option<&str>) -> (StatusCode, Value) {
-        let mut request = HttpRequest::post("/graphql").header(header::CONTENT_TYPE, "application/json");
-        if let Some(cookie) = &self.cookie {
-            request = request.header(header::COOKIE, format!("session={cookie}"));
-        }
-        if let Some(origin) = origin {
-            request = request.header(header::ORIGIN, origin);
-        }
-        let response = stack
-            .app
-            .clone()
-            .oneshot(request.body(Body::from(body)).unwrap_or_default())
-            .await
-            .unwrap_or_else(|e| match e {});
-        let status = response.status();
-        for value in response.headers().get_all(header::SET_COOKIE) {
-            let value = value.to_str().unwrap_or_default();
-            let token = value.split(';').next().and_then(|kv| kv.strip_prefix("session=")).unwrap_or_default();
-            self.cookie = (!token.is_empty()).then(|| token.to_owned());
-        }
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
-}
+use common::{Client, SECRET, Stack, code, stack, stack_full, stack_with};
 
 /// Lists a ticket "T" at $1.00 as `seller`; its id.
 async fn list_ticket(stack: &Stack, mut seller: Client) -> String {
@@ -802,6 +760,64 @@ mod live {
     async fn subscribe(socket: &mut Socket, id: &str, query: &str) {
         let message = json!({"id": id, "type": "subscribe", "payload": {"query": query}}).to_string();
         socket.send(Message::text(message)).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `eventChanged` coalesces: a burst of holds on one event reaches a subscriber as pushes at
+    /// least 100 ms apart (at most 10 a second), and the last push is the state after the burst.
+    #[tokio::test]
+    async fn event_changed_pushes_at_most_ten_a_second_and_the_last_is_the_latest_state() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let mut organizer = Client::default();
+        organizer.gql(&stack, SIGN_UP, json!({"e": "ev-organizer@example.com"})).await;
+        let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(5))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let create = "mutation($s: String!) { createEvent(input: {title: \"Burst\", venue: \"Hall\", startsAt: $s,
+            ticketTypes: [{name: \"Standing\", priceCents: 100, capacity: 100}]}) { id ticketTypes { id } } }";
+        let created = organizer.gql(&stack, create, json!({"s": starts_at})).await;
+        let event = created["data"]["createEvent"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+        let standing = created["data"]["createEvent"]["ticketTypes"][0]["id"].as_str().unwrap_or_default().to_owned();
+        let mut buyers = Vec::new();
+        for n in 0..20 {
+            let mut buyer = Client::default();
+            buyer.gql(&stack, SIGN_UP, json!({"e": format!("ev-buyer{n}@example.com")})).await;
+            buyers.push(buyer);
+        }
+
+        let mut socket = connect(addr, None, None).await.unwrap_or_else(|e| panic!("{e}"));
+        let query = format!("subscription {{ eventChanged(id: \"{event}\") {{ available version }} }}");
+        subscribe_registered(&stack, &mut socket, "e1", &query).await;
+        let order = "mutation($e: ID!, $t: ID!) { createEventOrder(eventId: $e, items: [{ticketTypeId: $t, quantity: 2}]) { id } }";
+        // One hold every 15 ms or so (without coalescing, a push each), read as they come.
+        let holds = async {
+            let mut burst = Vec::new();
+            for buyer in &mut buyers {
+                burst.push(buyer.gql(&stack, order, json!({"e": event, "t": standing})).await);
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+            }
+            burst
+        };
+        let reads = async {
+            let mut pushes: Vec<(std::time::Instant, i64)> = Vec::new();
+            while pushes.last().is_none_or(|(_, available)| *available != 60) {
+                let pushed = next(&mut socket).await;
+                let available = pushed["payload"]["data"]["eventChanged"]["available"].as_i64();
+                pushes.push((std::time::Instant::now(), available.unwrap_or_else(|| panic!("{pushed}"))));
+            }
+            pushes
+        };
+        let (burst, pushes) = tokio::join!(holds, reads);
+        assert!(burst.iter().all(|r| r["errors"].is_null()), "{burst:?}");
+        for pair in pushes.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= std::time::Duration::from_millis(80), "two pushes {gap:?} apart: {pushes:?}");
+            assert!(pair[1].1 <= pair[0].1, "availability went back up: {pushes:?}");
+        }
+        // Nothing more comes: the last push was the latest state.
+        let quiet = tokio::time::timeout(std::time::Duration::from_millis(400), next(&mut socket)).await;
+        assert!(quiet.is_err(), "a push after the latest state: {quiet:?}");
+        assert!(pushes.len() < 20, "{} pushes for 20 holds", pushes.len());
     }
 
     #[tokio::test]

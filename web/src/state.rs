@@ -132,12 +132,16 @@ pub struct Order {
     pub version: i64,
     /// The buyer's account id.
     pub buyer_id: String,
-    /// The ticket's id.
-    pub ticket_id: String,
-    /// The ticket's title.
+    /// The ticket's id (an order on a ticket).
+    pub ticket_id: Option<String>,
+    /// The event's id (an order on an event).
+    pub event_id: Option<String>,
+    /// The ticket's or the event's title.
     pub ticket_title: String,
-    /// The price in cents.
+    /// What the buyer pays, in cents.
     pub price_cents: i64,
+    /// An event order's tickets: what each is (a tier's name, or a seat) and its price.
+    pub items: Vec<(String, i64)>,
     /// The ISO 4217 code the price is in.
     pub currency: String,
     /// The latest payment's status.
@@ -160,10 +164,24 @@ macro_rules! order_from {
                     created_at: o.created_at,
                     version: o.version,
                     buyer_id: o.buyer.id,
-                    ticket_id: o.ticket.id,
-                    ticket_title: o.ticket.title,
-                    price_cents: o.ticket.price_cents,
-                    currency: o.ticket.currency,
+                    ticket_title: o
+                        .ticket
+                        .as_ref()
+                        .map(|t| t.title.clone())
+                        .or_else(|| o.event.as_ref().map(|e| e.title.clone()))
+                        .unwrap_or_default(),
+                    currency: o.ticket.as_ref().map_or_else(|| "USD".to_owned(), |t| t.currency.clone()),
+                    ticket_id: o.ticket.map(|t| t.id),
+                    event_id: o.event.map(|e| e.id),
+                    price_cents: o.amount_cents,
+                    items: o
+                        .items
+                        .into_iter()
+                        .map(|i| {
+                            let what = i.seat.map(|seat| format!("Seat {seat}"));
+                            (what.or(i.ticket_type.map(|t| t.name)).unwrap_or_default(), i.price_cents)
+                        })
+                        .collect(),
                     payment: o.payment.map(|p| p.status),
                     viewer_can_cancel: o.viewer_can_cancel,
                     viewer_can_pay: o.viewer_can_pay,

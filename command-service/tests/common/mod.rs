@@ -256,7 +256,7 @@ pub fn webhook_body(event_id: &str, kind: &str, provider_ref: &str, order: Order
 
 /// The `payOrder` command for an order, without a ticket hint.
 pub fn pay(order_id: OrderId, token: &str) -> Command {
-    Command::PayOrder { order_id, ticket_id: None, token: token.into() }
+    Command::PayOrder { order_id, ticket_id: None, event_id: None, token: token.into() }
 }
 
 /// A fresh seller's ticket at 25.00, held by a fresh buyer.

@@ -20,9 +20,9 @@ use std::collections::{BTreeSet, HashMap};
 use domain::{AccountId, Event, Order, OrderId, Payment, PaymentId, SessionId, ShowId, Ticket, TicketId, Timestamp};
 use sqlx::PgConnection;
 
-/// How many orders one stream message can place: an order's `created_position` (its place in
-/// newest-first pages) is its message's sequence times this, plus its index in the message.
-pub const ORDER_SLOTS: i64 = 1024;
+/// An order's `created_position` (its place in newest-first pages) is its message's sequence
+/// times this, plus its index in the message.
+pub use domain::show::ORDER_SLOTS;
 
 /// What a batch changed, for the notifications sent on commit.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -86,10 +86,18 @@ impl From<ApiError> for async_graphql::Error {
             tracing::error!(%detail, "internal error");
         }
         let (code, field) = (error.code(), error.field().map(str::to_owned));
+        // An event order refused for what is taken names it: seat ids and ticket type ids.
+        let unavailable = match &error {
+            ApiError::Command(failure) => failure.unavailable.clone(),
+            _ => vec![],
+        };
         async_graphql::Error::new(error.message()).extend_with(|_, e| {
             e.set("code", code.as_str());
             if let Some(field) = &field {
                 e.set("field", field.as_str());
+            }
+            if !unavailable.is_empty() {
+                e.set("unavailable", unavailable.clone());
             }
         })
     }

@@ -4,6 +4,7 @@
 //! share: the request's context, ids, times, stored values and pages.
 
 mod error;
+mod events;
 mod mutations;
 mod queries;
 mod subscriptions;
@@ -19,10 +20,30 @@ use crate::{AppState, Viewer};
 
 pub use error::ApiError;
 use error::{from_failure, internal};
-pub use mutations::Mutation;
-pub use queries::Query;
-pub use subscriptions::Subscription;
+pub use events::{
+    CreateEventInput, EVENT_PUSH_INTERVAL, Event, EventChange, EventConnection, EventMutation, EventQuery,
+    EventSnapshot, EventSubscription, OrderItem, OrderItemInput, Seat, SeatStatus, Section, SectionInput, TicketType,
+    TicketTypeInput,
+};
+pub use mutations::TicketMutation;
+pub use queries::TicketQuery;
+pub use subscriptions::TicketSubscription;
 pub use types::*;
+
+/// Every query: tickets and orders, and events.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct Query(TicketQuery, EventQuery);
+
+/// Every mutation: accounts, tickets and orders, and events.
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct Mutation(TicketMutation, EventMutation);
+
+/// Every subscription: tickets and orders, and events.
+#[derive(async_graphql::MergedSubscription, Default)]
+#[graphql(name = "Subscription")]
+pub struct Subscription(TicketSubscription, EventSubscription);
 
 /// The largest page a connection returns.
 pub(super) const MAX_PAGE: i32 = 100;

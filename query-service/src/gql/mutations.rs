@@ -2,16 +2,18 @@
 
 use async_graphql::{Context, ID, Object};
 use command_api::{Command, Outcome, Request};
-use domain::{OrderId, TicketId};
+use domain::{OrderId, ShowId, TicketId};
 use uuid::Uuid;
 
 use super::*;
 use crate::db::{self, AccountRow};
 
-/// Mutations. Each sends a command and answers once the read models reflect it.
-pub struct Mutation;
+/// Mutations of accounts, tickets and orders. Each sends a command and answers once the read
+/// models reflect it.
+#[derive(Default)]
+pub struct TicketMutation;
 
-impl Mutation {
+impl TicketMutation {
     async fn session(&self, ctx: &Context<'_>, command: Command) -> async_graphql::Result<User> {
         let state = state(ctx)?;
         let success = state.command(Request::new(command)).await.map_err(from_failure)?;
@@ -63,12 +65,20 @@ impl Mutation {
     }
 
     /// Sends an order command and answers the order; a new hold not projected yet is answered as
-    /// the command wrote it (see [`Mutation::ticket_result`]).
+    /// the command wrote it (see [`TicketMutation::ticket_result`]).
     async fn order_result(ctx: &Context<'_>, request: Request) -> async_graphql::Result<Order> {
         let state = state(ctx)?;
         let success = state.command(request.clone()).await.map_err(from_failure)?;
-        let Outcome::Order { order_id, ticket_id, status, cancel_reason, expires_at } = success.result else {
-            return Err(internal("unexpected command result"));
+        let (order_id, ticket_id, status, cancel_reason, expires_at, amount_cents) = match success.result {
+            Outcome::Order { order_id, ticket_id, status, cancel_reason, expires_at, amount_cents } => {
+                (order_id, ticket_id, status, cancel_reason, expires_at, amount_cents)
+            }
+            // A cancelled event order: its row is in the read model.
+            Outcome::EventOrder { order_id, .. } => {
+                let row = db::order(&state.pool, order_id.0).await.map_err(internal)?;
+                return row.map(|row| Order { row }).ok_or_else(|| internal("order not projected in time"));
+            }
+            _ => return Err(internal("unexpected command result")),
         };
         if let Some(row) = db::order(&state.pool, order_id.0).await.map_err(internal)? {
             return Ok(Order { row });
@@ -79,7 +89,9 @@ impl Mutation {
                 Ok(Order {
                     row: db::OrderRow {
                         id: order_id.0,
-                        ticket_id: ticket_id.0,
+                        ticket_id: Some(ticket_id.0),
+                        event_id: None,
+                        amount_cents,
                         buyer_id: buyer.id.0,
                         status: stored_text(&status, "order status")?,
                         cancel_reason: cancel_reason.map(|r| stored_text(&r, "cancel reason")).transpose()?,
@@ -89,7 +101,9 @@ impl Mutation {
                         // pushed state still replaces this one in clients.
                         version: 1,
                         created_at: time::OffsetDateTime::now_utc(),
-                        created_position: i64::try_from(success.position).unwrap_or(i64::MAX),
+                        created_position: i64::try_from(success.position)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(domain::show::ORDER_SLOTS),
                     },
                 })
             }
@@ -97,13 +111,15 @@ impl Mutation {
         }
     }
 
-    async fn ticket_of(ctx: &Context<'_>, order: Uuid) -> async_graphql::Result<Option<TicketId>> {
-        Ok(db::order(&state(ctx)?.pool, order).await.map_err(internal)?.map(|o| TicketId(o.ticket_id)))
+    /// Where an order lives, as the read model knows it: its ticket, or its event.
+    async fn home_of(ctx: &Context<'_>, order: Uuid) -> async_graphql::Result<(Option<TicketId>, Option<ShowId>)> {
+        let row = db::order(&state(ctx)?.pool, order).await.map_err(internal)?;
+        Ok(row.map_or((None, None), |o| (o.ticket_id.map(TicketId), o.event_id.map(ShowId))))
     }
 }
 
 #[Object]
-impl Mutation {
+impl TicketMutation {
     /// Creates an account and signs it in (sets the `session` cookie).
     async fn sign_up(&self, ctx: &Context<'_>, email: String, password: String) -> async_graphql::Result<User> {
         let client_addr = ctx.data_opt::<crate::ClientAddr>().map(|a| a.0.clone());
@@ -169,8 +185,8 @@ impl Mutation {
     async fn cancel_order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Order> {
         let me = signed_in(ctx)?;
         let order_id = parse_id(&id, "id")?;
-        let ticket_id = Self::ticket_of(ctx, order_id).await?;
-        let command = Command::CancelOrder { order_id: OrderId(order_id), ticket_id, event_id: None };
+        let (ticket_id, event_id) = Self::home_of(ctx, order_id).await?;
+        let command = Command::CancelOrder { order_id: OrderId(order_id), ticket_id, event_id };
         Self::order_result(ctx, Request::new(command).by(me.actor())).await
     }
 
@@ -185,8 +201,9 @@ impl Mutation {
         let me = signed_in(ctx)?;
         let state = state(ctx)?;
         let order = parse_id(&order_id, "orderId")?;
-        let ticket_id = Self::ticket_of(ctx, order).await?;
-        let mut request = Request::new(Command::PayOrder { order_id: OrderId(order), ticket_id, token }).by(me.actor());
+        let (ticket_id, event_id) = Self::home_of(ctx, order).await?;
+        let command = Command::PayOrder { order_id: OrderId(order), ticket_id, event_id, token };
+        let mut request = Request::new(command).by(me.actor());
         request.idempotency_key = idempotency_key;
         let success = state.command(request).await.map_err(from_failure)?;
         let Outcome::Payment { payment_id, order_id, status, provider_ref, amount_cents, .. } = success.result else {

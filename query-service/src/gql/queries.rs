@@ -6,11 +6,12 @@ use uuid::Uuid;
 use super::*;
 use crate::db;
 
-/// Queries.
-pub struct Query;
+/// Queries about users, tickets and orders.
+#[derive(Default)]
+pub struct TicketQuery;
 
 #[Object]
-impl Query {
+impl TicketQuery {
     /// The signed-in user, or null.
     async fn me(&self, ctx: &Context<'_>) -> Option<User> {
         viewer(ctx).map(|me| user(me.sub.0))

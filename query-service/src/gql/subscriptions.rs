@@ -7,8 +7,10 @@ use super::*;
 use crate::AppState;
 use crate::db;
 
-/// Subscriptions: pushed after every projector commit that touches what you watch.
-pub struct Subscription;
+/// Subscriptions to tickets and orders: pushed after every projector commit that touches what
+/// you watch.
+#[derive(Default)]
+pub struct TicketSubscription;
 
 /// Follows the projector's commits, yielding the rows `pick` chooses from each.
 fn follow<T, F, Fut>(state: &AppState, pick: F) -> impl Stream<Item = T> + use<T, F, Fut>
@@ -53,7 +55,7 @@ where
 }
 
 #[SubscriptionRoot]
-impl Subscription {
+impl TicketSubscription {
     /// The ticket after every change; every ticket when `id` is null.
     async fn ticket_changed(
         &self,

@@ -252,10 +252,31 @@ impl Order {
     async fn id(&self) -> ID {
         ID(self.row.id.to_string())
     }
-    /// The ticket it holds.
-    async fn ticket(&self, ctx: &Context<'_>) -> async_graphql::Result<Ticket> {
-        let row = loaders(ctx)?.load_one(crate::loaders::TicketKey(self.row.ticket_id)).await.map_err(internal)?;
-        row.map(|row| Ticket { row }).ok_or_else(|| internal("order without ticket"))
+    /// The ticket it holds (null for an order on an event).
+    async fn ticket(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Ticket>> {
+        let Some(id) = self.row.ticket_id else { return Ok(None) };
+        let row = loaders(ctx)?.load_one(crate::loaders::TicketKey(id)).await.map_err(internal)?;
+        row.map(|row| Some(Ticket { row })).ok_or_else(|| internal("order without ticket"))
+    }
+    /// The event it holds tickets of (null for an order on a ticket).
+    async fn event(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::Event>> {
+        let Some(id) = self.row.event_id else { return Ok(None) };
+        let row = loaders(ctx)?.load_one(crate::loaders::EventKey(id)).await.map_err(internal)?;
+        row.map(|row| Some(super::Event { row, snapshot: None })).ok_or_else(|| internal("order without event"))
+    }
+    /// Its tickets, one item each, at their prices at the time of the hold (a ticket order has
+    /// none: its ticket is `ticket`).
+    async fn items(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::OrderItem>> {
+        if self.row.event_id.is_none() {
+            return Ok(vec![]);
+        }
+        let rows = loaders(ctx)?.load_one(crate::loaders::ItemsKey(self.row.id)).await.map_err(internal)?;
+        Ok(rows.unwrap_or_default().into_iter().map(|row| super::OrderItem { row }).collect())
+    }
+    /// What the buyer pays, in cents: the ticket's price, or the sum of the items' prices, at the
+    /// time of the hold.
+    async fn amount_cents(&self) -> i64 {
+        self.row.amount_cents
     }
     /// The buyer.
     async fn buyer(&self) -> User {

@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+use axum::body::Body;
+use axum::http::{Request as HttpRequest, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
 pub struct Stack {
     /// The gateway.
     pub app: axum::Router,
@@ -83,4 +88,50 @@ pub fn serve_on(listener: tokio::net::TcpListener, stack: &Stack) -> std::net::S
     let service = stack.app.clone().into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, service).await });
     addr
+}
+
+/// A browser-like client: keeps the session cookie.
+#[derive(Default, Clone)]
+pub struct Client {
+    /// The session cookie the last answer set.
+    pub cookie: Option<String>,
+}
+
+impl Client {
+    /// Posts a query with variables; asserts HTTP 200 and answers the body.
+    pub async fn gql(&mut self, stack: &Stack, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(stack, json!({"query": query, "variables": variables}).to_string(), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Posts a raw body; answers the status and the body as JSON.
+    pub async fn post(&mut self, stack: &Stack, body: String, origin: Option<&str>) -> (StatusCode, Value) {
+        let mut request = HttpRequest::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, format!("session={cookie}"));
+        }
+        if let Some(origin) = origin {
+            request = request.header(header::ORIGIN, origin);
+        }
+        let response = stack
+            .app
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap_or_default())
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status();
+        for value in response.headers().get_all(header::SET_COOKIE) {
+            let value = value.to_str().unwrap_or_default();
+            let token = value.split(';').next().and_then(|kv| kv.strip_prefix("session=")).unwrap_or_default();
+            self.cookie = (!token.is_empty()).then(|| token.to_owned());
+        }
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"].as_str().unwrap_or("")
 }

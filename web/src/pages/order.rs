@@ -208,7 +208,9 @@ fn order_view(props: &OrderPageProps) -> Html {
                 if order.payment == Some(PaymentStatus::Refunded) {
                     <p>{ "The money that arrived late was refunded." }</p>
                 }
-                <p><Link<Route> to={Route::Ticket { id: order.ticket_id.clone() }}>{ "See the ticket" }</Link<Route>></p>
+                if let Some(ticket) = order.ticket_id.clone() {
+                    <p><Link<Route> to={Route::Ticket { id: ticket }}>{ "See the ticket" }</Link<Route>></p>
+                }
             </div>
         },
     };
@@ -223,6 +225,13 @@ fn order_view(props: &OrderPageProps) -> Html {
                 </div>
             </div>
             <p class="detail__price">{ price.clone() }</p>
+            if !order.items.is_empty() {
+                <ul class="items" aria-label="Tickets in this order">
+                    { for order.items.iter().map(|(what, cents)| html! {
+                        <li>{ format!("{what}: {}", format::money(*cents, &order.currency)) }</li>
+                    }) }
+                </ul>
+            }
             if let Some(payment) = order.payment {
                 <p class="muted">{ format!("Payment: {}", format::payment_status(payment)) }</p>
             }
