@@ -289,8 +289,12 @@ pub enum Outcome {
         payment_id: PaymentId,
         /// Its order.
         order_id: OrderId,
-        /// Its ticket.
-        ticket_id: TicketId,
+        /// Its order's ticket (an order on a ticket).
+        #[serde(default)]
+        ticket_id: Option<TicketId>,
+        /// Its order's event (an order on an event).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event_id: Option<ShowId>,
         /// Where it stands in its lifecycle.
         status: domain::PaymentStatus,
         /// The provider's reference.

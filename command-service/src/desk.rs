@@ -23,7 +23,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::{Aggregate, Event, Held, HoldRequest, OrderId, Show, ShowCommand, ShowError, ShowId, ShowOrder, subjects};
+use domain::{
+    Aggregate, Event, Held, HoldRequest, OrderId, Payment, PaymentCommand, PaymentId, Show, ShowCommand, ShowError,
+    ShowId, ShowOrder, subjects,
+};
 use event_store::{Append, AppendError, EventStore, Guard, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -38,6 +41,24 @@ const MAX_ATTEMPTS: u32 = 24;
 
 /// How long a desk with nothing to do stays: its state is dropped after that.
 const IDLE: Duration = Duration::from_secs(60);
+
+/// An order of a show with its payment attempts, as one answer saw them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OrderView {
+    /// The order (`None`: the show has no such order).
+    pub order: Option<ShowOrder>,
+    /// Its payment attempts.
+    pub payments: Vec<Payment>,
+    /// Whether this answer wrote an event.
+    pub wrote: bool,
+}
+
+impl OrderView {
+    /// One of its payment attempts.
+    pub(crate) fn payment(&self, id: PaymentId) -> Option<&Payment> {
+        self.payments.iter().find(|p| p.id == id)
+    }
+}
 
 /// A show's state as one answer saw it, with the stream position a reader must reach to see it.
 #[derive(Debug, Clone)]
@@ -59,9 +80,9 @@ enum Job {
     /// A write to the stock other than holds (an update of title, venue or time).
     Stock { command: ShowCommand, arrived: Instant, reply: Reply<Show> },
     /// A command on one order (cancel, expire), written on the order's subject.
-    Order { order_id: OrderId, command: ShowCommand, arrived: Instant, attempt: u32, reply: Reply<Option<ShowOrder>> },
+    Order { command: ShowCommand, arrived: Instant, attempt: u32, reply: Reply<OrderView> },
     /// The order as a state read after this job arrived has it.
-    Find { order_id: OrderId, arrived: Instant, reply: Reply<Option<ShowOrder>> },
+    Find { order_id: OrderId, arrived: Instant, reply: Reply<OrderView> },
     /// An order's append was stored: apply it.
     Written { sequence: u64, subject: String, event: Event },
     /// An order's append lost a race: read what is new before deciding again.
@@ -121,19 +142,14 @@ impl Desks {
     }
 
     /// The order, as a state read after this call has it (`None`: not placed).
-    pub(crate) async fn find(&self, show: ShowId, order_id: OrderId) -> Result<Seen<Option<ShowOrder>>, CommandError> {
+    pub(crate) async fn find(&self, show: ShowId, order_id: OrderId) -> Result<Seen<OrderView>, CommandError> {
         self.ask(show, |reply| Job::Find { order_id, arrived: Instant::now(), reply }).await
     }
 
-    /// Decides a command on one order and writes it on the order's subject; answers the order
-    /// after it (`None` for an order the show does not have).
-    pub(crate) async fn order(
-        &self,
-        show: ShowId,
-        order_id: OrderId,
-        command: ShowCommand,
-    ) -> Result<Seen<Option<ShowOrder>>, CommandError> {
-        self.ask(show, |reply| Job::Order { order_id, command, arrived: Instant::now(), attempt: 0, reply }).await
+    /// Decides a command on one order (cancel, expire, a payment's start or settlement) and
+    /// writes it on the order's subject; answers the order and its payments after it.
+    pub(crate) async fn order(&self, show: ShowId, command: ShowCommand) -> Result<Seen<OrderView>, CommandError> {
+        self.ask(show, |reply| Job::Order { command, arrived: Instant::now(), attempt: 0, reply }).await
     }
 }
 
@@ -256,8 +272,8 @@ impl Desk {
                     let answer = self.write_stock(command, arrived).await;
                     let _ = reply.send(answer);
                 }
-                Job::Order { order_id, command, arrived, attempt, reply } => {
-                    self.order(order_id, command, arrived, attempt, reply).await;
+                Job::Order { command, arrived, attempt, reply } => {
+                    self.order(command, arrived, attempt, reply).await;
                 }
                 Job::Find { order_id, arrived, reply } => {
                     let answer = match self.fresh_for(arrived) {
@@ -265,7 +281,7 @@ impl Desk {
                         false => self.catch_up().await,
                     };
                     let answer = answer
-                        .map(|()| Seen { value: self.show.orders.get(&order_id).cloned(), position: self.known() })
+                        .map(|()| Seen { value: self.view(Some(order_id)), position: self.known() })
                         .map_err(CommandError::from);
                     let _ = reply.send(answer);
                 }
@@ -296,7 +312,7 @@ impl Desk {
             if !self.beyond.remove(&stored.sequence) {
                 self.show = std::mem::take(&mut self.show).evolve(&stored.event);
             }
-            self.track(stored.sequence, &stored.subject, &stock, &stored.event);
+            self.track(stored.sequence, &stored.subject, &stock);
             self.position = stored.sequence;
         }
         let position = self.position;
@@ -306,12 +322,35 @@ impl Desk {
         Ok(())
     }
 
-    fn track(&mut self, sequence: u64, subject: &str, stock: &str, event: &Event) {
+    fn track(&mut self, sequence: u64, subject: &str, stock: &str) {
         if subject == stock {
             self.stock_last = self.stock_last.max(sequence);
-        } else if let Event::ShowOrderCancelled { order_id, .. } = event {
-            let last = self.order_last.entry(*order_id).or_default();
+        } else if let Some(order_id) = subjects::show_order_of(subject) {
+            let last = self.order_last.entry(order_id).or_default();
             *last = (*last).max(sequence);
+        }
+    }
+
+    /// An order and its payments as the state has them.
+    fn view(&self, order_id: Option<OrderId>) -> OrderView {
+        let Some(order_id) = order_id else { return OrderView::default() };
+        OrderView {
+            order: self.show.orders.get(&order_id).cloned(),
+            payments: self.show.payments.values().filter(|p| p.order_id == order_id).cloned().collect(),
+            wrote: false,
+        }
+    }
+
+    /// The order a command is about: named by it, or (a settlement) its payment's.
+    fn order_of(&self, command: &ShowCommand) -> Option<OrderId> {
+        match command {
+            ShowCommand::Cancel { order_id, .. }
+            | ShowCommand::Expire { order_id, .. }
+            | ShowCommand::Payment(PaymentCommand::Start { order_id, .. }) => Some(*order_id),
+            ShowCommand::Payment(PaymentCommand::Settle { payment_id, .. }) => {
+                self.show.payments.get(payment_id).map(|p| p.order_id)
+            }
+            _ => None,
         }
     }
 
@@ -321,7 +360,7 @@ impl Desk {
             return;
         }
         self.show = std::mem::take(&mut self.show).evolve(event);
-        self.track(sequence, subject, &subjects::show_stock(self.id), event);
+        self.track(sequence, subject, &subjects::show_stock(self.id));
         self.beyond.insert(sequence);
     }
 
@@ -450,14 +489,7 @@ impl Desk {
     }
 
     /// Decides a command on one order; its append runs on its own and reports back.
-    async fn order(
-        &mut self,
-        order_id: OrderId,
-        command: ShowCommand,
-        arrived: Instant,
-        attempt: u32,
-        reply: Reply<Option<ShowOrder>>,
-    ) {
+    async fn order(&mut self, command: ShowCommand, arrived: Instant, attempt: u32, reply: Reply<OrderView>) {
         if attempt >= MAX_ATTEMPTS {
             let _ = reply.send(Err(CommandError::Contended));
             return;
@@ -477,9 +509,13 @@ impl Desk {
             }
             Ok(events) => events,
         };
-        let order = self.show.orders.get(&order_id).cloned();
+        let mut view = self.view(self.order_of(&command));
         let Some(event) = events.into_iter().next() else {
-            let _ = reply.send(Ok(Seen { value: order, position: self.known() }));
+            let _ = reply.send(Ok(Seen { value: view, position: self.known() }));
+            return;
+        };
+        let Some(order_id) = event.order_id() else {
+            let _ = reply.send(Err(CommandError::Internal("an order's event names no order".into())));
             return;
         };
         let subject = subjects::show_order(self.id, order_id);
@@ -489,13 +525,20 @@ impl Desk {
             let append = Append { subject: subject.clone(), event: &event, guard, msg_id: Uuid::new_v4().to_string() };
             match store.append(append).await {
                 Ok(appended) => {
-                    let after = order.map(|o| o.evolve(&event));
+                    // The answer is the order and its payments after the event, as the show folds it.
+                    view.order = view.order.map(|o| o.evolve(&event));
+                    if let Some(payment_id) = event.payment_id() {
+                        let before =
+                            view.payments.iter().position(|p| p.id == payment_id).map(|i| view.payments.remove(i));
+                        view.payments.extend(Payment::evolve(before, &event));
+                    }
+                    view.wrote = true;
                     let _ = inbox.send(Job::Written { sequence: appended.sequence, subject, event });
-                    let _ = reply.send(Ok(Seen { value: after, position: appended.sequence }));
+                    let _ = reply.send(Ok(Seen { value: view, position: appended.sequence }));
                 }
                 Err(AppendError::Conflict { .. }) => {
                     let _ = inbox.send(Job::Stale);
-                    let _ = inbox.send(Job::Order { order_id, command, arrived, attempt: attempt + 1, reply });
+                    let _ = inbox.send(Job::Order { command, arrived, attempt: attempt + 1, reply });
                 }
                 Err(AppendError::Store(error)) => {
                     let _ = inbox.send(Job::Stale);

@@ -22,7 +22,8 @@ use futures::StreamExt;
 
 use domain::{Event, EventEnvelope, subjects};
 
-use crate::listings::{ExpiryDue, ReconcileDue};
+use crate::listings::ExpiryDue;
+use crate::paying::ReconcileDue;
 use crate::{CommandError, Service, now};
 
 /// The durable consumer's name.
@@ -126,6 +127,7 @@ impl Service {
                     settings.wire_subject(subjects::ORDERS),
                     settings.wire_subject(subjects::PAYMENTS),
                     settings.wire_subject(subjects::SHOW_STOCKS),
+                    settings.wire_subject(subjects::SHOW_ORDERS),
                 ],
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: ACK_WAIT * 5,
@@ -147,12 +149,20 @@ impl Service {
                     let Ok(message) = message else { return };
                     let sequence = message.info().map_or(0, |info| info.stream_sequence);
                     let ack = match EventEnvelope::decode(&message.payload) {
-                        Ok(Event::HoldSlotClaimed { account_id: buyer, order_id, ticket_id, show_id, expires_at, .. }) => {
+                        Ok(Event::HoldSlotClaimed {
+                            account_id: buyer,
+                            order_id,
+                            ticket_id,
+                            show_id,
+                            expires_at,
+                            ..
+                        }) => {
                             let due = ExpiryDue { ticket_id, show_id, order_id, buyer, expires_at };
                             service.arm_expiries_or_retry(&[due], sequence).await
                         }
                         Ok(Event::OrderPlaced { buyer, order_id, ticket_id, expires_at, .. }) => {
-                            let due = ExpiryDue { ticket_id: Some(ticket_id), show_id: None, order_id, buyer, expires_at };
+                            let due =
+                                ExpiryDue { ticket_id: Some(ticket_id), show_id: None, order_id, buyer, expires_at };
                             service.arm_expiries_or_retry(&[due], sequence).await
                         }
                         Ok(Event::ShowOrdersPlaced { show_id, orders, .. }) => {
@@ -168,25 +178,42 @@ impl Service {
                                 .collect();
                             service.arm_expiries_or_retry(&dues, sequence).await
                         }
-                        Ok(Event::PaymentStarted { payment_id, ticket_id, at, .. }) => {
-                            let due = ReconcileDue { ticket_id, payment_id };
+                        Ok(Event::PaymentStarted { payment_id, order_id, ticket_id, at, .. }) => {
+                            let due = ReconcileDue {
+                                ticket_id: Some(ticket_id),
+                                show_id: None,
+                                order_id: Some(order_id),
+                                payment_id,
+                            };
+                            let when = at + service.reconcile_after();
+                            service.arm_reconcile_or_retry(&due, when, sequence).await
+                        }
+                        Ok(Event::ShowPaymentStarted { payment_id, order_id, show_id, at, .. }) => {
+                            let due = ReconcileDue {
+                                ticket_id: None,
+                                show_id: Some(show_id),
+                                order_id: Some(order_id),
+                                payment_id,
+                            };
                             let when = at + service.reconcile_after();
                             service.arm_reconcile_or_retry(&due, when, sequence).await
                         }
                         // Money to give back: if the refund right after it fails, this retries it.
-                        Ok(Event::LatePaymentReceived { payment_id, at, .. }) => {
+                        Ok(Event::LatePaymentReceived { payment_id, order_id, at, .. }) => {
                             let subject = service.store().settings().domain_subject(&message.subject);
-                            match subjects::ticket_of(&subject) {
-                                Some(ticket_id) => {
-                                    let due = ReconcileDue { ticket_id, payment_id };
-                                    let when = at + service.reconcile_after().min(time::Duration::seconds(5));
-                                    service.arm_reconcile_or_retry(&due, when, sequence).await
-                                }
-                                // Stored where no listing event can be: nothing to refund from.
-                                None => {
-                                    tracing::error!(%subject, %payment_id, "late money outside a listing; not refunded");
-                                    AckKind::Ack
-                                }
+                            let due = ReconcileDue {
+                                ticket_id: subjects::ticket_of(&subject),
+                                show_id: subjects::show_of(&subject),
+                                order_id: Some(order_id),
+                                payment_id,
+                            };
+                            if due.till().is_some() {
+                                let when = at + service.reconcile_after().min(time::Duration::seconds(5));
+                                service.arm_reconcile_or_retry(&due, when, sequence).await
+                            } else {
+                                // Stored where no order's event can be: nothing to refund from.
+                                tracing::error!(%subject, %payment_id, "late money outside an order; not refunded");
+                                AckKind::Ack
                             }
                         }
                         Ok(_) => AckKind::Ack,
@@ -236,7 +263,12 @@ impl Service {
     /// Arms a reconciliation, answering how to acknowledge the event that asked for it.
     async fn arm_reconcile_or_retry(&self, due: &ReconcileDue, when: domain::Timestamp, armed_by: u64) -> AckKind {
         let schedule = subjects::reconcile_schedule(due.payment_id);
-        let firing = subjects::reconcile_firing(due.ticket_id, due.payment_id);
+        let home = match (due.show_id, due.ticket_id) {
+            (Some(show), _) => *show.as_uuid(),
+            (None, Some(ticket)) => *ticket.as_uuid(),
+            (None, None) => uuid::Uuid::nil(),
+        };
+        let firing = subjects::reconcile_firing(domain::TicketId(home), due.payment_id);
         let msg_id = format!("reconcile-{}-{armed_by}", due.payment_id);
         match self.arm(&schedule, &firing, when, due, &msg_id).await {
             Ok(()) => AckKind::Ack,

@@ -22,6 +22,7 @@ mod desk;
 mod expiry;
 mod idempotency;
 mod listings;
+mod paying;
 pub mod payments;
 mod refused;
 mod server;

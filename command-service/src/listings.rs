@@ -3,24 +3,17 @@
 use async_nats::jetstream::kv;
 use domain::{
     Account, AccountCommand, AccountId, Actor, Listing, ListingCommand, Order, OrderCommand, OrderError, OrderId,
-    PaymentCommand, PaymentError, PaymentId, PaymentOutcome, PaymentStatus, Price, TicketCommand, TicketError,
-    TicketId, Title, subjects,
+    Price, TicketCommand, TicketError, TicketId, Title, subjects,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::{Outcome, Success};
-use crate::expiry::Handled;
-use crate::payments::webhook::{self, Notice, WebhookEvent};
-use crate::payments::{ChargeRequest, ChargeResult, Lookup, LookupRequest, ProviderError};
-use crate::{CommandError, Executed, Refused, Service, Target, now};
-
-/// How long a payment attempt may wait for its provider before a retry with the same key takes
-/// over (longer than the provider client's timeout).
-const IN_FLIGHT: time::Duration = time::Duration::seconds(30);
+use crate::payments::webhook::{self, WebhookEvent};
+use crate::{CommandError, Executed, Service, Target, now};
 
 /// The listing boundary of a ticket.
-fn listing(ticket: TicketId) -> Target {
+pub(crate) fn listing(ticket: TicketId) -> Target {
     Target { boundary: subjects::listing(ticket), wildcard: true }
 }
 
@@ -58,22 +51,6 @@ pub(crate) fn slot_after_failed_hold(error: &CommandError) -> SlotAfterFailedHol
     }
 }
 
-/// Why a charge the provider answered did not go through: decides the caller's error. (The
-/// event keeps the provider's reason as text; this is never read back from it.)
-enum ChargeFailed {
-    /// The provider does not know the token: the caller's input (`BAD_USER_INPUT`, `token`).
-    InvalidToken,
-    /// The bank said no (`PAYMENT_DECLINED`).
-    Declined,
-}
-
-/// What a payment's reconciliation schedule carries to its firing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ReconcileDue {
-    pub ticket_id: TicketId,
-    pub payment_id: PaymentId,
-}
-
 fn ticket_outcome(done: &Executed<Listing>) -> Result<Success, CommandError> {
     let ticket = done.state.ticket.as_ref().ok_or_else(|| CommandError::refused(TicketError::NotFound))?;
     Ok(Success {
@@ -97,26 +74,6 @@ fn order_result(order: &Order) -> Outcome {
         expires_at: order.expires_at,
         amount_cents: order.amount.cents(),
     }
-}
-
-fn payment_outcome(done: &Executed<Listing>, payment_id: PaymentId) -> Result<Success, CommandError> {
-    let payment = done.state.payments.get(&payment_id).ok_or_else(|| CommandError::refused(PaymentError::NotFound))?;
-    Ok(Success {
-        position: done.position,
-        event_count: done.event_count,
-        result: Outcome::Payment {
-            payment_id,
-            order_id: payment.order_id,
-            ticket_id: payment.ticket_id,
-            status: payment.status,
-            provider_ref: payment.provider_ref.clone(),
-            amount_cents: payment.amount.cents(),
-        },
-    })
-}
-
-fn declined() -> CommandError {
-    CommandError::refused(PaymentError::Declined)
 }
 
 impl Service {
@@ -334,225 +291,6 @@ impl Service {
         .await
     }
 
-    pub(crate) async fn pay_order(
-        &self,
-        actor: Actor,
-        order_id: OrderId,
-        ticket_hint: Option<TicketId>,
-        token: &str,
-        idempotency_key: Option<&str>,
-    ) -> Result<Success, CommandError> {
-        if !self.inner.provider.accepts_token(token) {
-            return Err(Refused::UnknownToken.into());
-        }
-        if let Some(key) = idempotency_key {
-            // The payment id is derived from the key: a replay finds the first attempt in the
-            // listing, which is always decided on a fresh load before "already done" is answered.
-            self.claim_idempotency_key(actor.id, key, &format!("payOrder {order_id} {token}")).await?;
-        }
-        let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
-        let key = idempotency_key.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
-        let payment_id = PaymentId::for_idempotency_key(order_id, &key);
-        let started = self
-            .execute::<Listing, _>(&listing(ticket_id), |_| {
-                ListingCommand::Payment(PaymentCommand::Start {
-                    payment_id,
-                    order_id,
-                    actor,
-                    idempotency_key: key.clone(),
-                    at: now(),
-                })
-            })
-            .await?;
-        let payment =
-            started.state.payments.get(&payment_id).ok_or_else(|| CommandError::Internal("payment vanished".into()))?;
-        if started.events.is_empty() {
-            // The same key again: the first attempt's result, waiting for it while it is still
-            // talking to the provider. An attempt abandoned long ago (a crash, a lost reply) is
-            // resumed below with the same idempotency key, which cannot charge twice.
-            if let Some(first) = self.first_attempt(ticket_id, payment_id).await? {
-                return first;
-            }
-        }
-        let request = ChargeRequest {
-            payment_id,
-            order_id,
-            ticket_id,
-            amount_cents: payment.amount.cents(),
-            currency: payment.currency.code().to_lowercase(),
-            token: token.to_owned(),
-            idempotency_key: payment_id.to_string(),
-        };
-        let (outcome, failed) = match self.inner.provider.charge(request).await {
-            Ok(ChargeResult::Succeeded { provider_ref }) => (PaymentOutcome::Succeeded { provider_ref }, None),
-            Ok(ChargeResult::Pending { provider_ref }) => (PaymentOutcome::Pending { provider_ref }, None),
-            Ok(ChargeResult::Declined { reason }) => (PaymentOutcome::Failed { reason }, Some(ChargeFailed::Declined)),
-            Err(ProviderError::InvalidToken) => {
-                (PaymentOutcome::Failed { reason: "invalid_token".into() }, Some(ChargeFailed::InvalidToken))
-            }
-            Err(ProviderError::Unavailable(detail)) => {
-                // Whether it charged is unknown (a timeout after charging looks just like this):
-                // recording a failure would let the buyer pay again and be charged twice. The
-                // payment stays pending, the order awaits payment, and reconciliation asks the
-                // provider once the payment is old enough.
-                tracing::warn!(%payment_id, %detail, "payment outcome unknown; left pending for reconciliation");
-                return payment_outcome(&started, payment_id);
-            }
-        };
-        let settled = self.settle(ticket_id, payment_id, outcome).await?;
-        let refunded = settled
-            .state
-            .payments
-            .get(&payment_id)
-            .is_some_and(|p| p.refund_due || p.status == PaymentStatus::Refunded);
-        // What was written is answered with its position, refusals included.
-        let written = |error: CommandError| error.written_at(settled.position);
-        match failed {
-            // The hold lapsed while the provider was charging: the money went back.
-            None if refunded => Err(written(CommandError::refused(PaymentError::OrderClosed))),
-            None => payment_outcome(&settled, payment_id),
-            Some(ChargeFailed::InvalidToken) => Err(written(Refused::UnknownToken.into())),
-            Some(ChargeFailed::Declined) => Err(written(declined())),
-        }
-    }
-
-    /// Waits while the first attempt with this key is still in flight (started less than
-    /// [`IN_FLIGHT`] ago, no provider answer yet). Returns its answer once it has one, or `None`
-    /// when the attempt looks abandoned and should be resumed.
-    async fn first_attempt(
-        &self,
-        ticket_id: TicketId,
-        payment_id: PaymentId,
-    ) -> Result<Option<Result<Success, CommandError>>, CommandError> {
-        loop {
-            let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
-            let event_count = u64::try_from(loaded.history.len()).unwrap_or(u64::MAX);
-            let Some(payment) = loaded.state.payments.get(&payment_id) else { return Ok(None) };
-            let answered = payment.status != PaymentStatus::Pending || payment.provider_ref.is_some();
-            if answered {
-                let done = Executed {
-                    state: loaded.state.clone(),
-                    events: vec![],
-                    position: loaded.last_sequence,
-                    event_count,
-                };
-                let refunded = payment.refund_due || payment.status == PaymentStatus::Refunded;
-                return Ok(Some(match payment.status {
-                    PaymentStatus::Failed => Err(declined().written_at(loaded.last_sequence)),
-                    _ if refunded => {
-                        Err(CommandError::refused(PaymentError::OrderClosed).written_at(loaded.last_sequence))
-                    }
-                    _ => payment_outcome(&done, payment_id),
-                }));
-            }
-            if now() - payment.created_at > IN_FLIGHT {
-                return Ok(None);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Records a provider outcome, then does what follows from it: a completed order frees the
-    /// buyer's slot; money that came too late goes back.
-    async fn settle(
-        &self,
-        ticket_id: TicketId,
-        payment_id: PaymentId,
-        outcome: PaymentOutcome,
-    ) -> Result<Executed<Listing>, CommandError> {
-        let settled = self
-            .execute::<Listing, _>(&listing(ticket_id), |_| {
-                ListingCommand::Payment(PaymentCommand::Settle { payment_id, outcome: outcome.clone(), at: now() })
-            })
-            .await?;
-        let Some(payment) = settled.state.payments.get(&payment_id) else { return Ok(settled) };
-        if payment.status == PaymentStatus::Succeeded
-            && !payment.refund_due
-            && let Some(order) = settled.state.orders.get(&payment.order_id)
-        {
-            self.release_slot(order.buyer, order.id).await;
-        }
-        if payment.refund_due {
-            return self.refund(ticket_id, payment_id).await;
-        }
-        Ok(settled)
-    }
-
-    /// Gives late money back through the provider, then records the refund.
-    async fn refund(&self, ticket_id: TicketId, payment_id: PaymentId) -> Result<Executed<Listing>, CommandError> {
-        let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
-        let Some(provider_ref) = loaded.state.payments.get(&payment_id).and_then(|p| p.provider_ref.clone()) else {
-            return Err(CommandError::Internal("refund without a provider reference".into()));
-        };
-        self.inner
-            .provider
-            .refund(provider_ref, format!("refund-{payment_id}"))
-            .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-        self.execute::<Listing, _>(&listing(ticket_id), |_| {
-            ListingCommand::Payment(PaymentCommand::Settle { payment_id, outcome: PaymentOutcome::Refunded, at: now() })
-        })
-        .await
-    }
-
-    /// How old a pending payment must be before the provider is asked about it.
-    pub(crate) fn reconcile_after(&self) -> time::Duration {
-        time::Duration::seconds(i64::try_from(self.inner.config.payment_reconcile_after_seconds).unwrap_or(60))
-    }
-
-    /// One reconciliation firing: a refund still due is made; a payment still pending (its answer
-    /// lost, or still processing) is settled from what the provider says. Safe with several
-    /// replicas and repeats: every outcome is decided in the listing, and the provider calls
-    /// carry idempotency keys.
-    pub(crate) async fn handle_reconcile(&self, due: &ReconcileDue) -> Result<Handled, CommandError> {
-        let loaded = self.inner.store.load::<Listing>(&subjects::listing(due.ticket_id)).await?;
-        let Some(payment) = loaded.state.payments.get(&due.payment_id) else { return Ok(Handled::Done) };
-        if payment.refund_due {
-            self.refund(due.ticket_id, due.payment_id).await?;
-            return Ok(Handled::Done);
-        }
-        if payment.status != PaymentStatus::Pending {
-            return Ok(Handled::Done);
-        }
-        let after = self.reconcile_after();
-        let again =
-            || Handled::Later(std::time::Duration::try_from(after).unwrap_or(std::time::Duration::from_secs(60)));
-        let age = now() - payment.created_at;
-        if age < after {
-            return Ok(Handled::Later(std::time::Duration::try_from(after - age).unwrap_or_default()));
-        }
-        let request = LookupRequest {
-            payment_id: payment.id,
-            idempotency_key: payment.id.to_string(),
-            provider_ref: payment.provider_ref.clone(),
-        };
-        let outcome = match self.inner.provider.lookup(request).await {
-            Ok(Lookup::Charged { provider_ref }) => PaymentOutcome::Succeeded { provider_ref },
-            Ok(Lookup::Failed { reason }) => PaymentOutcome::Failed { reason },
-            Ok(Lookup::NotCharged)
-                if age
-                    < time::Duration::try_from(self.inner.provider.not_charged_is_final_after())
-                        .unwrap_or(time::Duration::ZERO) =>
-            {
-                // Not believed yet (the provider's index may lag): ask again later.
-                return Ok(again());
-            }
-            Ok(Lookup::NotCharged) => PaymentOutcome::Failed { reason: "not_charged".into() },
-            Ok(Lookup::Processing { provider_ref }) => {
-                // Still settling: remember its reference and ask again later.
-                self.settle(due.ticket_id, due.payment_id, PaymentOutcome::Pending { provider_ref }).await?;
-                return Ok(again());
-            }
-            Err(error) => {
-                tracing::warn!(payment = %due.payment_id, %error, "reconciliation could not reach the provider");
-                return Ok(again());
-            }
-        };
-        tracing::info!(payment = %due.payment_id, ?outcome, "payment reconciled with the provider");
-        self.settle(due.ticket_id, due.payment_id, outcome).await?;
-        Ok(Handled::Done)
-    }
-
     /// Handles a provider webhook: verify, dedupe by event id, apply. Answers an HTTP status.
     pub(crate) async fn payment_webhook(&self, body: &str, signature: Option<&str>) -> Result<Success, CommandError> {
         let answer = |http_status| Success { position: 0, event_count: 0, result: Outcome::Webhook { http_status } };
@@ -576,7 +314,7 @@ impl Service {
             WebhookClaim::Busy => return Ok(answer(409)),
         };
         let position = match self.apply_webhook(&event).await {
-            Ok(WebhookEffect::Applied(done)) => done.position,
+            Ok(WebhookEffect::Applied(position)) => position,
             Ok(WebhookEffect::Ignored) => 0,
             Ok(WebhookEffect::Mismatch) => {
                 self.release_webhook(&seen_key, revision).await;
@@ -632,57 +370,6 @@ impl Service {
             tracing::warn!(%error, "could not release a webhook claim; it is taken over once stale");
         }
     }
-
-    async fn apply_webhook(&self, event: &WebhookEvent) -> Result<WebhookEffect, CommandError> {
-        let settlement = match event.notice() {
-            Notice::Settles(settlement) => settlement,
-            Notice::Ignored(why) => {
-                tracing::info!(event = %event.id, kind = %event.kind, why, "webhook ignored");
-                return Ok(WebhookEffect::Ignored);
-            }
-        };
-        let order_id = settlement.order_id;
-        let ticket_id = match self.resolve_ticket(order_id, settlement.ticket_hint).await {
-            Ok(ticket_id) => ticket_id,
-            Err(CommandError::Refused { .. }) => {
-                tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
-                return Ok(WebhookEffect::Ignored);
-            }
-            Err(error) => return Err(error),
-        };
-        let loaded = self.inner.store.load::<Listing>(&subjects::listing(ticket_id)).await?;
-        let payment_id = loaded
-            .state
-            .payments
-            .values()
-            .find(|p| p.provider_ref.as_deref() == Some(settlement.provider_ref.as_str()))
-            .map(|p| p.id)
-            .or(settlement.payment_hint.filter(|id| loaded.state.payments.contains_key(id)))
-            .or_else(|| loaded.state.orders.get(&order_id).and_then(|o| o.payment));
-        let Some(payment_id) = payment_id else {
-            tracing::info!(event = %event.id, %order_id, "webhook for an order without payments ignored");
-            return Ok(WebhookEffect::Ignored);
-        };
-        if let Some(payment) = loaded.state.payments.get(&payment_id) {
-            // Money that moves must be this payment's, in full.
-            let same_amount = |amount: i64| amount == payment.amount.cents();
-            let same_currency = |currency: &str| currency.eq_ignore_ascii_case(payment.currency.code());
-            let matches = match (settlement.amount_cents, settlement.currency.as_deref()) {
-                (Some(amount), Some(currency)) => same_amount(amount) && same_currency(currency),
-                (None, None) => !settlement.moves_money(),
-                (Some(amount), None) => !settlement.moves_money() && same_amount(amount),
-                (None, Some(currency)) => !settlement.moves_money() && same_currency(currency),
-            };
-            if !matches {
-                tracing::error!(
-                    event = %event.id, %payment_id, amount = ?settlement.amount_cents, currency = ?settlement.currency,
-                    expected = payment.amount.cents(), "webhook amount or currency is not the payment's; refused"
-                );
-                return Ok(WebhookEffect::Mismatch);
-            }
-        }
-        self.settle(ticket_id, payment_id, settlement.outcome).await.map(|done| WebhookEffect::Applied(Box::new(done)))
-    }
 }
 
 /// A webhook event id's claim while it is applied, and its mark once done.
@@ -704,9 +391,9 @@ enum WebhookClaim {
 }
 
 /// What a verified webhook did.
-enum WebhookEffect {
-    /// It settled a payment.
-    Applied(Box<Executed<Listing>>),
+pub(crate) enum WebhookEffect {
+    /// It settled a payment; the position of what it wrote.
+    Applied(u64),
     /// Nothing to do (another type, an order not ours, no payment).
     Ignored,
     /// Its amount or currency is not the payment's: refused, not applied.

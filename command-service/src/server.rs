@@ -194,8 +194,8 @@ impl Service {
                     crate::shows::Home::Show(show) => self.cancel_event_order(actor, show, *order_id).await,
                 }
             }
-            Command::PayOrder { order_id, ticket_id, token, .. } => {
-                self.pay_order(signed_in()?, *order_id, *ticket_id, token, key).await
+            Command::PayOrder { order_id, ticket_id, event_id, token } => {
+                self.pay_order(signed_in()?, *order_id, (*ticket_id, *event_id), token, key).await
             }
             Command::PaymentWebhook { body, signature } => self.payment_webhook(body, signature.as_deref()).await,
         }

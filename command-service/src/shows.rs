@@ -8,7 +8,7 @@ use domain::{
 use uuid::Uuid;
 
 use crate::api::{OrderItemInput, Outcome, SectionInput, Success, TicketTypeInput};
-use crate::desk::Seen;
+use crate::desk::{OrderView, Seen};
 use crate::{CommandError, Service, Target, now};
 
 /// Where an order lives: on a listed ticket, or on a show.
@@ -176,7 +176,7 @@ impl Service {
     /// while this one failed), on a state read now. Unknown counts as placed: the slot then stays,
     /// and its expiry gives it back if there is no order.
     async fn placed_already(&self, show_id: ShowId, order_id: OrderId) -> bool {
-        !matches!(self.inner.desks.find(show_id, order_id).await, Ok(Seen { value: None, .. }))
+        !matches!(self.inner.desks.find(show_id, order_id).await, Ok(Seen { value: OrderView { order: None, .. }, .. }))
     }
 
     /// Where an order lives: the caller's hint (the gateway reads it from the read model), else
@@ -217,9 +217,8 @@ impl Service {
         show_id: ShowId,
         order_id: OrderId,
     ) -> Result<Success, CommandError> {
-        let seen =
-            self.inner.desks.order(show_id, order_id, ShowCommand::Cancel { order_id, actor, at: now() }).await?;
-        let order = seen.value.ok_or_else(|| CommandError::refused(ShowError::OrderNotFound))?;
+        let seen = self.inner.desks.order(show_id, ShowCommand::Cancel { order_id, actor, at: now() }).await?;
+        let order = seen.value.order.ok_or_else(|| CommandError::refused(ShowError::OrderNotFound))?;
         self.release_slot(order.placed.buyer, order_id).await;
         Ok(event_order_outcome(show_id, &order, seen.position))
     }
@@ -230,7 +229,7 @@ impl Service {
         show_id: ShowId,
         order_id: OrderId,
     ) -> Result<Option<ShowOrder>, CommandError> {
-        let seen = self.inner.desks.order(show_id, order_id, ShowCommand::Expire { order_id, at: now() }).await?;
-        Ok(seen.value)
+        let seen = self.inner.desks.order(show_id, ShowCommand::Expire { order_id, at: now() }).await?;
+        Ok(seen.value.order)
     }
 }

@@ -28,7 +28,7 @@ async fn a_visa_payment_completes_the_order_and_sells_the_ticket_once() {
     let listing = system.listing(ticket).await;
     assert_eq!(listing.orders[&order].status, OrderStatus::Complete);
     assert_eq!(listing.ticket.map(|t| t.status), Some(TicketStatus::Sold));
-    assert_eq!(listing.payments[&payment_id].amount.cents(), 2500);
+    assert_eq!(listing.payments[&payment_id].amount_cents, 2500);
     assert_eq!(system.code(Request::new(pay(order, "tok_visa")).by(buyer)).await, ErrorCode::Conflict);
     assert_eq!(system.provider.charges(), 1);
     // A completed order frees the buyer's hold slot.

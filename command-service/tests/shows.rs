@@ -412,3 +412,108 @@ async fn the_organiser_or_an_admin_updates_an_event_and_nobody_else() {
     };
     assert_eq!(system.code(Request::new(unknown).by(organizer)).await, ErrorCode::NotFound);
 }
+
+fn payment_of(success: &Success) -> (domain::PaymentId, domain::PaymentStatus, Option<String>, i64) {
+    match &success.result {
+        Outcome::Payment { payment_id, status, provider_ref, amount_cents, .. } => {
+            (*payment_id, *status, provider_ref.clone(), *amount_cents)
+        }
+        other => panic!("payOrder answered {other:?}"),
+    }
+}
+
+/// An event order's webhook: the order's id only in its metadata, as PRODUCT.md's format has it.
+fn webhook(id: &str, kind: &str, provider_ref: &str, order: OrderId, amount: i64) -> String {
+    serde_json::json!({
+        "id": id,
+        "type": kind,
+        "data": { "object": { "id": provider_ref, "amount": amount, "currency": "usd", "metadata": { "order_id": order.to_string() } } }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn paying_an_event_order_sells_every_item_once_and_a_declined_card_may_try_again() {
+    let system = System::start().await;
+    let organizer = system.user("organizer").await;
+    let buyer = system.user("buyer").await;
+    let show = event(
+        &system,
+        organizer,
+        vec![general("Standing", 2_500, 5), general("VIP", 10_000, 2)],
+        vec![section("A", 9_000, 1, 3)],
+    )
+    .await;
+    let (ga, vip) = (TicketTypeId::of(show, 0), TicketTypeId::of(show, 1));
+    let (order, ..) =
+        placed(&system.ok(Request::new(order_on(show, &[(ga, 2), (vip, 2)], &["A-1-2"])).by(buyer)).await);
+    let pay = |token: &str| Command::PayOrder { order_id: order, ticket_id: None, event_id: None, token: token.into() };
+
+    let failure = system.fail(Request::new(pay("tok_chargeDeclined")).by(buyer)).await;
+    assert_eq!(failure.code, ErrorCode::PaymentDeclined);
+    assert_eq!(stored(&system, show).await.0.orders[&order].status, OrderStatus::Created, "the buyer may retry");
+    let stranger = system.user("stranger").await;
+    assert_eq!(system.code(Request::new(pay("tok_visa")).by(stranger)).await, ErrorCode::Forbidden);
+
+    let (payments, charges) = (10, system.provider.charges());
+    let answers =
+        join_all((0..payments).map(|_| system.send(Request::new(pay("tok_visa")).by(buyer).with_key("pay-1")))).await;
+    for answer in &answers {
+        let Reply::Ok(success) = answer else { panic!("{answer:?}") };
+        let (_, status, _, amount) = payment_of(success);
+        assert_eq!((status, amount), (domain::PaymentStatus::Succeeded, 2 * 2_500 + 2 * 10_000 + 9_000));
+    }
+    assert_eq!(system.provider.charges(), charges + 1, "ten requests with one key charge once");
+    let (state, _) = stored(&system, show).await;
+    assert_eq!(state.orders[&order].status, OrderStatus::Complete);
+    assert_eq!((state.ticket_types[0].sold, state.ticket_types[0].held, state.ticket_types[1].available()), (2, 0, 0));
+    assert_eq!(state.seat_status(&"A-1-2".parse().unwrap_or_else(|e| panic!("{e}"))), Some(SeatStatus::Sold));
+    assert!(system.account(buyer.id).await.state.hold_slots.is_empty(), "a paid order gives its slot back");
+    // Paid: it cannot be cancelled, and never expires.
+    let cancel = Command::CancelOrder { order_id: order, ticket_id: None, event_id: Some(show) };
+    assert_eq!(system.code(Request::new(cancel).by(buyer)).await, ErrorCode::Conflict);
+    assert_eq!(system.code(Request::new(pay("tok_visa")).by(buyer)).await, ErrorCode::Conflict);
+}
+
+#[tokio::test]
+async fn an_asynchronous_payment_of_an_event_order_completes_by_webhook_and_late_money_goes_back() {
+    let system = System::start_with(|c| c.order_hold_seconds = 2).await;
+    let organizer = system.user("organizer").await;
+    let (buyer, late) = (system.user("buyer").await, system.user("late").await);
+    let show = event(&system, organizer, vec![general("Standing", 2_500, 5)], vec![section("A", 9_000, 1, 3)]).await;
+    let ga = TicketTypeId::of(show, 0);
+    let pay = |order_id| Command::PayOrder { order_id, ticket_id: None, event_id: None, token: "tok_async".into() };
+
+    // Settled by its webhook while the hold is open.
+    let (order, ..) = placed(&system.ok(Request::new(order_on(show, &[(ga, 1)], &["A-1-1"])).by(buyer)).await);
+    let (payment, status, provider_ref, amount) = payment_of(&system.ok(Request::new(pay(order)).by(buyer)).await);
+    assert_eq!(status, domain::PaymentStatus::Pending);
+    assert_eq!(stored(&system, show).await.0.orders[&order].status, OrderStatus::AwaitingPayment);
+    let provider_ref = provider_ref.unwrap_or_default();
+    // A webhook with another amount is refused.
+    let wrong = webhook("evt_wrong", "payment_intent.succeeded", &provider_ref, order, amount - 1);
+    assert_eq!(system.webhook(&wrong).await, 400);
+    let body = webhook("evt_ok", "payment_intent.succeeded", &provider_ref, order, amount);
+    assert_eq!(system.webhook(&body).await, 200);
+    assert_eq!(system.webhook(&body).await, 200, "a repeat is acknowledged");
+    let (state, _) = stored(&system, show).await;
+    assert_eq!(state.orders[&order].status, OrderStatus::Complete);
+    assert_eq!(state.payments[&payment].status, domain::PaymentStatus::Succeeded);
+    assert_eq!(state.ticket_types[0].sold, 1);
+
+    // Money after the hold expired: refunded, the order stays cancelled, its items free.
+    let (order, ..) = placed(&system.ok(Request::new(order_on(show, &[(ga, 2)], &["A-1-2"])).by(late)).await);
+    let (payment, _, provider_ref, amount) = payment_of(&system.ok(Request::new(pay(order)).by(late)).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored(&system, show).await.0.orders[&order].status != OrderStatus::Cancelled {
+        assert!(Instant::now() < deadline, "the hold never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = webhook("evt_late", "payment_intent.succeeded", &provider_ref.unwrap_or_default(), order, amount);
+    assert_eq!(system.webhook(&body).await, 200);
+    let (state, _) = stored(&system, show).await;
+    assert_eq!(state.orders[&order].status, OrderStatus::Cancelled);
+    assert_eq!(state.payments[&payment].status, domain::PaymentStatus::Refunded, "the late money went back");
+    assert_eq!((state.ticket_types[0].sold, state.ticket_types[0].available()), (1, 4));
+    assert_eq!(state.seat_status(&"A-1-2".parse().unwrap_or_else(|e| panic!("{e}"))), Some(SeatStatus::Available));
+}

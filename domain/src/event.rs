@@ -228,6 +228,41 @@ pub enum Event {
         #[serde(with = "time::serde::rfc3339")]
         at: Timestamp,
     },
+    /// A payment attempt for an order on a show began (the provider is about to be asked). The
+    /// show order's other payment events are the ticket order's (`PaymentPending`,
+    /// `PaymentFailed`, `LatePaymentReceived`, `PaymentRefunded`), on the order's subject.
+    ShowPaymentStarted {
+        /// The show.
+        show_id: ShowId,
+        /// The new payment.
+        payment_id: PaymentId,
+        /// The order it pays for.
+        order_id: OrderId,
+        /// The amount to charge: the order's amount, in cents.
+        amount_cents: i64,
+        /// The currency of the amount (USD only, for now).
+        currency: Currency,
+        /// The key sent to the provider so a retried charge is never doubled.
+        idempotency_key: String,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
+    /// The money for an order on a show arrived while its hold was open: the order is complete,
+    /// its tickets and seats sold.
+    ShowPaymentSucceeded {
+        /// The show.
+        show_id: ShowId,
+        /// The payment.
+        payment_id: PaymentId,
+        /// Its order, now complete.
+        order_id: OrderId,
+        /// The provider's reference.
+        provider_ref: String,
+        /// When it happened: the time of the command that decided it.
+        #[serde(with = "time::serde::rfc3339")]
+        at: Timestamp,
+    },
     /// An organiser put a show on sale (the API's `createEvent`).
     ShowCreated {
         /// The new show.
@@ -313,6 +348,8 @@ impl Event {
             Self::PaymentFailed { .. } => "PaymentFailed",
             Self::LatePaymentReceived { .. } => "LatePaymentReceived",
             Self::PaymentRefunded { .. } => "PaymentRefunded",
+            Self::ShowPaymentStarted { .. } => "ShowPaymentStarted",
+            Self::ShowPaymentSucceeded { .. } => "ShowPaymentSucceeded",
             Self::ShowCreated { .. } => "ShowCreated",
             Self::ShowUpdated { .. } => "ShowUpdated",
             Self::ShowOrdersPlaced { .. } => "ShowOrdersPlaced",
@@ -326,8 +363,9 @@ impl Event {
         latest_version(self.type_name(), UPCASTERS)
     }
 
-    /// The order a listing event concerns: the order's own events and its payments'. `None` for
-    /// ticket events and outside listings (a hold slot is the buyer account's, not the order's).
+    /// The order an event concerns: an order's own events and its payments' (on a ticket or on a
+    /// show). `None` for ticket events, placements of show orders (one event, many orders) and
+    /// outside orders (a hold slot is the buyer account's, not the order's).
     pub const fn order_id(&self) -> Option<OrderId> {
         match self {
             Self::OrderPlaced { order_id, .. }
@@ -337,7 +375,10 @@ impl Event {
             | Self::PaymentSucceeded { order_id, .. }
             | Self::PaymentFailed { order_id, .. }
             | Self::LatePaymentReceived { order_id, .. }
-            | Self::PaymentRefunded { order_id, .. } => Some(*order_id),
+            | Self::PaymentRefunded { order_id, .. }
+            | Self::ShowOrderCancelled { order_id, .. }
+            | Self::ShowPaymentStarted { order_id, .. }
+            | Self::ShowPaymentSucceeded { order_id, .. } => Some(*order_id),
             _ => None,
         }
     }
@@ -350,7 +391,9 @@ impl Event {
             | Self::PaymentSucceeded { payment_id, .. }
             | Self::PaymentFailed { payment_id, .. }
             | Self::LatePaymentReceived { payment_id, .. }
-            | Self::PaymentRefunded { payment_id, .. } => Some(*payment_id),
+            | Self::PaymentRefunded { payment_id, .. }
+            | Self::ShowPaymentStarted { payment_id, .. }
+            | Self::ShowPaymentSucceeded { payment_id, .. } => Some(*payment_id),
             _ => None,
         }
     }
@@ -361,7 +404,9 @@ impl Event {
             Self::ShowCreated { show_id, .. }
             | Self::ShowUpdated { show_id, .. }
             | Self::ShowOrdersPlaced { show_id, .. }
-            | Self::ShowOrderCancelled { show_id, .. } => Some(*show_id),
+            | Self::ShowOrderCancelled { show_id, .. }
+            | Self::ShowPaymentStarted { show_id, .. }
+            | Self::ShowPaymentSucceeded { show_id, .. } => Some(*show_id),
             _ => None,
         }
     }
@@ -384,6 +429,8 @@ impl Event {
             | Self::PaymentFailed { at, .. }
             | Self::LatePaymentReceived { at, .. }
             | Self::PaymentRefunded { at, .. }
+            | Self::ShowPaymentStarted { at, .. }
+            | Self::ShowPaymentSucceeded { at, .. }
             | Self::ShowCreated { at, .. }
             | Self::ShowUpdated { at, .. }
             | Self::ShowOrdersPlaced { at, .. }
@@ -508,7 +555,7 @@ fn latest_version(event_type: &str, upcasters: &[Upcaster]) -> u16 {
 }
 
 /// Every event type name, for error messages.
-const KNOWN_TYPES: [&str; 19] = [
+const KNOWN_TYPES: [&str; 21] = [
     "EmailClaimed",
     "AccountRegistered",
     "SessionRevoked",
@@ -524,6 +571,8 @@ const KNOWN_TYPES: [&str; 19] = [
     "PaymentFailed",
     "LatePaymentReceived",
     "PaymentRefunded",
+    "ShowPaymentStarted",
+    "ShowPaymentSucceeded",
     "ShowCreated",
     "ShowUpdated",
     "ShowOrdersPlaced",
@@ -539,6 +588,8 @@ mod tests {
     const SHOW_CREATED: &str = r#"{"version":1,"type":"ShowCreated","data":{"show_id":"00000000-0000-0000-0000-000000000006","organizer":"00000000-0000-0000-0000-000000000001","title":"Rock Arena","venue":"Town Hall","starts_at":"2026-01-02T12:00:00Z","ticket_types":[{"id":"00000000-0000-0000-0000-000000000008","name":"Standing","price_cents":2500,"capacity":500}],"sections":[{"name":"A","price_cents":2500,"rows":10,"seats_per_row":20}],"at":"2026-01-01T12:00:00Z"}}"#;
     const SHOW_UPDATED: &str = r#"{"version":1,"type":"ShowUpdated","data":{"show_id":"00000000-0000-0000-0000-000000000006","by":"00000000-0000-0000-0000-000000000001","title":null,"venue":"Park","starts_at":"2026-01-02T13:00:00Z","at":"2026-01-01T12:00:00Z"}}"#;
     const SHOW_ORDERS_PLACED: &str = r#"{"version":1,"type":"ShowOrdersPlaced","data":{"show_id":"00000000-0000-0000-0000-000000000006","orders":[{"order_id":"00000000-0000-0000-0000-000000000003","buyer":"00000000-0000-0000-0000-000000000002","tickets":[{"ticket_type_id":"00000000-0000-0000-0000-000000000008","quantity":2,"price_cents":2500}],"seats":[{"seat":"A-3-17","price_cents":2500}],"amount_cents":7500,"currency":"USD","idempotency_key":null,"expires_at":"2026-01-01T12:15:00Z"}],"at":"2026-01-01T12:00:00Z"}}"#;
+    const SHOW_PAYMENT_STARTED: &str = r#"{"version":1,"type":"ShowPaymentStarted","data":{"show_id":"00000000-0000-0000-0000-000000000006","payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","amount_cents":12500000,"currency":"USD","idempotency_key":"pay-1","at":"2026-01-01T12:00:00Z"}}"#;
+    const SHOW_PAYMENT_SUCCEEDED: &str = r#"{"version":1,"type":"ShowPaymentSucceeded","data":{"show_id":"00000000-0000-0000-0000-000000000006","payment_id":"00000000-0000-0000-0000-000000000005","order_id":"00000000-0000-0000-0000-000000000003","provider_ref":"pi_1","at":"2026-01-01T12:00:00Z"}}"#;
     const SHOW_ORDER_CANCELLED: &str = r#"{"version":1,"type":"ShowOrderCancelled","data":{"show_id":"00000000-0000-0000-0000-000000000006","order_id":"00000000-0000-0000-0000-000000000003","reason":"USER","by":"00000000-0000-0000-0000-000000000002","at":"2026-01-01T12:00:00Z"}}"#;
 
     fn show(n: u128) -> ShowId {
@@ -752,6 +803,28 @@ mod tests {
                     at: t,
                 },
                 SHOW_ORDER_CANCELLED,
+            ),
+            (
+                Event::ShowPaymentStarted {
+                    show_id: show(6),
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    amount_cents: 12_500_000,
+                    currency: Currency::Usd,
+                    idempotency_key: "pay-1".into(),
+                    at: t,
+                },
+                SHOW_PAYMENT_STARTED,
+            ),
+            (
+                Event::ShowPaymentSucceeded {
+                    show_id: show(6),
+                    payment_id: payment(5),
+                    order_id: order(3),
+                    provider_ref: "pi_1".into(),
+                    at: t,
+                },
+                SHOW_PAYMENT_SUCCEEDED,
             ),
         ]
     }

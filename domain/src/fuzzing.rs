@@ -285,6 +285,29 @@ pub fn show_decide(bytes: &[u8]) {
                 };
                 show.decide(command).unwrap_or_default()
             }
+            3 if script.byte() % 2 == 0 => {
+                let order_id = order(u128::from(script.byte() % 16));
+                let key = format!("pay-{}", script.byte() % 2);
+                let command = ShowCommand::Payment(PaymentCommand::Start {
+                    payment_id: PaymentId::for_idempotency_key(order_id, &key),
+                    order_id,
+                    actor: script.actor(),
+                    idempotency_key: key,
+                    at: when,
+                });
+                show.decide(command).unwrap_or_default()
+            }
+            3 => {
+                let order_id = order(u128::from(script.byte() % 16));
+                let payment_id = PaymentId::for_idempotency_key(order_id, &format!("pay-{}", script.byte() % 2));
+                let outcome = match script.byte() % 3 {
+                    0 => PaymentOutcome::Succeeded { provider_ref: "pi".into() },
+                    1 => PaymentOutcome::Failed { reason: "card_declined".into() },
+                    _ => PaymentOutcome::Refunded,
+                };
+                show.decide(ShowCommand::Payment(PaymentCommand::Settle { payment_id, outcome, at: when }))
+                    .unwrap_or_default()
+            }
             _ => show
                 .decide(ShowCommand::Expire { order_id: order(u128::from(script.byte() % 8)), at: when })
                 .unwrap_or_default(),
@@ -301,14 +324,29 @@ pub fn show_decide(bytes: &[u8]) {
                 .map(|l| l.quantity)
                 .sum();
             assert_eq!(stock.held, held, "held count off: {show:?}");
+            let sold: u32 = show
+                .orders
+                .values()
+                .filter(|o| o.status == OrderStatus::Complete)
+                .flat_map(|o| &o.placed.tickets)
+                .filter(|l| l.ticket_type_id == stock.ticket_type.id)
+                .map(|l| l.quantity)
+                .sum();
+            assert_eq!(stock.sold, sold, "sold count off: {show:?}");
             assert!(stock.held + stock.sold <= stock.ticket_type.capacity, "oversold: {show:?}");
         }
         for section in &show.sections {
             for (index, status) in section.seats.iter().enumerate() {
                 let seat = section.section.seat_at(index);
                 let holders = open.iter().filter(|o| o.placed.seats.iter().any(|l| l.seat == seat)).count();
-                assert!(holders <= 1, "{seat} in {holders} open orders: {show:?}");
+                let buyers = show
+                    .orders
+                    .values()
+                    .filter(|o| o.status == OrderStatus::Complete && o.placed.seats.iter().any(|l| l.seat == seat))
+                    .count();
+                assert!(holders + buyers <= 1, "{seat} in {holders} open and {buyers} paid orders: {show:?}");
                 assert_eq!(*status == SeatStatus::Reserved, holders == 1, "{seat} is {status:?}: {show:?}");
+                assert_eq!(*status == SeatStatus::Sold, buyers == 1, "{seat} is {status:?}: {show:?}");
             }
             let free = section.seats.iter().filter(|s| **s == SeatStatus::Available).count();
             assert_eq!(usize::try_from(section.available).unwrap_or(0), free, "available count off: {show:?}");

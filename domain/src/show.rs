@@ -26,6 +26,7 @@ use self::definition::{Definition, SeatId, Section, ShowDraft, TicketType};
 use crate::error::{ErrorCode, Refusal};
 use crate::ids::{AccountId, OrderId, PaymentId, ShowId, TicketTypeId};
 use crate::listing::order::{CancelReason, OrderStatus};
+use crate::listing::payment::{self, Payment, PaymentCommand, PaymentError};
 use crate::money::{Currency, Price};
 use crate::{Actor, Aggregate, Event, Timestamp, Title};
 
@@ -156,14 +157,28 @@ impl ShowOrder {
     /// fold [`Show::evolve`] uses, which the command side and the read model run too.
     #[must_use]
     pub fn evolve(mut self, event: &Event) -> Self {
-        if let Event::ShowOrderCancelled { order_id, reason, at, .. } = event
-            && *order_id == self.placed.order_id
-            && self.is_open()
-        {
-            self.status = OrderStatus::Cancelled;
-            self.cancel_reason = Some(*reason);
-            self.updated_at = *at;
+        if event.order_id() != Some(self.placed.order_id) {
+            return self;
         }
+        match event {
+            Event::ShowOrderCancelled { reason, .. } if self.is_open() => {
+                self.status = OrderStatus::Cancelled;
+                self.cancel_reason = Some(*reason);
+            }
+            Event::ShowPaymentStarted { payment_id, .. } => {
+                self.status = OrderStatus::AwaitingPayment;
+                self.payment = Some(*payment_id);
+            }
+            Event::ShowPaymentSucceeded { .. } if self.is_open() => self.status = OrderStatus::Complete,
+            // Only the failure of the attempt under way reopens the order for another one.
+            Event::PaymentFailed { payment_id, .. }
+                if self.status == OrderStatus::AwaitingPayment && self.payment == Some(*payment_id) =>
+            {
+                self.status = OrderStatus::Created;
+            }
+            _ => {}
+        }
+        self.updated_at = event.at();
         self
     }
 
@@ -218,6 +233,8 @@ pub struct Show {
     pub sections: Vec<SectionStock>,
     /// Every order ever placed on it.
     pub orders: BTreeMap<OrderId, ShowOrder>,
+    /// Every payment attempt for those orders.
+    pub payments: BTreeMap<PaymentId, Payment>,
 }
 
 /// A buyer's request for tickets and seats of a show, as the client sent it.
@@ -297,6 +314,8 @@ pub enum ShowCommand {
         /// The command's time (the domain has no clock of its own).
         at: Timestamp,
     },
+    /// Start or settle a payment for an order (the rules of a ticket order's payments).
+    Payment(PaymentCommand),
 }
 
 /// Why a show command was refused.
@@ -353,6 +372,9 @@ pub enum ShowError {
     /// A paid order cannot be cancelled (`CONFLICT`).
     #[error("the order is complete and cannot be cancelled")]
     AlreadyComplete,
+    /// A payment rule (the same as for ticket orders).
+    #[error(transparent)]
+    Payment(#[from] PaymentError),
 }
 
 fn unavailable_text(seats: &[SeatId], ticket_types: &[TicketTypeId]) -> String {
@@ -383,6 +405,7 @@ impl Refusal for ShowError {
             Self::Unavailable { .. } | Self::SalesClosed | Self::IdInUse | Self::HoldLapsed | Self::AlreadyComplete => {
                 ErrorCode::Conflict
             }
+            Self::Payment(rule) => rule.code(),
         }
     }
 
@@ -579,6 +602,42 @@ impl Show {
         }))
     }
 
+    /// A payment command, by the rules every order's payments follow (see
+    /// [`crate::listing::payment`]); the events name the show.
+    fn decide_payment(&self, command: PaymentCommand) -> Result<Vec<Event>, ShowError> {
+        let info = self.info.as_ref().ok_or(ShowError::NotFound)?;
+        let show_id = info.id;
+        match command {
+            PaymentCommand::Start { payment_id, order_id, actor, idempotency_key, at } => {
+                let order = self.orders.get(&order_id).ok_or(PaymentError::OrderNotFound)?;
+                if !payment::may_start(&order.access(), &actor, self.payments.contains_key(&payment_id), at)? {
+                    return Ok(vec![]);
+                }
+                Ok(vec![Event::ShowPaymentStarted {
+                    show_id,
+                    payment_id,
+                    order_id,
+                    amount_cents: order.placed.amount_cents,
+                    currency: order.placed.currency,
+                    idempotency_key,
+                    at,
+                }])
+            }
+            PaymentCommand::Settle { payment_id, outcome, at } => {
+                let payment = self.payments.get(&payment_id).ok_or(PaymentError::NotFound)?;
+                let order = self.orders.get(&payment.order_id).ok_or(PaymentError::OrderNotFound)?;
+                let order_id = order.placed.order_id;
+                // An open order keeps its items until it is paid or closed.
+                let succeeded =
+                    |provider_ref| Event::ShowPaymentSucceeded { show_id, payment_id, order_id, provider_ref, at };
+                Ok(payment::settlement(payment, outcome, order.is_open())
+                    .event(payment_id, order_id, at, succeeded)
+                    .into_iter()
+                    .collect())
+            }
+        }
+    }
+
     fn free(&mut self, placed: &PlacedOrder, to: Option<SeatStatus>) {
         for line in &placed.tickets {
             if let Some(stock) = self.ticket_types.iter_mut().find(|t| t.ticket_type.id == line.ticket_type_id) {
@@ -662,6 +721,7 @@ impl Aggregate for Show {
                     }
                 }
             }
+            ShowCommand::Payment(command) => self.decide_payment(command),
             ShowCommand::Expire { order_id, at } => {
                 // As for a ticket: an order never placed, paid or cancelled already is not expired.
                 let (Some(info), Some(order)) = (&self.info, self.orders.get(&order_id)) else { return Ok(vec![]) };
@@ -680,6 +740,14 @@ impl Aggregate for Show {
     }
 
     fn evolve(mut self, event: &Event) -> Self {
+        if let Some(payment_id) = event.payment_id() {
+            // A payment of an order of this show (its start names the order).
+            let ours = self.payments.contains_key(&payment_id)
+                || event.order_id().is_some_and(|o| self.orders.contains_key(&o));
+            if ours && let Some(payment) = Payment::evolve(self.payments.remove(&payment_id), event) {
+                self.payments.insert(payment_id, payment);
+            }
+        }
         match event {
             Event::ShowCreated { show_id, organizer, title, venue, starts_at, ticket_types, sections, at } => {
                 if self.info.is_some() {
@@ -753,16 +821,20 @@ impl Aggregate for Show {
                     );
                 }
             }
-            Event::ShowOrderCancelled { order_id, .. } => {
-                let Some(order) = self.orders.remove(order_id) else { return self };
+            _ => {
+                // The order's own events (cancelled, paid, payment failed): what it held is freed
+                // when it is cancelled, sold when it is complete.
+                let Some(order_id) = event.order_id() else { return self };
+                let Some(order) = self.orders.remove(&order_id) else { return self };
                 let was_open = order.is_open();
                 let order = order.evolve(event);
-                if was_open && !order.is_open() {
-                    self.free(&order.placed, None);
+                match (was_open, order.status) {
+                    (true, OrderStatus::Cancelled) => self.free(&order.placed, None),
+                    (true, OrderStatus::Complete) => self.free(&order.placed, Some(SeatStatus::Sold)),
+                    _ => {}
                 }
-                self.orders.insert(*order_id, order);
+                self.orders.insert(order_id, order);
             }
-            _ => {}
         }
         self
     }
@@ -1015,6 +1087,70 @@ mod tests {
         let result = Show::replay(&[created()]).decide(update(Actor::user(account(ORGANIZER)), None, Some(at(5))));
         assert!(matches!(result, Err(ShowError::Invalid { field, .. }) if field == "startsAt"));
         given::<Show>([]).when(update(Actor::user(account(ORGANIZER)), Some("x"), None)).then_err(ShowError::NotFound);
+    }
+
+    fn start(now: i64, actor: u128) -> ShowCommand {
+        ShowCommand::Payment(PaymentCommand::Start {
+            payment_id: crate::testing::payment(1),
+            order_id: order(1),
+            actor: Actor::user(account(actor)),
+            idempotency_key: "k".into(),
+            at: at(now),
+        })
+    }
+
+    fn settle(outcome: crate::PaymentOutcome, now: i64) -> ShowCommand {
+        ShowCommand::Payment(PaymentCommand::Settle { payment_id: crate::testing::payment(1), outcome, at: at(now) })
+    }
+
+    #[test]
+    fn a_paid_order_sells_everything_it_held_and_keeps_it() {
+        let first = placed(1, vec![(ga(), 2), (vip(), 1)], &["A-1-1"]);
+        given::<Show>([created(), first.clone()])
+            .when(start(200, 3))
+            .then_err(ShowError::Payment(PaymentError::NotBuyer));
+        let (events, _) = given::<Show>([created(), first.clone()]).when(start(200, BUYER)).then_ok();
+        let [Event::ShowPaymentStarted { amount_cents, .. }] = events.as_slice() else { panic!("{events:?}") };
+        assert_eq!(*amount_cents, 2 * 2_500 + 10_000 + 9_000, "the order's amount");
+        let started = events[0].clone();
+        let paid = crate::PaymentOutcome::Succeeded { provider_ref: "pi_1".into() };
+        let (events, show) =
+            given::<Show>([created(), first.clone(), started.clone()]).when(settle(paid.clone(), 300)).then_ok();
+        assert!(matches!(events[..], [Event::ShowPaymentSucceeded { .. }]), "{events:?}");
+        assert_eq!(show.orders[&order(1)].status, OrderStatus::Complete);
+        assert_eq!((show.ticket_types[0].held, show.ticket_types[0].sold, show.ticket_types[0].available()), (0, 2, 3));
+        assert_eq!(show.seat_status(&seat("A-1-1")), Some(SeatStatus::Sold));
+        assert_eq!(show.sections[0].available, 5);
+        assert_eq!(show.payments[&crate::testing::payment(1)].amount_cents, 24_000);
+        // A paid order never expires nor cancels.
+        let history = [created(), first, started, events[0].clone()];
+        given::<Show>(history.clone()).when(ShowCommand::Expire { order_id: order(1), at: at(5_000) }).then_nothing();
+        given::<Show>(history)
+            .when(ShowCommand::Cancel { order_id: order(1), actor: Actor::user(account(BUYER)), at: at(400) })
+            .then_err(ShowError::AlreadyComplete);
+    }
+
+    #[test]
+    fn money_after_the_hold_closed_is_late_and_a_failure_reopens_the_order() {
+        let first = placed(1, vec![(ga(), 1)], &[]);
+        let started = Show::replay(&[created(), first.clone()]).decide(start(200, BUYER)).unwrap_or_default().remove(0);
+        let expired = Event::ShowOrderCancelled {
+            show_id: show_id(),
+            order_id: order(1),
+            reason: CancelReason::Expired,
+            by: None,
+            at: at(1_000),
+        };
+        let paid = crate::PaymentOutcome::Succeeded { provider_ref: "pi_1".into() };
+        let (events, show) =
+            given::<Show>([created(), first.clone(), started.clone(), expired]).when(settle(paid, 1_100)).then_ok();
+        assert!(matches!(events[..], [Event::LatePaymentReceived { .. }]), "{events:?}");
+        assert_eq!(show.orders[&order(1)].status, OrderStatus::Cancelled);
+        assert_eq!((show.ticket_types[0].sold, show.ticket_types[0].available()), (0, 5), "nothing sold");
+        assert!(show.payments[&crate::testing::payment(1)].refund_due);
+        let failed = crate::PaymentOutcome::Failed { reason: "card_declined".into() };
+        let (_, show) = given::<Show>([created(), first, started]).when(settle(failed, 300)).then_ok();
+        assert_eq!(show.orders[&order(1)].status, OrderStatus::Created, "the buyer may pay again");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! | `ticketing.ticket.<ticket>.order.<order>` | order events | the listing boundary |
 //! | `ticketing.ticket.<ticket>.payment.<payment>` | payment events | the listing boundary |
 //! | `ticketing.show.<show>.show` | `ShowCreated`, `ShowUpdated`, `ShowOrdersPlaced`: the show's stock | the subject itself |
-//! | `ticketing.show.<show>.order.<order>` | `ShowOrderCancelled` and the order's payments | the subject itself |
+//! | `ticketing.show.<show>.order.<order>` | `ShowOrderCancelled`, `ShowPaymentStarted`, `ShowPaymentSucceeded` and the order's other payment events | the subject itself |
 //! | `ticketing.schedule.expiry.<order>` | the hold's expiry schedule (a JetStream message schedule) | none |
 //! | `ticketing.expiry.<ticket>.<order>` | the schedule's firing, read by command-service | none |
 //! | `ticketing.schedule.reconcile.<payment>` | a payment's reconciliation schedule | none |
@@ -184,11 +184,24 @@ pub fn show_of(subject: &str) -> Option<ShowId> {
     show.parse().ok()
 }
 
+/// The order of a show order's subject (`ticketing.show.<show>.order.<order>`).
+pub fn show_order_of(subject: &str) -> Option<OrderId> {
+    let rest = subject.strip_prefix("ticketing.show.")?;
+    let (_, order) = rest.split_once(".order.")?;
+    order.parse().ok()
+}
+
 /// The subject a show event is stored on, or `None` for an event outside shows.
 pub fn show_event(show: ShowId, event: &Event) -> Option<String> {
     Some(match event {
         Event::ShowCreated { .. } | Event::ShowUpdated { .. } | Event::ShowOrdersPlaced { .. } => show_stock(show),
-        Event::ShowOrderCancelled { order_id, .. } => show_order(show, *order_id),
+        Event::ShowOrderCancelled { order_id, .. }
+        | Event::ShowPaymentStarted { order_id, .. }
+        | Event::ShowPaymentSucceeded { order_id, .. }
+        | Event::PaymentPending { order_id, .. }
+        | Event::PaymentFailed { order_id, .. }
+        | Event::LatePaymentReceived { order_id, .. }
+        | Event::PaymentRefunded { order_id, .. } => show_order(show, *order_id),
         _ => return None,
     })
 }

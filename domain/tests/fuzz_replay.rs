@@ -88,8 +88,8 @@ fn event_decode_seeds_are_every_event_type_and_they_round_trip() {
     for seed in &seeds {
         assert!(domain::EventEnvelope::decode(seed).is_ok(), "{}", String::from_utf8_lossy(seed));
     }
-    assert_eq!(seeds.len(), 19, "one seed per event type");
-    assert!(replay("event_decode", domain::fuzzing::event_decode) > 19);
+    assert_eq!(seeds.len(), 21, "one seed per event type");
+    assert!(replay("event_decode", domain::fuzzing::event_decode) > 21);
 }
 
 #[test]

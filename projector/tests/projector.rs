@@ -180,12 +180,19 @@ impl World {
         }))
         .await;
         for (i, reply) in replies.iter().enumerate() {
-            if let Reply::Ok(Success { result: Outcome::EventOrder { order_id, .. }, .. }) = reply
-                && i % 2 == 0
-            {
-                let cancel = Command::CancelOrder { order_id: *order_id, ticket_id: None, event_id: Some(show) };
-                let _ = self.send(Request::new(cancel).by(buyers[i])).await;
-            }
+            let Reply::Ok(Success { result: Outcome::EventOrder { order_id, .. }, .. }) = reply else { continue };
+            let pay = |token: &str| Command::PayOrder {
+                order_id: *order_id,
+                ticket_id: None,
+                event_id: Some(show),
+                token: token.into(),
+            };
+            let command = match i % 4 {
+                0 | 2 => Command::CancelOrder { order_id: *order_id, ticket_id: None, event_id: Some(show) },
+                1 => pay("tok_visa"),
+                _ => pay("tok_async"),
+            };
+            let _ = self.send(Request::new(command).by(buyers[i])).await;
         }
         show
     }
@@ -578,11 +585,13 @@ async fn every_event_row_says_what_the_shows_state_says() {
             let holder = show
                 .orders
                 .values()
-                .find(|o| o.is_open() && o.placed.seats.iter().any(|l| l.seat == seat))
+                .find(|o| o.status != domain::OrderStatus::Cancelled && o.placed.seats.iter().any(|l| l.seat == seat))
                 .map(|o| o.placed.order_id.0);
             assert_eq!(*order, holder, "{seat} round {round}");
         }
         assert!(!show.orders.is_empty());
+        let sold: u32 = show.ticket_types.iter().map(|t| t.sold).sum();
+        assert!(sold > 0, "a paid order is in the workload: {show:?}");
         for order in show.orders.values() {
             let row: (String, Option<String>, i64, Option<uuid::Uuid>) =
                 sqlx::query_as("SELECT status, cancel_reason, amount_cents, event_id FROM read.orders WHERE id = $1")

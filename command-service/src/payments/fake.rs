@@ -204,11 +204,7 @@ impl FakeBank {
                 "id": provider_ref,
                 "amount": request.amount_cents,
                 "currency": request.currency,
-                "metadata": {
-                    "order_id": request.order_id.to_string(),
-                    "payment_id": request.payment_id.to_string(),
-                    "ticket_id": request.ticket_id.to_string()
-                }
+                "metadata": metadata(request)
             }}
         })
         .to_string();
@@ -347,4 +343,20 @@ impl PaymentProvider for FakeProvider {
             })
         })
     }
+}
+
+/// The metadata a charge carries to its webhook: the order, the payment, and where the order
+/// lives (its ticket or its event).
+fn metadata(request: &ChargeRequest) -> serde_json::Value {
+    let mut metadata = serde_json::json!({
+        "order_id": request.order_id.to_string(),
+        "payment_id": request.payment_id.to_string(),
+    });
+    if let Some(ticket) = request.ticket_id {
+        metadata["ticket_id"] = ticket.to_string().into();
+    }
+    if let Some(event) = request.event_id {
+        metadata["event_id"] = event.to_string().into();
+    }
+    metadata
 }

@@ -19,7 +19,9 @@ pub struct ChargeRequest {
     /// The order it pays for (sent as metadata, so webhooks find it).
     pub order_id: OrderId,
     /// The order's ticket (sent as metadata, so a webhook finds the listing without a search).
-    pub ticket_id: TicketId,
+    pub ticket_id: Option<TicketId>,
+    /// The order's event (sent as metadata, for the same reason), for an order on an event.
+    pub event_id: Option<domain::ShowId>,
     /// Amount in cents.
     pub amount_cents: i64,
     /// Lower-case ISO currency (`usd`).

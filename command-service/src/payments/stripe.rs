@@ -140,8 +140,14 @@ impl PaymentProvider for StripeProvider {
                 ("automatic_payment_methods[allow_redirects]", "never".to_owned()),
                 ("metadata[order_id]", request.order_id.to_string()),
                 ("metadata[payment_id]", request.payment_id.to_string()),
-                ("metadata[ticket_id]", request.ticket_id.to_string()),
             ];
+            let mut form = form.to_vec();
+            if let Some(ticket) = request.ticket_id {
+                form.push(("metadata[ticket_id]", ticket.to_string()));
+            }
+            if let Some(event) = request.event_id {
+                form.push(("metadata[event_id]", event.to_string()));
+            }
             let response = self.post("/v1/payment_intents", &request.idempotency_key, &form).await?;
             let status = response.status();
             let body = response.bytes().await.map_err(|e| ProviderError::Unavailable(e.to_string()))?;

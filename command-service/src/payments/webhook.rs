@@ -138,6 +138,9 @@ pub struct WebhookMetadata {
     /// Our ticket id, so the listing is found without a search.
     #[serde(default)]
     pub ticket_id: Option<String>,
+    /// Our event id (an order on an event), so the event is found without a search.
+    #[serde(default)]
+    pub event_id: Option<String>,
 }
 
 /// A payment error on the provider's object.
@@ -167,6 +170,8 @@ pub struct Settlement {
     pub order_id: OrderId,
     /// The ticket, when the metadata names it: the listing is found without a search.
     pub ticket_hint: Option<TicketId>,
+    /// The event, when the metadata names it (an order on an event).
+    pub event_hint: Option<domain::ShowId>,
     /// The payment, when the metadata names it.
     pub payment_hint: Option<PaymentId>,
     /// The provider's reference of the charge (a PaymentIntent, also for a refund's charge).
@@ -215,6 +220,7 @@ impl WebhookEvent {
             outcome,
             order_id,
             ticket_hint: object.metadata.ticket_id.as_deref().and_then(|id| id.parse().ok()),
+            event_hint: object.metadata.event_id.as_deref().and_then(|id| id.parse().ok()),
             payment_hint: object.metadata.payment_id.as_deref().and_then(|id| id.parse().ok()),
             provider_ref,
             amount_cents,

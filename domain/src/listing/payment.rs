@@ -11,7 +11,7 @@ use crate::error::{ErrorCode, Refusal};
 use crate::ids::{OrderId, PaymentId, TicketId};
 use crate::listing::Listing;
 use crate::listing::order::OrderStatus;
-use crate::money::{Currency, Price};
+use crate::money::Currency;
 use crate::{Actor, Event, Timestamp};
 
 /// Where a payment is in its life.
@@ -35,10 +35,10 @@ pub struct Payment {
     pub id: PaymentId,
     /// The order it pays for.
     pub order_id: OrderId,
-    /// The order's ticket.
-    pub ticket_id: TicketId,
-    /// The amount charged.
-    pub amount: Price,
+    /// The order's ticket (an order on a ticket; none for an order on a show).
+    pub ticket_id: Option<TicketId>,
+    /// The amount charged, in cents.
+    pub amount_cents: i64,
     /// The currency of the amount (USD only, for now).
     pub currency: Currency,
     /// Where it stands in its lifecycle.
@@ -141,23 +141,96 @@ impl Refusal for PaymentError {
     }
 }
 
+/// The rules of starting a payment, on the order's facts and whether an attempt with this
+/// payment's id (its idempotency key) exists already: `Ok(true)` to start one, `Ok(false)` when
+/// the first attempt's result stands. The same for orders on tickets and on shows.
+pub(crate) fn may_start(
+    order: &crate::OrderAccess,
+    actor: &Actor,
+    exists: bool,
+    at: Timestamp,
+) -> Result<bool, PaymentError> {
+    if !order.is_paid_by(actor) {
+        return Err(PaymentError::NotBuyer);
+    }
+    if exists {
+        // Same idempotency key: the first attempt's result stands.
+        return Ok(false);
+    }
+    match order.status {
+        OrderStatus::Complete => Err(PaymentError::AlreadyPaid),
+        OrderStatus::Cancelled => Err(PaymentError::OrderClosed),
+        OrderStatus::AwaitingPayment => Err(PaymentError::InProgress),
+        OrderStatus::Created if order.has_lapsed(at) => Err(PaymentError::OrderClosed),
+        OrderStatus::Created => Ok(true),
+    }
+}
+
+/// What a provider's answer means for a payment, whatever its order is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    /// Accepted, settling later: its reference.
+    Pending(String),
+    /// The money arrived while the order still holds what it pays for: it is sold.
+    Succeeded(String),
+    /// The money arrived after the order let go of it: it must go back.
+    Late(String),
+    /// The charge failed.
+    Failed(String),
+    /// The money went back.
+    Refunded,
+    /// A repeat, or a contradiction of what is settled: no effect.
+    Nothing,
+}
+
+/// The rules of settling: what `outcome` does to `payment`, given whether its order still holds
+/// what it pays for (money counts only then; otherwise it goes back, and whoever holds the goods
+/// now keeps them).
+pub(crate) fn settlement(payment: &Payment, outcome: PaymentOutcome, still_holds: bool) -> Settlement {
+    match (outcome, payment.status) {
+        (PaymentOutcome::Pending { provider_ref }, PaymentStatus::Pending) if payment.provider_ref.is_none() => {
+            Settlement::Pending(provider_ref)
+        }
+        (PaymentOutcome::Succeeded { provider_ref }, PaymentStatus::Pending | PaymentStatus::Failed) => {
+            if still_holds {
+                Settlement::Succeeded(provider_ref)
+            } else {
+                Settlement::Late(provider_ref)
+            }
+        }
+        (PaymentOutcome::Failed { reason }, PaymentStatus::Pending) => Settlement::Failed(reason),
+        (PaymentOutcome::Refunded, PaymentStatus::Succeeded) => Settlement::Refunded,
+        _ => Settlement::Nothing,
+    }
+}
+
+impl Settlement {
+    /// The event it is, for a payment of `order_id`; `succeeded` makes the boundary's own
+    /// event for money that arrived in time (it names the ticket, or the show).
+    pub(crate) fn event(
+        self,
+        payment_id: PaymentId,
+        order_id: OrderId,
+        at: Timestamp,
+        succeeded: impl FnOnce(String) -> Event,
+    ) -> Option<Event> {
+        Some(match self {
+            Self::Pending(provider_ref) => Event::PaymentPending { payment_id, order_id, provider_ref, at },
+            Self::Succeeded(provider_ref) => succeeded(provider_ref),
+            Self::Late(provider_ref) => Event::LatePaymentReceived { payment_id, order_id, provider_ref, at },
+            Self::Failed(reason) => Event::PaymentFailed { payment_id, order_id, reason, at },
+            Self::Refunded => Event::PaymentRefunded { payment_id, order_id, at },
+            Self::Nothing => return None,
+        })
+    }
+}
+
 pub(crate) fn decide(listing: &Listing, command: PaymentCommand) -> Result<Vec<Event>, PaymentError> {
     match command {
         PaymentCommand::Start { payment_id, order_id, actor, idempotency_key, at } => {
             let order = listing.orders.get(&order_id).ok_or(PaymentError::OrderNotFound)?;
-            if !order.access().is_paid_by(&actor) {
-                return Err(PaymentError::NotBuyer);
-            }
-            if listing.payments.contains_key(&payment_id) {
-                // Same idempotency key: the first attempt's result stands.
+            if !may_start(&order.access(), &actor, listing.payments.contains_key(&payment_id), at)? {
                 return Ok(vec![]);
-            }
-            match order.status {
-                OrderStatus::Complete => return Err(PaymentError::AlreadyPaid),
-                OrderStatus::Cancelled => return Err(PaymentError::OrderClosed),
-                OrderStatus::AwaitingPayment => return Err(PaymentError::InProgress),
-                OrderStatus::Created if order.access().has_lapsed(at) => return Err(PaymentError::OrderClosed),
-                OrderStatus::Created => {}
             }
             Ok(vec![Event::PaymentStarted {
                 payment_id,
@@ -173,38 +246,14 @@ pub(crate) fn decide(listing: &Listing, command: PaymentCommand) -> Result<Vec<E
             let payment = listing.payments.get(&payment_id).ok_or(PaymentError::NotFound)?;
             let order = listing.orders.get(&payment.order_id).ok_or(PaymentError::OrderNotFound)?;
             let order_id = order.id;
-            Ok(match (outcome, payment.status) {
-                (PaymentOutcome::Pending { provider_ref }, PaymentStatus::Pending)
-                    if payment.provider_ref.is_none() =>
-                {
-                    vec![Event::PaymentPending { payment_id, order_id, provider_ref, at }]
-                }
-                (PaymentOutcome::Succeeded { provider_ref }, PaymentStatus::Pending | PaymentStatus::Failed) => {
-                    // Money counts only while this order still holds the ticket; otherwise it
-                    // goes back, and whoever holds the ticket now keeps it.
-                    let holds_ticket =
-                        order.is_open() && listing.ticket.as_ref().and_then(|t| t.holder) == Some(order_id);
-                    if holds_ticket {
-                        vec![Event::PaymentSucceeded {
-                            payment_id,
-                            order_id,
-                            ticket_id: order.ticket_id,
-                            provider_ref,
-                            at,
-                        }]
-                    } else {
-                        vec![Event::LatePaymentReceived { payment_id, order_id, provider_ref, at }]
-                    }
-                }
-                (PaymentOutcome::Failed { reason }, PaymentStatus::Pending) => {
-                    vec![Event::PaymentFailed { payment_id, order_id, reason, at }]
-                }
-                (PaymentOutcome::Refunded, PaymentStatus::Succeeded) => {
-                    vec![Event::PaymentRefunded { payment_id, order_id, at }]
-                }
-                // Everything else repeats or contradicts what is already settled: no effect.
-                _ => vec![],
-            })
+            let holds_ticket = order.is_open() && listing.ticket.as_ref().and_then(|t| t.holder) == Some(order_id);
+            let ticket_id = order.ticket_id;
+            let succeeded =
+                |provider_ref| Event::PaymentSucceeded { payment_id, order_id, ticket_id, provider_ref, at };
+            Ok(settlement(payment, outcome, holds_ticket)
+                .event(payment_id, order_id, at, succeeded)
+                .into_iter()
+                .collect())
         }
     }
 }
@@ -214,27 +263,34 @@ impl Payment {
     /// projector runs too. `None` until the payment starts.
     pub fn evolve(payment: Option<Self>, event: &Event) -> Option<Self> {
         // A start repeated (which `decide` never writes) changes nothing of the first.
-        if let (None, Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, at, .. }) =
-            (&payment, event)
-        {
+        let started = match event {
+            Event::PaymentStarted { payment_id, order_id, ticket_id, amount_cents, currency, at, .. } => {
+                Some((*payment_id, *order_id, Some(*ticket_id), amount_cents.cents(), *currency, *at))
+            }
+            Event::ShowPaymentStarted { payment_id, order_id, amount_cents, currency, at, .. } => {
+                Some((*payment_id, *order_id, None, *amount_cents, *currency, *at))
+            }
+            _ => None,
+        };
+        if let (None, Some((payment_id, order_id, ticket_id, amount_cents, currency, at))) = (&payment, started) {
             return Some(Self {
-                id: *payment_id,
-                order_id: *order_id,
-                ticket_id: *ticket_id,
-                amount: *amount_cents,
-                currency: *currency,
+                id: payment_id,
+                order_id,
+                ticket_id,
+                amount_cents,
+                currency,
                 status: PaymentStatus::Pending,
                 provider_ref: None,
                 failure_reason: None,
                 refund_due: false,
-                created_at: *at,
-                updated_at: *at,
+                created_at: at,
+                updated_at: at,
             });
         }
         let mut payment = payment?;
         match event {
             Event::PaymentPending { provider_ref, .. } => payment.provider_ref = Some(provider_ref.clone()),
-            Event::PaymentSucceeded { provider_ref, .. } => {
+            Event::PaymentSucceeded { provider_ref, .. } | Event::ShowPaymentSucceeded { provider_ref, .. } => {
                 payment.status = PaymentStatus::Succeeded;
                 payment.provider_ref = Some(provider_ref.clone());
             }
@@ -263,6 +319,7 @@ mod tests {
     use super::*;
     use crate::listing::order::CancelReason;
     use crate::listing::{ListingCommand, ListingError};
+    use crate::money::Price;
     use crate::testing::{account, at, given, order, payment, ticket};
     use crate::{OrderCommand, TicketStatus, Title};
 

@@ -62,6 +62,11 @@ impl Applied<'_> {
     pub fn ticket(&self) -> Option<TicketId> {
         domain::subjects::ticket_of(self.subject)
     }
+
+    /// Whether it is a show's (its stock's, or one of its orders'), from its subject.
+    pub fn is_show(&self) -> bool {
+        domain::subjects::show_of(self.subject).is_some()
+    }
 }
 
 /// A domain state as a read-model row: the state and what the projection keeps beside it.
@@ -97,15 +102,14 @@ struct Rows {
 /// A database error, or a stored row the domain cannot read; the caller redoes the batch event
 /// by event, then parks what still fails.
 pub async fn apply(conn: &mut PgConnection, events: &[Applied<'_>], changes: &mut Changes) -> sqlx::Result<()> {
-    // Shows' rows are disjoint from the rest: their events are applied apart, in stream order.
-    let (show_events, others): (Vec<Applied<'_>>, Vec<Applied<'_>>) =
-        events.iter().partition(|applied| shows::is_show_event(applied.event));
-    let mut rows = rows::load(conn, &others).await?;
-    for applied in &others {
+    // Payments fold the same wherever their order lives; the rest of a show's rows are disjoint
+    // from the listings' and are applied apart, in stream order.
+    let mut rows = rows::load(conn, events).await?;
+    for applied in events {
         fold(&mut rows, applied, changes);
     }
     rows::flush(conn, rows).await?;
-    for applied in &show_events {
+    for applied in events.iter().filter(|applied| applied.is_show()) {
         shows::apply(conn, applied, changes).await?;
     }
     Ok(())
@@ -123,6 +127,13 @@ fn fold(rows: &mut Rows, applied: &Applied<'_>, changes: &mut Changes) {
             changes.sessions.insert(*session_id);
         }
         _ => {}
+    }
+    if applied.is_show() {
+        // A show's payments fold here like any; its orders and stock, in `shows`.
+        if let Some(payment_id) = event.payment_id() {
+            step(rows.payments.entry(payment_id).or_default(), applied, Payment::evolve);
+        }
+        return;
     }
     // Every event of a listing is a new version of its ticket and a line of its history.
     let Some(ticket_id) = applied.ticket() else { return };

@@ -106,7 +106,7 @@ impl TryFrom<OrderRow> for Tracked<Order> {
 struct PaymentRow {
     id: Uuid,
     order_id: Uuid,
-    ticket_id: Uuid,
+    ticket_id: Option<Uuid>,
     amount_cents: i64,
     currency: String,
     status: String,
@@ -126,8 +126,8 @@ impl TryFrom<PaymentRow> for Tracked<Payment> {
             state: Payment {
                 id: PaymentId(row.id),
                 order_id: OrderId(row.order_id),
-                ticket_id: TicketId(row.ticket_id),
-                amount: stored::read(row.amount_cents, "amount")?,
+                ticket_id: row.ticket_id.map(TicketId),
+                amount_cents: row.amount_cents,
                 currency: stored::read(row.currency, "currency")?,
                 status: stored::read(row.status, "payment status")?,
                 provider_ref: row.provider_ref,
@@ -150,7 +150,8 @@ pub(super) async fn load(conn: &mut PgConnection, events: &[Applied<'_>]) -> sql
         if let Some(ticket) = applied.ticket() {
             rows.tickets.insert(ticket, None);
         }
-        if let Some(order) = applied.event.order_id() {
+        // A show's orders are not folded here (see `shows`).
+        if let Some(order) = applied.event.order_id().filter(|_| !applied.is_show()) {
             rows.orders.insert(order, None);
         }
         if let Some(payment) = applied.event.payment_id() {
@@ -423,7 +424,7 @@ impl OrderColumns {
 struct PaymentColumns {
     id: Vec<Uuid>,
     order_id: Vec<Uuid>,
-    ticket_id: Vec<Uuid>,
+    ticket_id: Vec<Option<Uuid>>,
     amount_cents: Vec<i64>,
     currency: Vec<String>,
     status: Vec<String>,
@@ -442,8 +443,8 @@ impl PaymentColumns {
         self.status.push(stored::text(&payment.status, "payment status")?);
         self.id.push(payment.id.0);
         self.order_id.push(payment.order_id.0);
-        self.ticket_id.push(payment.ticket_id.0);
-        self.amount_cents.push(payment.amount.cents());
+        self.ticket_id.push(payment.ticket_id.map(|t| t.0));
+        self.amount_cents.push(payment.amount_cents);
         self.provider_ref.push(payment.provider_ref);
         self.failure_reason.push(payment.failure_reason);
         self.refund_due.push(payment.refund_due);

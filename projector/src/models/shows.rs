@@ -19,17 +19,12 @@ fn unreadable(error: stored::StoredError) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(error))
 }
 
-/// Whether an event is a show's: applied here rather than by the listing fold.
-pub(super) fn is_show_event(event: &Event) -> bool {
-    event.show_id().is_some()
-}
-
-/// Applies one show event.
+/// Applies one event stored on a show's subjects (its payments' rows are folded with the rest).
 ///
 /// # Errors
 /// A database error.
 pub(super) async fn apply(conn: &mut PgConnection, applied: &Applied<'_>, changes: &mut Changes) -> sqlx::Result<()> {
-    let Some(show) = applied.event.show_id() else { return Ok(()) };
+    let Some(show) = domain::subjects::show_of(applied.subject) else { return Ok(()) };
     let position = applied.position;
     let at = applied.event.at();
     match applied.event {
@@ -128,6 +123,60 @@ pub(super) async fn apply(conn: &mut PgConnection, applied: &Applied<'_>, change
             }
             changes.orders.insert(*order_id);
         }
+        Event::ShowPaymentStarted { order_id, payment_id, .. } => {
+            sqlx::query(
+                "UPDATE orders SET status = 'AWAITING_PAYMENT', payment_id = $2, version = version + 1,
+                                   updated_at = $3, position = $4 WHERE id = $1",
+            )
+            .bind(order_id.0)
+            .bind(payment_id.0)
+            .bind(at)
+            .bind(position)
+            .execute(&mut *conn)
+            .await?;
+            changes.orders.insert(*order_id);
+        }
+        Event::ShowPaymentSucceeded { order_id, .. } => {
+            let sold: Option<Uuid> = sqlx::query_scalar(
+                "UPDATE orders SET status = 'COMPLETE', version = version + 1, updated_at = $2, position = $3
+                 WHERE id = $1 AND status IN ('CREATED', 'AWAITING_PAYMENT') RETURNING id",
+            )
+            .bind(order_id.0)
+            .bind(at)
+            .bind(position)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if sold.is_some() {
+                sell(conn, show, order_id.0).await?;
+            }
+            changes.orders.insert(*order_id);
+        }
+        Event::PaymentFailed { order_id, payment_id, .. } => {
+            // Only the failure of the attempt under way reopens the order.
+            sqlx::query(
+                "UPDATE orders SET status = CASE WHEN status = 'AWAITING_PAYMENT' AND payment_id = $2
+                                                 THEN 'CREATED' ELSE status END,
+                                   version = version + 1, updated_at = $3, position = $4 WHERE id = $1",
+            )
+            .bind(order_id.0)
+            .bind(payment_id.0)
+            .bind(at)
+            .bind(position)
+            .execute(&mut *conn)
+            .await?;
+            changes.orders.insert(*order_id);
+        }
+        Event::PaymentPending { order_id, .. }
+        | Event::LatePaymentReceived { order_id, .. }
+        | Event::PaymentRefunded { order_id, .. } => {
+            sqlx::query("UPDATE orders SET version = version + 1, updated_at = $2, position = $3 WHERE id = $1")
+                .bind(order_id.0)
+                .bind(at)
+                .bind(position)
+                .execute(&mut *conn)
+                .await?;
+            changes.orders.insert(*order_id);
+        }
         _ => {}
     }
     // Every event of a show is a new version of it and a line of its history.
@@ -153,6 +202,25 @@ pub(super) async fn apply(conn: &mut PgConnection, applied: &Applied<'_>, change
         .await?;
     }
     changes.events.insert(show);
+    Ok(())
+}
+
+/// Sells everything a paid order held: its tickets from held to sold, its seats sold.
+async fn sell(conn: &mut PgConnection, show: ShowId, order: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE ticket_types t SET held = t.held - c.n, sold = t.sold + c.n
+         FROM (SELECT ticket_type_id, count(*)::int AS n FROM order_items
+               WHERE order_id = $1 AND ticket_type_id IS NOT NULL GROUP BY ticket_type_id) c
+         WHERE t.id = c.ticket_type_id",
+    )
+    .bind(order)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE seats SET status = 'SOLD' WHERE event_id = $1 AND order_id = $2")
+        .bind(show.0)
+        .bind(order)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
