@@ -47,11 +47,43 @@ struct Mode {
     raw: usize,
     /// WebSocket subscribers of one ticket.
     subscribers: usize,
+    /// General-admission tickets of the hot event, and the buyers (1-4 each) racing for them.
+    event_tickets: usize,
+    event_buyers: usize,
+    /// Rows (of 200 seats, or 50 when quick) of the seated event, and the buyers of two adjacent
+    /// seats each.
+    seat_rows: usize,
+    seat_buyers: usize,
+    /// Requests of an event sale in flight at once (the rest wait their turn, as behind a queue).
+    event_in_flight: usize,
 }
 
-const QUICK: Mode = Mode { name: "quick", seconds: 2.0, holds: 1000, hot_buyers: 200, raw: 5_000, subscribers: 500 };
-const FULL: Mode =
-    Mode { name: "full", seconds: 10.0, holds: 5_000, hot_buyers: 1000, raw: 50_000, subscribers: 10_000 };
+const QUICK: Mode = Mode {
+    name: "quick",
+    seconds: 2.0,
+    holds: 1000,
+    hot_buyers: 200,
+    raw: 5_000,
+    subscribers: 500,
+    event_tickets: 1_000,
+    event_buyers: 2_000,
+    seat_rows: 10,
+    seat_buyers: 1_000,
+    event_in_flight: 500,
+};
+const FULL: Mode = Mode {
+    name: "full",
+    seconds: 10.0,
+    holds: 5_000,
+    hot_buyers: 1000,
+    raw: 50_000,
+    subscribers: 10_000,
+    event_tickets: 10_000,
+    event_buyers: 20_000,
+    seat_rows: 25,
+    seat_buyers: 10_000,
+    event_in_flight: 2_000,
+};
 /// The session-signing secret of the system this benchmark starts (both of its gateways).
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-0";
 /// Concurrent clients in the timed HTTP scenarios.
@@ -784,6 +816,11 @@ async fn main() -> anyhow::Result<()> {
     );
     rows.push(hot_row);
 
+    // The hot event: a general-admission tier and a seated event, sold out at once.
+    if let Some(system) = &system {
+        rows.extend(event_sales(system, &seller, mode).await?);
+    }
+
     // Reads.
     let read = |query: &'static str| {
         let (buyers, distinct) = (buyers.clone(), distinct.clone());
@@ -821,10 +858,181 @@ async fn main() -> anyhow::Result<()> {
     report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
 }
 
+/// Buyers registered straight in the stream and signed in with the gateway's own secret: tens of
+/// thousands of argon2 sign-ups would take minutes and are not what the sales measure.
+async fn minted_buyers(system: &System, count: usize) -> anyhow::Result<Vec<Client>> {
+    let store = event_store::EventStore::connect(system.nats.clone(), &event_store::StreamSettings::default()).await?;
+    let sessions = query_service::session::Sessions::new(JWT_SECRET, 86_400, false);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(FULL.event_in_flight).build()?;
+    futures::stream::iter(0..count)
+        .map(|_| {
+            let (store, sessions, http, url) = (store.clone(), &sessions, http.clone(), system.url.clone());
+            async move {
+                let id = domain::AccountId(uuid::Uuid::new_v4());
+                let email = format!("fan-{}@example.com", id.0.simple());
+                let event = domain::Event::AccountRegistered {
+                    account_id: id,
+                    email: domain::Email::parse(&email)?,
+                    password_hash: "$argon2id$v=19$m=19456,t=2,p=1$bWludGVk$bWludGVkLWZvci1iZW5jaA".into(),
+                    at: time::OffsetDateTime::now_utc(),
+                };
+                let subject = domain::subjects::account(id);
+                let append = event_store::Append {
+                    subject,
+                    event: &event,
+                    guard: event_store::Guard::subject(0),
+                    msg_id: id.to_string(),
+                };
+                store.append(append).await?;
+                let (token, _) = sessions.issue(
+                    id,
+                    domain::SessionId(uuid::Uuid::new_v4()),
+                    &email,
+                    vec![command_service::api::Role::User],
+                )?;
+                Ok::<_, anyhow::Error>(Client { http, url, cookie: Some(token), id: id.0 })
+            }
+        })
+        .buffer_unordered(256)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// One sale: every buyer's request at once (at most `in_flight` of them on the wire), each
+/// answered an order or `CONFLICT`. Returns the row (placed orders per second until the last one
+/// was placed; latencies of every request) and how many tickets the placed orders hold.
+async fn sale(
+    name: &str,
+    buyers: &[Client],
+    in_flight: usize,
+    request: impl Fn(usize) -> Value,
+    tickets_of: impl Fn(usize) -> usize,
+) -> anyhow::Result<(Row, usize, usize)> {
+    const ORDER: &str = "mutation($e: ID!, $items: [OrderItemInput!], $seats: [String!]) {
+        createEventOrder(eventId: $e, items: $items, seats: $seats) { id } }";
+    let started = Instant::now();
+    let answers: Vec<(usize, Result<Value, anyhow::Error>, Duration, Duration)> =
+        futures::stream::iter(buyers.iter().enumerate())
+            .map(|(n, client)| {
+                let variables = request(n);
+                async move {
+                    let at = Instant::now();
+                    let result = client.gql(ORDER, variables).await;
+                    (n, result, at.elapsed(), started.elapsed())
+                }
+            })
+            .buffer_unordered(in_flight)
+            .collect()
+            .await;
+    let placed: Vec<_> = answers.iter().filter(|(_, r, _, _)| r.is_ok()).collect();
+    let refused =
+        answers.iter().filter(|(_, r, _, _)| r.as_ref().err().is_some_and(|e| e.to_string() == "CONFLICT")).count();
+    let failed = answers.len() - placed.len() - refused;
+    if failed > 0 {
+        let first = answers.iter().find_map(|(_, r, _, _)| r.as_ref().err().filter(|e| e.to_string() != "CONFLICT"));
+        bail!("{name}: {failed} requests failed (first: {first:?})");
+    }
+    let sold_out = placed.iter().map(|(_, _, _, done)| *done).max().unwrap_or_default();
+    let tickets: usize = placed.iter().map(|(n, _, _, _)| tickets_of(*n)).sum();
+    let mut row = Row::from(name, answers.iter().map(|(_, _, latency, _)| *latency).collect(), failed, sold_out);
+    // The rate of the sale: orders placed per second until it sold out.
+    row.ops = placed.len();
+    row.per_second = placed.len() as f64 / sold_out.as_secs_f64().max(1e-9);
+    Ok((row, tickets, refused))
+}
+
+/// The hot event, twice: `event_buyers` buyers asking 1-4 general-admission tickets each for an
+/// `event_tickets` tier, and `seat_buyers` buyers each wanting two adjacent seats (four buyers for
+/// every pair). Checked against the read model: nothing oversold, no seat in two orders.
+async fn event_sales(system: &System, organizer: &Client, mode: Mode) -> anyhow::Result<Vec<Row>> {
+    const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id ticketTypes { id } } }";
+    let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::format_description::well_known::Rfc3339)?;
+    let per_row = if mode.name == "quick" { 50 } else { 200 };
+    eprintln!("flash-sale: minting {} buyers for the event sales", mode.event_buyers + mode.seat_buyers);
+    let fans = minted_buyers(system, mode.event_buyers + mode.seat_buyers).await?;
+    let (general_fans, seat_fans) = fans.split_at(mode.event_buyers);
+    let mut rows = Vec::new();
+
+    let input = json!({"title": "Hot event", "venue": "Arena", "startsAt": starts_at,
+        "ticketTypes": [{"name": "Standing", "priceCents": 5000, "capacity": mode.event_tickets}]});
+    let created = organizer.gql(CREATE, json!({"input": input})).await?;
+    let event = created["createEvent"]["id"].as_str().context("no event id")?.to_owned();
+    let tier = created["createEvent"]["ticketTypes"][0]["id"].as_str().context("no ticket type")?.to_owned();
+    let quantity = |n: usize| n % 4 + 1;
+    let name = format!(
+        "hot event: {} buyers (1-4 each) for {} tickets, {} in flight",
+        mode.event_buyers, mode.event_tickets, mode.event_in_flight
+    );
+    let (mut row, tickets, refused) = sale(
+        &name,
+        general_fans,
+        mode.event_in_flight,
+        |n| json!({"e": event, "items": [{"ticketTypeId": tier, "quantity": quantity(n)}]}),
+        quantity,
+    )
+    .await?;
+    let (capacity, held, sold): (i32, i32, i32) =
+        sqlx::query_as("SELECT capacity, held, sold FROM read.ticket_types WHERE event_id = $1::uuid")
+            .bind(&event)
+            .fetch_one(&system.pool)
+            .await?;
+    let oversold = (held + sold - capacity).max(0);
+    if oversold > 0 || usize::try_from(held).unwrap_or(0) != tickets {
+        bail!("hot event: {held} held and {sold} sold of {capacity}; the answers placed {tickets}");
+    }
+    row.name = format!("{name}: {tickets} held in {} orders, {refused} CONFLICT, oversold {oversold}", row.ops);
+    rows.push(row);
+
+    let input = json!({"title": "Hot seats", "venue": "Theatre", "startsAt": starts_at,
+        "sections": [{"name": "Stalls", "priceCents": 9000, "rows": mode.seat_rows, "seatsPerRow": per_row}]});
+    let created = organizer.gql(CREATE, json!({"input": input})).await?;
+    let event = created["createEvent"]["id"].as_str().context("no event id")?.to_owned();
+    let pairs = mode.seat_rows * per_row / 2;
+    let pair = |n: usize| {
+        let p = n % pairs;
+        let (row, first) = (p / (per_row / 2) + 1, (p % (per_row / 2)) * 2 + 1);
+        [format!("Stalls-{row}-{first}"), format!("Stalls-{row}-{}", first + 1)]
+    };
+    let name = format!(
+        "hot seats: {} buyers of two adjacent seats for {} seats, {} in flight",
+        mode.seat_buyers,
+        mode.seat_rows * per_row,
+        mode.event_in_flight
+    );
+    let (mut row, seats, refused) =
+        sale(&name, seat_fans, mode.event_in_flight, |n| json!({"e": event, "seats": pair(n)}), |_| 2).await?;
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM read.seats WHERE event_id = $1::uuid AND status = 'RESERVED'")
+            .bind(&event)
+            .fetch_one(&system.pool)
+            .await?;
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT i.section_idx, i.row, i.number FROM read.order_items i
+           JOIN read.orders o ON o.id = i.order_id
+          WHERE o.event_id = $1::uuid AND o.status <> 'CANCELLED' AND i.row IS NOT NULL
+          GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+    )
+    .bind(&event)
+    .fetch_one(&system.pool)
+    .await?;
+    if doubled > 0 || usize::try_from(reserved).unwrap_or(0) != seats {
+        bail!("hot seats: {reserved} seats reserved, {doubled} in two orders; the answers placed {seats}");
+    }
+    row.name = format!("{name}: {seats} held in {} orders, {refused} CONFLICT, seats in two orders {doubled}", row.ops);
+    rows.push(row);
+    Ok(rows)
+}
+
 fn report(mode: Mode, rows: &[Row], own_system: bool, write: bool) -> anyhow::Result<()> {
     let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
     let ratio = |row: &Row| -> String {
-        let baseline = if row.name.starts_with("holds") || row.name.starts_with("setup") {
+        let baseline = if row.name.starts_with("hot event") || row.name.starts_with("hot seats") {
+            // The target: an event's holds against holds on distinct single tickets.
+            find("holds: createOrder on distinct tickets")
+        } else if row.name.starts_with("holds") || row.name.starts_with("setup") {
             find("no-op mutation")
         } else if row.name.starts_with("read") || row.name.starts_with("no-op query") {
             find("no-op query")
@@ -839,7 +1047,9 @@ fn report(mode: Mode, rows: &[Row], own_system: bool, write: bool) -> anyhow::Re
     };
     // Every request over HTTP, against the axum no-op measured in the same run.
     let over_http = |row: &Row| -> String {
-        let http = ["no-op", "setup", "holds", "hot ticket", "read"].iter().any(|p| row.name.starts_with(p));
+        let http = ["no-op", "setup", "holds", "hot ticket", "hot event", "hot seats", "read"]
+            .iter()
+            .any(|p| row.name.starts_with(p));
         match find(CEILING) {
             Some(ceiling) if http => format!("{:.2}×", row.per_second / ceiling.per_second),
             _ => "–".into(),
