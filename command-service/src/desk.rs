@@ -76,9 +76,9 @@ enum Job {
     /// Hold tickets and seats: decided with the others that arrive together.
     Hold { request: HoldRequest, arrived: Instant, reply: Reply<ShowOrder> },
     /// Would this hold be placed now? Decided without writing (refusals on a fresh state only).
-    Check { request: HoldRequest, arrived: Instant, reply: Reply<()> },
+    Check { request: HoldRequest, arrived: Instant, reply: Reply<Held> },
     /// A write to the stock other than holds (an update of title, venue or time).
-    Stock { command: ShowCommand, arrived: Instant, reply: Reply<Show> },
+    Stock { command: ShowCommand, arrived: Instant, reply: Reply<()> },
     /// A command on one order (cancel, expire), written on the order's subject.
     Order { command: ShowCommand, arrived: Instant, attempt: u32, reply: Reply<OrderView> },
     /// The order as a state read after this job arrived has it.
@@ -132,12 +132,12 @@ impl Desks {
     }
 
     /// Whether a hold would be placed now, without writing anything.
-    pub(crate) async fn check(&self, show: ShowId, request: HoldRequest) -> Result<Seen<()>, CommandError> {
+    pub(crate) async fn check(&self, show: ShowId, request: HoldRequest) -> Result<Seen<Held>, CommandError> {
         self.ask(show, |reply| Job::Check { request, arrived: Instant::now(), reply }).await
     }
 
-    /// Writes a stock command other than a hold; answers the show after it.
-    pub(crate) async fn stock(&self, show: ShowId, command: ShowCommand) -> Result<Seen<Show>, CommandError> {
+    /// Writes a stock command other than a hold; answers the position that reflects it.
+    pub(crate) async fn stock(&self, show: ShowId, command: ShowCommand) -> Result<Seen<()>, CommandError> {
         self.ask(show, |reply| Job::Stock { command, arrived: Instant::now(), reply }).await
     }
 
@@ -299,11 +299,10 @@ impl Desk {
     async fn catch_up(&mut self) -> Result<(), StoreError> {
         let started = Instant::now();
         let boundary = subjects::show(self.id);
-        let events = if self.read_at.is_none() {
-            self.store.read_counted(&boundary).await?
-        } else {
-            self.store.read(&boundary, self.position + 1).await?
-        };
+        // Up to the last message the stream's leader knows of, asked after this read began: a
+        // replica that is behind cannot make a stale state look fresh. One ordered read of the
+        // whole boundary (never one request per order subject), the whole history the first time.
+        let events = self.store.read_complete(&boundary, self.position + 1).await?;
         let stock = subjects::show_stock(self.id);
         for stored in events {
             if stored.sequence <= self.position {
@@ -336,7 +335,9 @@ impl Desk {
         let Some(order_id) = order_id else { return OrderView::default() };
         OrderView {
             order: self.show.orders.get(&order_id).cloned(),
-            payments: self.show.payments.values().filter(|p| p.order_id == order_id).cloned().collect(),
+            payments: (self.show.order_payments.get(&order_id).into_iter().flatten())
+                .filter_map(|id| self.show.payments.get(id).cloned())
+                .collect(),
             wrote: false,
         }
     }
@@ -369,7 +370,7 @@ impl Desk {
         self.beyond.last().copied().unwrap_or(0).max(self.position)
     }
 
-    async fn check(&mut self, (request, arrived, reply): (HoldRequest, Instant, Reply<()>)) {
+    async fn check(&mut self, (request, arrived, reply): (HoldRequest, Instant, Reply<Held>)) {
         let mut result = self.show.decide_holds(std::slice::from_ref(&request), now()).1.pop();
         if !matches!(result, Some(Ok(Held::Placed))) && !self.fresh_for(arrived) {
             if let Err(error) = self.catch_up().await {
@@ -379,7 +380,7 @@ impl Desk {
             result = self.show.decide_holds(std::slice::from_ref(&request), now()).1.pop();
         }
         let answer = match result {
-            Some(Ok(_)) => Ok(Seen { value: (), position: self.known() }),
+            Some(Ok(held)) => Ok(Seen { value: held, position: self.known() }),
             Some(Err(refusal)) => Err(CommandError::refused(refusal)),
             None => Err(CommandError::Internal("no answer for a check".into())),
         };
@@ -459,7 +460,7 @@ impl Desk {
         Ok(appended.sequence)
     }
 
-    async fn write_stock(&mut self, command: ShowCommand, arrived: Instant) -> Result<Seen<Show>, CommandError> {
+    async fn write_stock(&mut self, command: ShowCommand, arrived: Instant) -> Result<Seen<()>, CommandError> {
         for _ in 0..MAX_ATTEMPTS {
             if self.stale {
                 self.catch_up().await?;
@@ -470,14 +471,14 @@ impl Desk {
                     self.stale = true;
                     continue;
                 }
-                Ok(_) => return Ok(Seen { value: self.show.clone(), position: self.known() }),
+                Ok(_) => return Ok(Seen { value: (), position: self.known() }),
                 Err(refusal) => return Err(CommandError::refused(refusal)),
             };
             let [event] = events.as_slice() else {
                 return Err(CommandError::Internal("a decision produced more than one event".into()));
             };
             match self.append_stock(event).await {
-                Ok(sequence) => return Ok(Seen { value: self.show.clone(), position: sequence }),
+                Ok(sequence) => return Ok(Seen { value: (), position: sequence }),
                 Err(AppendError::Conflict { .. }) => self.stale = true,
                 Err(AppendError::Store(error)) => {
                     self.stale = true;

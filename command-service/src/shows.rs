@@ -2,7 +2,7 @@
 //! writes a show's stock or one of its orders goes through the show's desk ([`crate::desk`]).
 
 use domain::{
-    Account, AccountCommand, Actor, HoldRequest, OrderId, ShowCommand, ShowDraft, ShowError, ShowId, ShowOrder,
+    Account, AccountCommand, Actor, Held, HoldRequest, OrderId, ShowCommand, ShowDraft, ShowError, ShowId, ShowOrder,
     TicketId, subjects,
 };
 use uuid::Uuid;
@@ -27,7 +27,7 @@ pub(crate) struct EventFields<'a> {
     pub starts_at: Option<domain::Timestamp>,
 }
 
-fn event_outcome(show_id: ShowId, seen: &Seen<domain::Show>) -> Success {
+fn event_outcome(show_id: ShowId, seen: &Seen<()>) -> Success {
     Success { position: seen.position, event_count: 0, result: Outcome::Event { event_id: show_id } }
 }
 
@@ -142,8 +142,14 @@ impl Service {
         let wanted_expiry = now() + self.inner.config.hold();
         let desks = &self.inner.desks;
         // Refused anyway (unknown, taken, the organiser's own): refused before any slot is taken.
-        // The same key again passes, and finds its order below.
-        desks.check(show_id, request(wanted_expiry)).await?;
+        // The same key again is answered its order, as a state read after this request has it,
+        // and writes nothing (not even a slot: the first request's may be given back already).
+        if desks.check(show_id, request(wanted_expiry)).await?.value == Held::AlreadyPlaced {
+            let seen = desks.find(show_id, order_id).await?;
+            if let Some(order) = seen.value.order.filter(|o| o.placed.buyer == actor.id) {
+                return Ok(event_order_outcome(show_id, &order, seen.position));
+            }
+        }
 
         let max_active = usize::try_from(self.inner.config.max_active_holds).unwrap_or(usize::MAX);
         let slot_target = Target { boundary: subjects::account(actor.id), wildcard: false };

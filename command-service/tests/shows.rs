@@ -293,6 +293,18 @@ async fn the_same_key_returns_the_first_order_and_the_same_key_with_other_items_
     let other = system.fail(Request::new(order_on(show, &[(ga, 3)], &["A-1-1"])).by(buyer).with_key("k-1")).await;
     assert_eq!((other.code, other.field.as_deref()), (ErrorCode::Conflict, Some("idempotencyKey")));
     assert_eq!(stored(&system, show).await.0.orders.len(), 1, "nothing more written");
+
+    // Once the order is closed (its slot given back), the same request again is the order as it
+    // is, and still writes nothing: no second hold slot, no new event anywhere.
+    let cancel = Command::CancelOrder { order_id: orders[0], ticket_id: None, event_id: Some(show) };
+    system.ok(Request::new(cancel).by(buyer)).await;
+    assert!(system.account(buyer.id).await.state.hold_slots.is_empty());
+    let (account_events, show_events) =
+        (system.account(buyer.id).await.history.len(), stored(&system, show).await.1.len());
+    let again = system.ok(request()).await;
+    assert_eq!((placed(&again).0, placed(&again).1), (orders[0], OrderStatus::Cancelled));
+    assert_eq!(system.account(buyer.id).await.history.len(), account_events, "no slot claimed for a replay");
+    assert_eq!(stored(&system, show).await.1.len(), show_events);
 }
 
 #[tokio::test]

@@ -235,6 +235,8 @@ pub struct Show {
     pub orders: BTreeMap<OrderId, ShowOrder>,
     /// Every payment attempt for those orders.
     pub payments: BTreeMap<PaymentId, Payment>,
+    /// Each order's payment attempts, oldest first (an index of `payments`).
+    pub order_payments: BTreeMap<OrderId, Vec<PaymentId>>,
 }
 
 /// A buyer's request for tickets and seats of a show, as the client sent it.
@@ -745,6 +747,10 @@ impl Aggregate for Show {
             let ours = self.payments.contains_key(&payment_id)
                 || event.order_id().is_some_and(|o| self.orders.contains_key(&o));
             if ours && let Some(payment) = Payment::evolve(self.payments.remove(&payment_id), event) {
+                let attempts = self.order_payments.entry(payment.order_id).or_default();
+                if !attempts.contains(&payment_id) {
+                    attempts.push(payment_id);
+                }
                 self.payments.insert(payment_id, payment);
             }
         }

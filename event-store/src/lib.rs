@@ -308,6 +308,9 @@ pub enum AppendError {
     Store(#[from] StoreError),
 }
 
+/// JetStream's "no message found" error code (a `STREAM.MSG.GET` that matches nothing).
+const NO_MESSAGE_FOUND: u64 = 10037;
+
 #[derive(Deserialize)]
 struct PubAck {
     #[serde(default)]
@@ -384,6 +387,64 @@ impl EventStore {
         let raw =
             direct::get_counted(&self.client, &self.settings.name, &filter, self.settings.request_timeout).await?;
         self.decode_all(raw)
+    }
+
+    /// The stream sequence of the last message matching `filter` (wildcards allowed), 0 when
+    /// none does. Asked of the stream's leader (`STREAM.MSG.GET`, not a direct get, which a
+    /// replica that is behind may answer): every acknowledged append is at or below it.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails.
+    pub async fn last_sequence(&self, filter: &str) -> Result<u64, StoreError> {
+        let request = serde_json::json!({ "last_by_subj": self.settings.wire_subject(filter) });
+        let subject = format!("$JS.API.STREAM.MSG.GET.{}", self.settings.name);
+        let reply = tokio::time::timeout(
+            self.settings.request_timeout,
+            self.client.request(subject, Bytes::from(request.to_string())),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(|e| StoreError::Nats(e.to_string()))?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&reply.payload).map_err(|e| StoreError::Protocol(format!("msg get: {e}")))?;
+        if let Some(error) = answer.get("error") {
+            // No message matches: nothing written there yet.
+            if error["err_code"].as_u64() == Some(NO_MESSAGE_FOUND) {
+                return Ok(0);
+            }
+            return Err(StoreError::JetStream {
+                err_code: error["err_code"].as_u64().unwrap_or(0),
+                description: error["description"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        answer["message"]["seq"].as_u64().ok_or_else(|| StoreError::Protocol("msg get without a sequence".into()))
+    }
+
+    /// Every event matching `filter` from `from` on, read until the last one the leader knows of
+    /// ([`EventStore::last_sequence`], asked first): a read that comes back short (a replica
+    /// that is behind answered the direct get) is read again, then reported, never taken as
+    /// complete. Made for catching a wide boundary up (a show with thousands of order subjects),
+    /// where [`EventStore::read_counted`] would ask for every subject on its own.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store fails, a read stays short, or an event is unreadable.
+    pub async fn read_complete(&self, filter: &str, from: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let last = self.last_sequence(filter).await?;
+        if last < from {
+            return Ok(vec![]);
+        }
+        let mut got = 0;
+        for attempt in 0..5u32 {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+            }
+            let events = self.read(filter, from).await?;
+            got = events.last().map_or(0, |e| e.sequence);
+            if got >= last {
+                return Ok(events);
+            }
+        }
+        Err(StoreError::Protocol(format!("short read of {filter}: up to {got}, the leader has {last}")))
     }
 
     fn decode_all(&self, raw: Vec<RawMessage>) -> Result<Vec<StoredEvent>, StoreError> {

@@ -277,3 +277,29 @@ async fn a_message_schedule_fires_on_its_target_and_survives_a_server_crash() ->
     assert!(fired[0].time >= fire_at - Duration::from_millis(1), "fired early at {}", fired[0].time);
     Ok(())
 }
+
+/// A wide boundary is caught up in one ordered read up to the last sequence the leader knows of
+/// (`last_sequence` of a wildcard), from any position; an empty one has 0 and reads nothing.
+#[tokio::test]
+async fn a_boundary_reads_complete_up_to_the_leaders_last_sequence_from_any_position() -> anyhow::Result<()> {
+    let (_nats, store) = store().await?;
+    let (ticket, other) = (new_ticket(), new_ticket());
+    assert_eq!(store.last_sequence(&subjects::listing(ticket)).await?, 0);
+    assert!(store.read_complete(&subjects::listing(ticket), 1).await?.is_empty());
+    let first = store.append(append_to_listing(ticket, &listed(ticket), 0, "a")).await?.sequence;
+    // Another boundary's messages in between are not part of it.
+    store.append(append_to_listing(other, &listed(other), 0, "b")).await?;
+    let mut last = first;
+    for n in 0..600_u128 {
+        let event = placed(ticket, OrderId(Uuid::from_u128(n + 1)), n);
+        last = store.append(append_to_listing(ticket, &event, last, &format!("p{n}"))).await?.sequence;
+    }
+    assert_eq!(store.last_sequence(&subjects::listing(ticket)).await?, last, "a wildcard's last message");
+    let all = store.read_complete(&subjects::listing(ticket), 1).await?;
+    assert_eq!(all.len(), 601, "across direct-get batches");
+    assert!(all.windows(2).all(|w| w[0].sequence < w[1].sequence), "oldest first");
+    let tail = store.read_complete(&subjects::listing(ticket), all[599].sequence).await?;
+    assert_eq!(tail.iter().map(|e| e.sequence).collect::<Vec<_>>(), [all[599].sequence, last]);
+    assert!(store.read_complete(&subjects::listing(ticket), last + 1).await?.is_empty());
+    Ok(())
+}

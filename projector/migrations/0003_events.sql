@@ -4,7 +4,10 @@
 
 -- Orders placed together share one stream message: an order's place in the stream is its
 -- message's sequence times 1024 plus its index in the message (a ticket order is index 0).
-UPDATE orders SET created_position = created_position * 1024;
+-- (In two steps: `created_position` is unique and checked row by row, so scaling in place would
+-- collide, e.g. 5 × 1024 with an order already at 5120.)
+UPDATE orders SET created_position = -created_position;
+UPDATE orders SET created_position = -created_position * 1024;
 ALTER TABLE orders
     ALTER COLUMN ticket_id DROP NOT NULL,
     ADD COLUMN event_id uuid;

@@ -1009,3 +1009,41 @@ async fn a_projector_killed_with_sigkill_mid_stream_resumes_without_double_effec
     rebuild(&world).await;
     assert_same(&live, &dump(&world.db.pool).await);
 }
+
+/// Migration 0003 scales every order's position by 1024 (orders placed together share a
+/// message) without colliding on the unique index: before the fix, an order at 5 became 5120
+/// while another still held 5120, and the projector could not start on an old database.
+#[tokio::test]
+async fn the_order_position_migration_scales_old_rows_without_colliding() {
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let mut conn = db.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+    for sql in [
+        "CREATE SCHEMA projection_9",
+        "SET search_path TO projection_9",
+        include_str!("../migrations/0001_read_models.sql"),
+        include_str!("../migrations/0002_payment_state.sql"),
+    ] {
+        sqlx::raw_sql(sql).execute(&mut *conn).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    for position in [5_i64, 5120] {
+        sqlx::query(
+            "INSERT INTO orders (id, ticket_id, buyer_id, seller_id, amount_cents, currency, status, expires_at,
+                                 version, created_at, updated_at, created_position, position)
+             VALUES ($1, $1, $1, $1, 100, 'USD', 'CREATED', now(), 1, now(), now(), $2, $2)",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(position)
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    sqlx::raw_sql(include_str!("../migrations/0003_events.sql"))
+        .execute(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("migration 0003 on old rows: {e}"));
+    let positions: Vec<i64> = sqlx::query_scalar("SELECT created_position FROM orders ORDER BY 1")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(positions, [5 * 1024, 5120 * 1024]);
+}

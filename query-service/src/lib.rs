@@ -64,12 +64,55 @@ pub struct Changed {
     pub events: Vec<uuid::Uuid>,
     ticket_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::TicketRow>>,
     order_rows: tokio::sync::OnceCell<std::collections::HashMap<uuid::Uuid, db::OrderRow>>,
-    /// Each changed event read whole, once, by its first subscriber that pushes after this commit.
-    event_snapshots: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, Arc<EventCell>>>,
 }
 
-/// One event's snapshot after a commit, read at most once.
+/// One event read whole, at most once.
 type EventCell = tokio::sync::OnceCell<Option<Arc<gql::EventSnapshot>>>;
+
+/// The latest whole read of each watched event, shared by all its `eventChanged` subscribers:
+/// 10,000 watchers of a hot event cost one read per change they push, not 10,000. One entry per
+/// event (the newest read), so memory stays one snapshot per watched event however slowly
+/// some subscribers read their sockets.
+#[derive(Default)]
+pub struct EventSnapshots {
+    latest: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, (u64, Arc<EventCell>)>>,
+}
+
+impl EventSnapshots {
+    /// At most this many events are kept; past it the cache starts again empty.
+    const CAPACITY: usize = 1_000;
+
+    /// The event as read at or after projected position `at_least` (one read for every caller
+    /// asking for that position or an older one).
+    ///
+    /// # Errors
+    /// A database error (the next caller tries again).
+    pub async fn get(
+        &self,
+        pool: &sqlx::PgPool,
+        id: uuid::Uuid,
+        at_least: u64,
+    ) -> sqlx::Result<Option<Arc<gql::EventSnapshot>>> {
+        let cell = {
+            let mut latest = self.latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if latest.len() >= Self::CAPACITY && !latest.contains_key(&id) {
+                latest.clear();
+            }
+            match latest.get(&id) {
+                Some((position, cell)) if *position >= at_least => cell.clone(),
+                _ => {
+                    let cell = Arc::new(EventCell::new());
+                    latest.insert(id, (at_least, cell.clone()));
+                    cell
+                }
+            }
+        };
+        let snapshot = cell
+            .get_or_try_init(|| async { Ok::<_, sqlx::Error>(gql::EventSnapshot::read(pool, id).await?.map(Arc::new)) })
+            .await?;
+        Ok(snapshot.clone())
+    }
+}
 
 impl Changed {
     /// A commit at `position` that changed these tickets and orders.
@@ -92,26 +135,6 @@ impl Changed {
     pub async fn ticket(&self, pool: &sqlx::PgPool, id: uuid::Uuid) -> sqlx::Result<Option<db::TicketRow>> {
         let rows = self.ticket_rows.get_or_try_init(|| db::tickets_by_id(pool, &self.tickets)).await?;
         Ok(rows.get(&id).cloned())
-    }
-
-    /// A changed event read whole as it is after this commit (or later), once for all its
-    /// subscribers: 10,000 watchers of a hot event cost one read per commit they push.
-    ///
-    /// # Errors
-    /// A database error (the next subscriber to ask tries again).
-    pub async fn event_snapshot(
-        &self,
-        pool: &sqlx::PgPool,
-        id: uuid::Uuid,
-    ) -> sqlx::Result<Option<Arc<gql::EventSnapshot>>> {
-        let cell = {
-            let mut cells = self.event_snapshots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            cells.entry(id).or_default().clone()
-        };
-        let snapshot = cell
-            .get_or_try_init(|| async { Ok::<_, sqlx::Error>(gql::EventSnapshot::read(pool, id).await?.map(Arc::new)) })
-            .await?;
-        Ok(snapshot.clone())
     }
 
     /// A changed order as it is after this commit (or later), read once for all subscribers.
@@ -190,6 +213,8 @@ pub struct Shared {
     pub sign_outs: coalesce::Coalesced<coalesce::SignOuts>,
     /// `ticket(id)` reads, batched across requests.
     pub tickets: coalesce::Coalesced<coalesce::Tickets>,
+    /// Whole reads of watched events, shared by their subscribers.
+    pub event_snapshots: EventSnapshots,
 }
 
 /// The signed-in user of a request, if any.
@@ -240,6 +265,7 @@ impl AppState {
             sockets: Arc::default(),
             signed_out: Arc::default(),
             sign_outs,
+            event_snapshots: EventSnapshots::default(),
             tickets,
         }))
     }

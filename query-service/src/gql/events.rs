@@ -39,8 +39,8 @@ pub struct EventSnapshot {
     pub ticket_types: Vec<TicketTypeRow>,
     /// Its sections.
     pub sections: Vec<SectionRow>,
-    /// Every seat, section by section, row by row.
-    pub seats: Vec<SeatRow>,
+    /// Every seat, by its section's index, row by row.
+    pub seats: std::collections::BTreeMap<i32, Vec<SeatRow>>,
 }
 
 impl EventSnapshot {
@@ -52,7 +52,10 @@ impl EventSnapshot {
         let Some(event) = db::event(pool, id).await? else { return Ok(None) };
         let ticket_types = db::ticket_types_of(pool, &[id]).await?;
         let sections = db::sections_of(pool, &[id]).await?;
-        let seats = db::all_seats_of(pool, id).await?;
+        let mut seats: std::collections::BTreeMap<i32, Vec<SeatRow>> = std::collections::BTreeMap::new();
+        for seat in db::all_seats_of(pool, id).await? {
+            seats.entry(seat.section_idx).or_default().push(seat);
+        }
         Ok(Some(Self { event, ticket_types, sections, seats }))
     }
 }
@@ -245,9 +248,7 @@ impl Section {
     #[graphql(complexity = "SEATS_COST + child_complexity")]
     async fn seats(&self, ctx: &Context<'_>, status: Option<SeatStatus>) -> async_graphql::Result<Vec<Seat>> {
         let rows = match &self.snapshot {
-            Some(snapshot) => {
-                snapshot.seats.iter().filter(|s| s.section_idx == self.row.idx).cloned().collect::<Vec<_>>()
-            }
+            Some(snapshot) => snapshot.seats.get(&self.row.idx).cloned().unwrap_or_default(),
             None => db::seats_of(&state(ctx)?.pool, self.row.event_id, self.row.idx).await.map_err(internal)?,
         };
         let wanted = status.map(|s| stored_text(&domain::SeatStatus::from(s), "seat status")).transpose()?;
@@ -259,8 +260,9 @@ impl Section {
     }
 }
 
-/// What a section's seat list costs on top of its fields: it is long (up to 20,000 seats).
-pub(super) const SEATS_COST: usize = 50;
+/// What a section's seat list costs on top of its fields: it is long (up to 20,000 seats), so a
+/// query may ask for the seats of one event's sections, not of a page of events.
+pub(super) const SEATS_COST: usize = 1_000;
 
 /// A numbered seat.
 pub struct Seat {
@@ -548,13 +550,13 @@ impl EventSubscription {
         let start = (receiver, state, None::<tokio::time::Instant>);
         Ok(futures::stream::unfold(start, move |(mut receiver, state, last)| async move {
             use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-            // Wait for a commit that changed this event (or one after missed notifications).
-            let mut latest: Option<Arc<crate::Changed>> = loop {
+            // Wait for a commit that changed this event (or one after missed notifications): the
+            // position to read at or after.
+            let mut at_least = loop {
                 match receiver.recv().await {
-                    Ok(changed) if changed.resync => break None,
-                    Ok(changed) if changed.events.contains(&event) => break Some(changed),
+                    Ok(changed) if changed.resync || changed.events.contains(&event) => break changed.position,
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => break None,
+                    Err(RecvError::Lagged(_)) => break *state.projected.borrow(),
                     Err(RecvError::Closed) => return None,
                 }
             };
@@ -564,18 +566,16 @@ impl EventSubscription {
             // What came meanwhile is covered by reading the latest state now.
             loop {
                 match receiver.try_recv() {
-                    Ok(changed) if changed.resync => latest = None,
-                    Ok(changed) if changed.events.contains(&event) => latest = latest.map(|_| changed),
+                    Ok(changed) if changed.resync || changed.events.contains(&event) => {
+                        at_least = at_least.max(changed.position);
+                    }
                     Ok(_) => {}
-                    Err(TryRecvError::Lagged(_)) => latest = None,
+                    Err(TryRecvError::Lagged(_)) => at_least = at_least.max(*state.projected.borrow()),
                     Err(TryRecvError::Empty | TryRecvError::Closed) => break,
                 }
             }
-            let snapshot = match &latest {
-                Some(changed) => changed.event_snapshot(&state.pool, event).await,
-                None => EventSnapshot::read(&state.pool, event).await.map(|s| s.map(Arc::new)),
-            };
-            let pushed = match snapshot {
+            // One read for every subscriber of this event at this position (the cache is shared).
+            let pushed = match state.event_snapshots.get(&state.pool, event, at_least).await {
                 Ok(Some(snapshot)) => Some(Event { row: snapshot.event.clone(), snapshot: Some(snapshot) }),
                 Ok(None) => None,
                 Err(error) => {
