@@ -105,12 +105,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if args.http_addr.contains("://") { args.http_addr } else { format!("http://{}", args.http_addr) };
             let seeded = seed::seed(&base, args.users).await?;
             say(&format!(
-                "seeded {base}: {} users, {} tickets ({} sold, {} on hold, {} settling); sign in as demo1@example.com / {}",
+                "seeded {base}: {} users, {} tickets ({} sold, {} on hold, {} settling), {} events ({} orders paid, {} on hold); sign in as demo1@example.com / {}",
                 seeded.users,
                 seeded.tickets,
                 seeded.sold,
                 seeded.held,
                 seeded.settling,
+                seeded.events,
+                seeded.event_orders_sold,
+                seeded.event_orders_held,
                 seed::PASSWORD
             ));
             Ok(())

@@ -98,6 +98,12 @@ pub struct Seeded {
     pub held: usize,
     /// Payments left settling with the asynchronous test bank.
     pub settling: usize,
+    /// Events put on sale (one general-admission, one seated).
+    pub events: usize,
+    /// Event orders paid.
+    pub event_orders_sold: usize,
+    /// Event orders left on hold.
+    pub event_orders_held: usize,
 }
 
 /// Seeds the system whose HTTP address is `base` (e.g. `http://127.0.0.1:8080`).
@@ -161,5 +167,79 @@ pub async fn seed(base: &str, users: usize) -> anyhow::Result<Seeded> {
             seeded.settling += 1;
         }
     }
+    seed_events(&mut clients, &mut seeded).await?;
     Ok(seeded)
+}
+
+/// An RFC 3339 time `days` from now.
+fn in_days(days: i64) -> anyhow::Result<String> {
+    Ok((time::OffsetDateTime::now_utc() + time::Duration::days(days))
+        .format(&time::format_description::well_known::Rfc3339)?)
+}
+
+/// Two events by the first user: a festival with two general-admission tiers, and a play with
+/// two sections of numbered seats; other users buy and hold some of each.
+async fn seed_events(clients: &mut [Client], seeded: &mut Seeded) -> anyhow::Result<()> {
+    const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $input) { id ticketTypes { id } } }";
+    const ORDER: &str = "mutation($e: ID!, $items: [OrderItemInput!], $seats: [String!]) {
+        createEventOrder(eventId: $e, items: $items, seats: $seats) { id } }";
+    const PAY: &str = "mutation($o: ID!) { payOrder(orderId: $o, token: \"tok_visa\") { status } }";
+    let festival = json!({
+        "title": "Summer Festival", "venue": "Riverside Park", "startsAt": in_days(30)?,
+        "ticketTypes": [
+            {"name": "Early bird", "priceCents": 2_500, "capacity": 200},
+            {"name": "Weekend pass", "priceCents": 8_000, "capacity": 800},
+        ],
+    });
+    let play = json!({
+        "title": "Hamlet", "venue": "The Old Vic", "startsAt": in_days(14)?,
+        "sections": [
+            {"name": "Stalls", "priceCents": 6_500, "rows": 10, "seatsPerRow": 20},
+            {"name": "Balcony", "priceCents": 3_500, "rows": 5, "seatsPerRow": 15},
+        ],
+    });
+    let mut created = Vec::new();
+    for input in [festival, play] {
+        let data = clients[0].gql(CREATE, json!({"input": input})).await.context("putting an event on sale")?;
+        created.push(data["createEvent"].clone());
+        seeded.events += 1;
+    }
+    let festival = created[0]["id"].as_str().unwrap_or_default().to_owned();
+    let tiers: Vec<String> = created[0]["ticketTypes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["id"].as_str().map(str::to_owned))
+        .collect();
+    let play = created[1]["id"].as_str().unwrap_or_default().to_owned();
+    // (buyer, event, items (tier, quantity), seats, paid); buyers other than the organiser.
+    let other = if clients.len() > 2 { 2 } else { 1 };
+    let orders = [
+        (1, &festival, vec![(1, 2)], vec![], true),
+        (other, &festival, vec![(0, 1)], vec![], false),
+        (1, &play, vec![], vec!["Stalls-3-9", "Stalls-3-10"], true),
+        (other, &play, vec![], vec!["Stalls-3-11"], false),
+        (1, &play, vec![], vec!["Balcony-1-8"], false),
+    ];
+    for (buyer, event, items, seats, paid) in orders {
+        let items: Vec<Value> = items
+            .into_iter()
+            .filter_map(|(tier, quantity): (usize, i64)| {
+                tiers.get(tier).map(|t| json!({"ticketTypeId": t, "quantity": quantity}))
+            })
+            .collect();
+        let client = &mut clients[buyer];
+        let data = client
+            .gql(ORDER, json!({"e": event, "items": items, "seats": seats}))
+            .await
+            .with_context(|| format!("{} ordering tickets to an event", client.email))?;
+        let order = data["createEventOrder"]["id"].as_str().unwrap_or_default().to_owned();
+        if paid {
+            client.gql(PAY, json!({"o": order})).await.with_context(|| format!("{} paying", client.email))?;
+            seeded.event_orders_sold += 1;
+        } else {
+            seeded.event_orders_held += 1;
+        }
+    }
+    Ok(())
 }

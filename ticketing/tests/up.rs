@@ -150,7 +150,13 @@ async fn up_runs_a_marketplace_that_seed_fills_and_a_restart_resumes() {
         .unwrap_or_else(|e| panic!("{e}"));
     let said = String::from_utf8_lossy(&seeded.stderr);
     assert!(seeded.status.success(), "{said}");
-    assert!(said.contains("24 tickets (8 sold, 3 on hold, 1 settling)"), "{said}");
+    assert!(said.contains("24 tickets (8 sold, 3 on hold, 1 settling), 2 events (2 orders paid, 3 on hold)"), "{said}");
+    let events = gql(&http, &setup, "{ events { nodes { title available sections { name available } } } }", None).await;
+    let events = &events["data"]["events"]["nodes"];
+    // Soonest first: the play (14 days), then the festival (30 days).
+    assert_eq!((events[0]["title"].as_str(), events[1]["title"].as_str()), (Some("Hamlet"), Some("Summer Festival")));
+    assert_eq!(events[0]["available"], 200 + 75 - 4, "two seats sold, two held: {events}");
+    assert_eq!(events[1]["available"], 1_000 - 3, "{events}");
     let count = |all: &[String], status: &str| all.iter().filter(|s| *s == status).count();
     let all = statuses(&http, &setup).await;
     assert_eq!(all.len(), 24);
