@@ -87,6 +87,11 @@ enum Timer {
     Reconcile,
 }
 
+/// The id a timer's firing subject names after its kind: the show's, or the ticket's.
+fn firing_token(show: Option<domain::ShowId>, ticket: Option<domain::TicketId>) -> Option<uuid::Uuid> {
+    show.map(|s| *s.as_uuid()).or_else(|| ticket.map(|t| *t.as_uuid()))
+}
+
 /// What to do with a firing.
 pub(crate) enum Handled {
     /// Handled: acknowledge it.
@@ -238,11 +243,8 @@ impl Service {
     /// position of the event that armed it.
     async fn arm_expiry(&self, due: &ExpiryDue, armed_by: u64) -> Result<(), CommandError> {
         let schedule = subjects::expiry_schedule(due.order_id);
-        let home = match (due.show_id, due.ticket_id) {
-            (Some(show), _) => *show.as_uuid(),
-            (None, Some(ticket)) => *ticket.as_uuid(),
-            (None, None) => return Err(CommandError::Internal("an expiry for neither a ticket nor a show".into())),
-        };
+        let home = firing_token(due.show_id, due.ticket_id)
+            .ok_or_else(|| CommandError::Internal("an expiry for neither a ticket nor a show".into()))?;
         let firing = subjects::expiry_firing(domain::TicketId(home), due.order_id);
         self.arm(&schedule, &firing, due.expires_at, due, &format!("expiry-{}-{armed_by}", due.order_id)).await
     }
@@ -263,11 +265,7 @@ impl Service {
     /// Arms a reconciliation, answering how to acknowledge the event that asked for it.
     async fn arm_reconcile_or_retry(&self, due: &ReconcileDue, when: domain::Timestamp, armed_by: u64) -> AckKind {
         let schedule = subjects::reconcile_schedule(due.payment_id);
-        let home = match (due.show_id, due.ticket_id) {
-            (Some(show), _) => *show.as_uuid(),
-            (None, Some(ticket)) => *ticket.as_uuid(),
-            (None, None) => uuid::Uuid::nil(),
-        };
+        let home = firing_token(due.show_id, due.ticket_id).unwrap_or_else(uuid::Uuid::nil);
         let firing = subjects::reconcile_firing(domain::TicketId(home), due.payment_id);
         let msg_id = format!("reconcile-{}-{armed_by}", due.payment_id);
         match self.arm(&schedule, &firing, when, due, &msg_id).await {

@@ -250,25 +250,12 @@ impl Service {
         }
     }
 
-    /// The ticket an order belongs to: the caller's hint, or the stream's order subject.
-    async fn resolve_ticket(&self, order_id: OrderId, hint: Option<TicketId>) -> Result<TicketId, CommandError> {
-        if let Some(ticket) = hint {
-            return Ok(ticket);
-        }
-        let history = self.inner.store.read_counted(&subjects::order_anywhere(order_id)).await?;
-        history
-            .first()
-            .and_then(|e| subjects::ticket_of(&e.subject))
-            .ok_or_else(|| CommandError::refused(OrderError::NotFound))
-    }
-
     pub(crate) async fn cancel_order(
         &self,
         actor: Actor,
         order_id: OrderId,
-        ticket_hint: Option<TicketId>,
+        ticket_id: TicketId,
     ) -> Result<Success, CommandError> {
-        let ticket_id = self.resolve_ticket(order_id, ticket_hint).await?;
         let done = self
             .execute::<Listing, _>(&listing(ticket_id), |_| {
                 ListingCommand::Order(OrderCommand::Cancel { order_id, actor, at: now() })

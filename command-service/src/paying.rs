@@ -21,7 +21,7 @@ use crate::{CommandError, Refused, Service, now};
 /// over (longer than the provider client's timeout).
 const IN_FLIGHT: time::Duration = time::Duration::seconds(30);
 
-/// Where an order and its payments are decided.
+/// Where an order and its payments are decided (and so where a command about the order goes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Till {
     /// A ticket's listing (`ticketing.ticket.<ticket>.>`).
@@ -193,20 +193,6 @@ impl Service {
         }
     }
 
-    /// Where an order lives, from the caller's hints or the stream (for `payOrder`).
-    async fn till_of(
-        &self,
-        actor: Actor,
-        order_id: OrderId,
-        ticket: Option<TicketId>,
-        show: Option<ShowId>,
-    ) -> Result<Till, CommandError> {
-        Ok(match self.order_home(actor, order_id, ticket, show).await? {
-            crate::shows::Home::Ticket(ticket) => Till::Listing(ticket),
-            crate::shows::Home::Show(show) => Till::Show(show),
-        })
-    }
-
     pub(crate) async fn pay_order(
         &self,
         actor: Actor,
@@ -224,7 +210,7 @@ impl Service {
             // answered.
             self.claim_idempotency_key(actor.id, key, &format!("payOrder {order_id} {token}")).await?;
         }
-        let till = self.till_of(actor, order_id, hints.0, hints.1).await?;
+        let till = self.order_home(actor, order_id, hints.0, hints.1).await?;
         let key = idempotency_key.map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
         let payment_id = PaymentId::for_idempotency_key(order_id, &key);
         let start = PaymentCommand::Start { payment_id, order_id, actor, idempotency_key: key.clone(), at: now() };
@@ -396,29 +382,6 @@ impl Service {
         Ok(Handled::Done)
     }
 
-    /// Where a webhook's order lives: its hints, else the stream's order subjects (a webhook comes
-    /// after its payment started, which is written on the order's subject).
-    async fn webhook_till(
-        &self,
-        order_id: OrderId,
-        ticket: Option<TicketId>,
-        show: Option<ShowId>,
-    ) -> Result<Option<Till>, CommandError> {
-        if let Some(show) = show {
-            return Ok(Some(Till::Show(show)));
-        }
-        if let Some(ticket) = ticket {
-            return Ok(Some(Till::Listing(ticket)));
-        }
-        let store = &self.inner.store;
-        let on_ticket = store.read_counted(&subjects::order_anywhere(order_id)).await?;
-        if let Some(ticket) = on_ticket.first().and_then(|e| subjects::ticket_of(&e.subject)) {
-            return Ok(Some(Till::Listing(ticket)));
-        }
-        let on_show = store.read_counted(&subjects::show_order_anywhere(order_id)).await?;
-        Ok(on_show.first().and_then(|e| subjects::show_of(&e.subject)).map(Till::Show))
-    }
-
     pub(crate) async fn apply_webhook(&self, event: &WebhookEvent) -> Result<WebhookEffect, CommandError> {
         let settlement = match event.notice() {
             Notice::Settles(settlement) => settlement,
@@ -428,7 +391,8 @@ impl Service {
             }
         };
         let order_id = settlement.order_id;
-        let Some(till) = self.webhook_till(order_id, settlement.ticket_hint, settlement.event_hint).await? else {
+        // A webhook comes after its payment started, which is written on the order's subject.
+        let Some(till) = self.till_in_stream(order_id, settlement.ticket_hint, settlement.event_hint).await? else {
             tracing::info!(event = %event.id, %order_id, "webhook for an unknown order ignored");
             return Ok(WebhookEffect::Ignored);
         };

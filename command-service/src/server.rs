@@ -190,8 +190,8 @@ impl Service {
             Command::CancelOrder { order_id, ticket_id, event_id } => {
                 let actor = signed_in()?;
                 match self.order_home(actor, *order_id, *ticket_id, *event_id).await? {
-                    crate::shows::Home::Ticket(ticket) => self.cancel_order(actor, *order_id, Some(ticket)).await,
-                    crate::shows::Home::Show(show) => self.cancel_event_order(actor, show, *order_id).await,
+                    crate::paying::Till::Listing(ticket) => self.cancel_order(actor, *order_id, ticket).await,
+                    crate::paying::Till::Show(show) => self.cancel_event_order(actor, show, *order_id).await,
                 }
             }
             Command::PayOrder { order_id, ticket_id, event_id, token } => {

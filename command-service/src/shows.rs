@@ -9,16 +9,8 @@ use uuid::Uuid;
 
 use crate::api::{OrderItemInput, Outcome, SectionInput, Success, TicketTypeInput};
 use crate::desk::{OrderView, Seen};
+use crate::paying::Till;
 use crate::{CommandError, Service, Target, now};
-
-/// Where an order lives: on a listed ticket, or on a show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Home {
-    /// An order on a ticket: decided in the ticket's listing.
-    Ticket(TicketId),
-    /// An order on a show: decided by the show's desk.
-    Show(ShowId),
-}
 
 /// What `createEvent` and `updateEvent` carry besides their ids.
 pub(crate) struct EventFields<'a> {
@@ -185,35 +177,48 @@ impl Service {
         !matches!(self.inner.desks.find(show_id, order_id).await, Ok(Seen { value: OrderView { order: None, .. }, .. }))
     }
 
-    /// Where an order lives: the caller's hint (the gateway reads it from the read model), else
-    /// the ticket's order subject, else the show order's own subject (once anything was written
-    /// there), else the hold slot the actor holds for it (an open order on a show).
+    /// Where an order lives, from the caller's hints (the gateway reads them from the read
+    /// model) or the stream: the ticket's order subject, else the show order's own subject (once
+    /// anything was written there). `None` when neither names it.
+    pub(crate) async fn till_in_stream(
+        &self,
+        order_id: OrderId,
+        ticket: Option<TicketId>,
+        show: Option<ShowId>,
+    ) -> Result<Option<Till>, CommandError> {
+        match (ticket, show) {
+            (_, Some(show)) => return Ok(Some(Till::Show(show))),
+            (Some(ticket), None) => return Ok(Some(Till::Listing(ticket))),
+            (None, None) => {}
+        }
+        let store = &self.inner.store;
+        let on_ticket = store.read_counted(&subjects::order_anywhere(order_id)).await?;
+        if let Some(ticket) = on_ticket.first().and_then(|e| subjects::ticket_of(&e.subject)) {
+            return Ok(Some(Till::Listing(ticket)));
+        }
+        let on_show = store.read_counted(&subjects::show_order_anywhere(order_id)).await?;
+        Ok(on_show.first().and_then(|e| subjects::show_of(&e.subject)).map(Till::Show))
+    }
+
+    /// Where an order of `actor`'s (or one an admin names) lives: as [`Service::till_in_stream`]
+    /// finds it, else the hold slot the actor holds for it (an open order on a show has nothing
+    /// on its own subject yet).
     pub(crate) async fn order_home(
         &self,
         actor: Actor,
         order_id: OrderId,
         ticket: Option<TicketId>,
         show: Option<ShowId>,
-    ) -> Result<Home, CommandError> {
-        match (ticket, show) {
-            (_, Some(show)) => return Ok(Home::Show(show)),
-            (Some(ticket), None) => return Ok(Home::Ticket(ticket)),
-            (None, None) => {}
+    ) -> Result<Till, CommandError> {
+        if let Some(till) = self.till_in_stream(order_id, ticket, show).await? {
+            return Ok(till);
         }
-        let store = &self.inner.store;
-        let on_ticket = store.read_counted(&subjects::order_anywhere(order_id)).await?;
-        if let Some(ticket) = on_ticket.first().and_then(|e| subjects::ticket_of(&e.subject)) {
-            return Ok(Home::Ticket(ticket));
-        }
-        let on_show = store.read_counted(&subjects::show_order_anywhere(order_id)).await?;
-        if let Some(show) = on_show.first().and_then(|e| subjects::show_of(&e.subject)) {
-            return Ok(Home::Show(show));
-        }
-        let account = store.load::<Account>(&subjects::account(actor.id)).await?;
-        match account.state.hold_slots.get(&order_id) {
-            Some(slot) if slot.show_id.is_some() => Ok(Home::Show(slot.show_id.unwrap_or(ShowId(Uuid::nil())))),
-            Some(slot) if slot.ticket_id.is_some() => Ok(Home::Ticket(slot.ticket_id.unwrap_or(TicketId(Uuid::nil())))),
-            _ => Err(CommandError::refused(domain::OrderError::NotFound)),
+        let account = self.inner.store.load::<Account>(&subjects::account(actor.id)).await?;
+        let slot = account.state.hold_slots.get(&order_id);
+        match (slot.and_then(|s| s.show_id), slot.and_then(|s| s.ticket_id)) {
+            (Some(show), _) => Ok(Till::Show(show)),
+            (None, Some(ticket)) => Ok(Till::Listing(ticket)),
+            (None, None) => Err(CommandError::refused(domain::OrderError::NotFound)),
         }
     }
 
