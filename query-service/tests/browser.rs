@@ -414,3 +414,144 @@ async fn a_buyer_cancels_while_the_bank_is_still_confirming_and_the_late_money_g
     seller.close().await;
     buyer.close().await;
 }
+
+impl Browser {
+    /// Waits until attribute `attr` of `css` contains `needle`.
+    async fn wait_attr(&self, css: &str, attr: &str, needle: &str) {
+        let started = Instant::now();
+        let mut last = None;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(value) = element.attr(attr).await
+            {
+                if value.as_deref().is_some_and(|v| v.contains(needle)) {
+                    return;
+                }
+                last = value;
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail(&format!("{css} never had {attr} with {needle:?} (last: {last:?})")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn attr(&self, css: &str, attr: &str) -> Option<String> {
+        self.find(css).await.attr(attr).await.ok().flatten()
+    }
+
+    /// Sends `keys` to the element `css` (it takes the focus).
+    async fn keys(&self, css: &str, keys: &str) {
+        if let Err(e) = self.find(css).await.send_keys(keys).await {
+            self.fail(&format!("typing into {css}: {e}")).await;
+        }
+    }
+}
+
+fn seat(id: &str) -> String {
+    format!("[data-seat='{id}']")
+}
+
+/// An organiser puts an event on sale with a tier and a generated seat map; two buyers race for
+/// its seats in two browsers. The second sees the first's seats turn held without a reload and
+/// cannot take them; asking for more tickets than are left is refused with a message naming the
+/// tier and what is left, and holds nothing; the organiser's sales table follows live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_browsers_race_for_an_events_seats_and_the_organiser_watches_it_sell() {
+    let (_stack, base, driver) = system(300).await;
+    let organiser = Browser::open(&driver, &base, "event-organiser").await;
+    organiser.sign_up("organiser@example.com").await;
+    organiser.goto("/my/events/new").await;
+    organiser.fill("#title", "Chamber Quartet").await;
+    organiser.fill("#venue", "Wigmore Hall").await;
+    organiser.fill("#tier-0-name", "Standing").await;
+    organiser.fill("#tier-0-price", "30").await;
+    organiser.fill("#tier-0-capacity", "0").await;
+    organiser.fill("#gen-sections", "1").await;
+    organiser.fill("#gen-rows", "2").await;
+    organiser.fill("#gen-seats", "4").await;
+    organiser.fill("#gen-price", "45").await;
+    organiser.click("[data-testid=generate]").await;
+    organiser.wait_text("[data-testid=capacity]", "8 tickets in all").await;
+    let name = organiser.find("#section-0-name").await.prop("value").await.ok().flatten();
+    assert_eq!(name.as_deref(), Some("A"), "the generated section's name");
+    // The API's error for the tier's capacity sits beside that tier's field (its path names it).
+    organiser.click("button[type=submit]").await;
+    organiser.wait_text("#tier-0-capacity-error", "apacity").await;
+    organiser.fill("#tier-0-capacity", "3").await;
+    organiser.wait_text("[data-testid=capacity]", "11 tickets in all").await;
+    organiser.click("button[type=submit]").await;
+    organiser.wait_text("[data-testid=event-title]", "Chamber Quartet").await;
+    let path = organiser.wait_path("/events/").await;
+    assert!(!path.starts_with("/my/"), "still on the form: {path}");
+    let id = path.rsplit('/').next().unwrap_or_default().to_owned();
+    organiser.wait_text("[data-testid=sales]", "Standing").await;
+    organiser.mark_page().await;
+
+    let first = Browser::open(&driver, &base, "event-first").await;
+    let second = Browser::open(&driver, &base, "event-second").await;
+    first.sign_up("quick@example.com").await;
+    second.sign_up("slower@example.com").await;
+    // Both find it on the events page.
+    second.goto("/events").await;
+    second.click(&format!("[data-event='{id}'] a")).await;
+    second.wait_path(&format!("/events/{id}")).await;
+    first.goto(&format!("/events/{id}")).await;
+    second.mark_page().await;
+
+    // The second buyer chooses a seat; the first holds it and the one beside it.
+    second.click(&seat("A-1-2")).await;
+    second.wait_attr(&seat("A-1-2"), "aria-checked", "true").await;
+    second.wait_text("[data-testid=summary]", "Seat A-1-2").await;
+    first.click(&seat("A-1-1")).await;
+    first.click(&seat("A-1-2")).await;
+    first.wait_text("[data-testid=total]", "$90.00").await;
+    first.click("[data-testid=hold]").await;
+    first.wait_path("/orders/").await;
+    first.wait_text("[data-testid=countdown]", "Held for you for").await;
+    first.wait_text(".items", "Seat A-1-1").await;
+
+    // The second browser sees both turn held, without a reload; its chosen seat is gone from its
+    // choice, with a word why, and a held seat cannot be taken.
+    second.wait_attr(&seat("A-1-1"), "class", "seat--held").await;
+    second.wait_attr(&seat("A-1-2"), "class", "seat--held").await;
+    second.wait_text(".alert--info", "Just taken by someone else: seat A-1-2").await;
+    second.click(&seat("A-1-1")).await;
+    assert_eq!(second.attr(&seat("A-1-1"), "aria-checked").await.as_deref(), Some("false"));
+    assert_eq!(second.attr(&seat("A-1-1"), "aria-disabled").await.as_deref(), Some("true"));
+    assert!(second.attr("[data-testid=hold]", "disabled").await.is_some(), "nothing chosen, yet it may hold");
+    assert!(second.same_page().await, "the second buyer's page was reloaded");
+    second.picture("event-seats.png").await;
+
+    // The keyboard: Space picks the focused seat, the arrow keys move along the row.
+    second.keys(&seat("A-1-3"), " ").await;
+    second.wait_attr(&seat("A-1-3"), "aria-checked", "true").await;
+    let right: char = fantoccini::key::Key::Right.into();
+    second.keys(&seat("A-1-3"), &format!("{right} ")).await;
+    second.wait_attr(&seat("A-1-4"), "aria-checked", "true").await;
+
+    // More standing tickets than there are: refused by name, and nothing at all is held.
+    second.fill("#qty-0", "4").await;
+    second.wait_text("[data-testid=hold]", "Hold 6 tickets").await;
+    second.click("[data-testid=hold]").await;
+    second.wait_text(".alert--error", "Not available any more: Standing (only 3 left)").await;
+    second.wait_text(".alert--error", "Nothing was held").await;
+    assert_eq!(second.attr(&seat("A-1-3"), "class").await.as_deref(), Some("seat seat--chosen"));
+    organiser.wait_text("[data-testid=held]", "2").await;
+    // Within what is left, it holds: the order lists every item.
+    second.fill("#qty-0", "2").await;
+    second.wait_text("[data-testid=hold]", "Hold 4 tickets for $150.00").await;
+    second.click("[data-testid=hold]").await;
+    second.wait_path("/orders/").await;
+    second.wait_text(".items", "Seat A-1-4").await;
+    second.wait_text(".items", "Standing").await;
+
+    // The organiser's page followed all of it by itself.
+    organiser.wait_text("[data-testid=held]", "6").await;
+    organiser.wait_text("[data-testid=event-available]", "5 left").await;
+    assert!(organiser.same_page().await, "the organiser's page was reloaded");
+    organiser.picture("event-sales.png").await;
+    organiser.close().await;
+    first.close().await;
+    second.close().await;
+}

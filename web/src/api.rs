@@ -13,12 +13,14 @@ pub struct ApiError {
     pub message: String,
     /// The input field at fault, for `BAD_USER_INPUT`.
     pub field: Option<String>,
+    /// What was not available, for an event order's `CONFLICT` (seat and ticket type ids).
+    pub unavailable: Vec<String>,
 }
 
 impl ApiError {
     /// An error that never reached the API.
     pub fn network(message: impl Into<String>) -> Self {
-        Self { code: "NETWORK".into(), message: message.into(), field: None }
+        Self { code: "NETWORK".into(), message: message.into(), field: None, unavailable: vec![] }
     }
 
     /// The first error of a GraphQL response.
@@ -30,6 +32,13 @@ impl ApiError {
             code: extension("code").unwrap_or_else(|| "INTERNAL_SERVER_ERROR".into()),
             message: error.message.clone(),
             field: extension("field"),
+            unavailable: error
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("unavailable"))
+                .and_then(|v| v.as_array())
+                .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -122,10 +131,26 @@ mod tests {
     }
 
     #[test]
+    fn an_event_conflict_keeps_what_was_unavailable() {
+        let response: Response<serde_json::Value> = serde_json::from_value(serde_json::json!({
+            "data": null,
+            "errors": [{"message": "not available: A-1-2", "extensions": {"code": "CONFLICT", "unavailable": ["A-1-2", "t1"]}}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let error = decode(response).err().unwrap_or_else(|| panic!("no error"));
+        assert_eq!(error.unavailable, ["A-1-2", "t1"]);
+    }
+
+    #[test]
     fn declines_and_unknown_codes_read_as_sentences() {
-        let declined = ApiError { code: "PAYMENT_DECLINED".into(), message: "card_declined".into(), field: None };
+        let declined = ApiError {
+            code: "PAYMENT_DECLINED".into(),
+            message: "card_declined".into(),
+            field: None,
+            unavailable: vec![],
+        };
         assert_eq!(declined.user_message(), "Your card was declined. Try another card.");
-        let internal = ApiError { code: "WHATEVER".into(), message: "boom".into(), field: None };
+        let internal = ApiError { code: "WHATEVER".into(), message: "boom".into(), field: None, unavailable: vec![] };
         assert!(!internal.user_message().contains("boom"));
     }
 }

@@ -22,6 +22,21 @@ pub enum Route {
         /// The ticket shown.
         id: String,
     },
+    /// Upcoming events, soonest first.
+    #[at("/events")]
+    Events,
+    /// One event: choose tickets and seats; its organiser watches it sell.
+    #[at("/events/:id")]
+    Event {
+        /// The event shown.
+        id: String,
+    },
+    /// The events I organise.
+    #[at("/my/events")]
+    MyEvents,
+    /// Put an event on sale.
+    #[at("/my/events/new")]
+    NewEvent,
     /// List a ticket for sale.
     #[at("/sell")]
     Sell,
@@ -53,6 +68,10 @@ fn switch(route: Route) -> Html {
     match route {
         Route::Tickets => html! { <pages::Tickets /> },
         Route::Ticket { id } => html! { <pages::TicketPage {id} /> },
+        Route::Events => html! { <pages::Events /> },
+        Route::Event { id } => html! { <pages::EventPage {id} /> },
+        Route::MyEvents => html! { <pages::MyEvents /> },
+        Route::NewEvent => html! { <pages::NewEvent /> },
         Route::Sell => html! { <pages::Sell /> },
         Route::MyTickets => html! { <pages::MyTickets /> },
         Route::Order { id } => html! { <pages::OrderPage {id} /> },

@@ -7,7 +7,7 @@
 
 use graphql_client::GraphQLQuery;
 
-pub use crate::state::{CancelReason, OrderStatus, PaymentStatus, Role, TicketStatus};
+pub use crate::state::{CancelReason, OrderStatus, PaymentStatus, Role, SeatStatus, TicketStatus};
 
 /// GraphQL `ID`.
 pub type ID = String;
@@ -191,3 +191,63 @@ pub struct CancelOrder;
     extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role")
 )]
 pub struct PayOrder;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct Events;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct MyEvents;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct EventDetail;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct EventChanged;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct CreateEvent;
+
+#[derive(GraphQLQuery)]
+#[graphql(
+    schema_path = "../schema.graphql",
+    query_path = "graphql/events.graphql",
+    response_derives = "Debug, Clone, PartialEq",
+    variables_derives = "Debug, Clone, PartialEq",
+    extern_enums("TicketStatus", "OrderStatus", "PaymentStatus", "CancelReason", "Role", "SeatStatus")
+)]
+pub struct CreateEventOrder;

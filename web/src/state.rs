@@ -13,7 +13,7 @@ use crate::graphql;
 
 // The statuses and cancel reasons are the domain's own types: their serde form is the GraphQL
 // enums' (SCREAMING_SNAKE_CASE), so `graphql-client` decodes into them (`extern_enums`).
-pub use domain::{CancelReason, OrderStatus, PaymentStatus, TicketStatus};
+pub use domain::{CancelReason, OrderStatus, PaymentStatus, SeatStatus, TicketStatus};
 
 /// A user's role (GraphQL `Role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -195,6 +195,293 @@ order_from!(
     graphql::order_changed::OrderChangedOrderChanged,
     graphql::my_orders::MyOrdersMyOrdersNodes
 );
+
+/// An event in a list: enough for a card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSummary {
+    /// The event's id: its page's address.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// Where it takes place.
+    pub venue: String,
+    /// When it starts (RFC 3339).
+    pub starts_at: String,
+    /// Tickets left in all.
+    pub available: i32,
+    /// The lowest price of a ticket type or a section, in cents.
+    pub from_cents: Option<i64>,
+}
+
+macro_rules! event_summary_from {
+    ($($source:ty),*) => {$(
+        impl From<$source> for EventSummary {
+            fn from(e: $source) -> Self {
+                let prices = e.ticket_types.iter().map(|t| t.price_cents).chain(e.sections.iter().map(|s| s.price_cents));
+                EventSummary {
+                    from_cents: prices.min(),
+                    id: e.id,
+                    title: e.title,
+                    venue: e.venue,
+                    starts_at: e.starts_at,
+                    available: e.available as i32,
+                }
+            }
+        }
+    )*};
+}
+event_summary_from!(graphql::events::EventsEventsNodes, graphql::my_events::MyEventsMyEventsNodes);
+
+/// A general-admission ticket type as the event page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketTypeView {
+    /// Its id (`ticketTypeId` of an order item).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The price of one ticket, in cents.
+    pub price_cents: i64,
+    /// The ISO 4217 code the price is in.
+    pub currency: String,
+    /// How many tickets it has.
+    pub capacity: i32,
+    /// How many are left.
+    pub available: i32,
+    /// How many open orders hold.
+    pub held: i32,
+    /// How many are sold.
+    pub sold: i32,
+}
+
+/// One seat of a section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeatView {
+    /// Its id (`A-3-17`).
+    pub id: String,
+    /// Its row, from 1.
+    pub row: i32,
+    /// Its number in the row, from 1.
+    pub number: i32,
+    /// Available, held or sold.
+    pub status: SeatStatus,
+}
+
+/// A section of numbered seats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SectionView {
+    /// Its name.
+    pub name: String,
+    /// The price of each seat, in cents.
+    pub price_cents: i64,
+    /// How many rows.
+    pub rows: i32,
+    /// How many seats each row has.
+    pub seats_per_row: i32,
+    /// How many seats are available.
+    pub available: i32,
+    /// Its seats, row by row.
+    pub seats: Vec<SeatView>,
+}
+
+impl SectionView {
+    /// How many of its seats have `status`.
+    pub fn count(&self, status: SeatStatus) -> usize {
+        self.seats.iter().filter(|s| s.status == status).count()
+    }
+}
+
+/// An event as its page shows it, kept live by `eventChanged`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event's id.
+    pub id: String,
+    /// The title.
+    pub title: String,
+    /// Where it takes place.
+    pub venue: String,
+    /// When it starts (RFC 3339).
+    pub starts_at: String,
+    /// Tickets left in all.
+    pub available: i32,
+    /// Changes seen; a higher version is newer.
+    pub version: i64,
+    /// The organiser's account id.
+    pub organizer_id: String,
+    /// Whether the viewer may change it (the organiser's sales view).
+    pub viewer_can_edit: bool,
+    /// Whether the viewer may order tickets to it now.
+    pub viewer_can_order: bool,
+    /// Its ticket types, in the organiser's order.
+    pub ticket_types: Vec<TicketTypeView>,
+    /// Its sections, in the organiser's order.
+    pub sections: Vec<SectionView>,
+}
+
+impl Event {
+    /// The seat with `id`, and its section's price.
+    pub fn seat(&self, id: &str) -> Option<(&SeatView, i64)> {
+        self.sections.iter().find_map(|s| s.seats.iter().find(|seat| seat.id == id).map(|seat| (seat, s.price_cents)))
+    }
+
+    /// What the API's `extensions.unavailable` ids are, in words: a ticket type's name with how
+    /// many are left, or a seat's id.
+    pub fn describe_unavailable(&self, ids: &[String]) -> Vec<String> {
+        ids.iter()
+            .map(|id| match self.ticket_types.iter().find(|t| &t.id == id) {
+                Some(t) if t.available == 0 => format!("{} (sold out)", t.name),
+                Some(t) => format!("{} (only {} left)", t.name, t.available),
+                None => format!("seat {id}"),
+            })
+            .collect()
+    }
+}
+
+impl Versioned for Event {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+macro_rules! event_from {
+    ($module:ident, $event:ident, $types:ident, $sections:ident, $seats:ident) => {
+        impl From<graphql::$module::$event> for Event {
+            fn from(e: graphql::$module::$event) -> Self {
+                Event {
+                    id: e.id,
+                    title: e.title,
+                    venue: e.venue,
+                    starts_at: e.starts_at,
+                    available: e.available as i32,
+                    version: e.version,
+                    organizer_id: e.organizer.id,
+                    viewer_can_edit: e.viewer_can_edit,
+                    viewer_can_order: e.viewer_can_order,
+                    ticket_types: e
+                        .ticket_types
+                        .into_iter()
+                        .map(|t: graphql::$module::$types| TicketTypeView {
+                            id: t.id,
+                            name: t.name,
+                            price_cents: t.price_cents,
+                            currency: t.currency,
+                            capacity: t.capacity as i32,
+                            available: t.available as i32,
+                            held: t.held as i32,
+                            sold: t.sold as i32,
+                        })
+                        .collect(),
+                    sections: e
+                        .sections
+                        .into_iter()
+                        .map(|s: graphql::$module::$sections| SectionView {
+                            name: s.name,
+                            price_cents: s.price_cents,
+                            rows: s.rows as i32,
+                            seats_per_row: s.seats_per_row as i32,
+                            available: s.available as i32,
+                            seats: s
+                                .seats
+                                .into_iter()
+                                .map(|seat: graphql::$module::$seats| SeatView {
+                                    id: seat.id,
+                                    row: seat.row as i32,
+                                    number: seat.number as i32,
+                                    status: seat.status,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            }
+        }
+    };
+}
+event_from!(
+    event_detail,
+    EventDetailEvent,
+    EventDetailEventTicketTypes,
+    EventDetailEventSections,
+    EventDetailEventSectionsSeats
+);
+event_from!(
+    event_changed,
+    EventChangedEventChanged,
+    EventChangedEventChangedTicketTypes,
+    EventChangedEventChangedSections,
+    EventChangedEventChangedSectionsSeats
+);
+
+/// The most tickets one order may hold (PRODUCT.md: 1..=10 per order).
+pub const MAX_TICKETS_PER_ORDER: u32 = 10;
+
+/// What a buyer has chosen on an event page: tickets per type and seats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Basket {
+    /// Tickets wanted per ticket type id (only types with at least one).
+    pub quantities: Vec<(String, u32)>,
+    /// Seat ids chosen, in the order they were picked.
+    pub seats: Vec<String>,
+}
+
+impl Basket {
+    /// How many tickets in all.
+    pub fn count(&self) -> u32 {
+        self.quantities.iter().map(|(_, q)| q).sum::<u32>() + self.seats.len() as u32
+    }
+
+    /// How many of ticket type `id` are wanted.
+    pub fn quantity(&self, id: &str) -> u32 {
+        self.quantities.iter().find(|(t, _)| t == id).map_or(0, |(_, q)| *q)
+    }
+
+    /// Wants `quantity` of type `id`, as far as the per-order limit allows.
+    pub fn set_quantity(&mut self, id: &str, quantity: u32) {
+        let others = self.count() - self.quantity(id);
+        let quantity = quantity.min(MAX_TICKETS_PER_ORDER.saturating_sub(others));
+        self.quantities.retain(|(t, _)| t != id);
+        if quantity > 0 {
+            self.quantities.push((id.to_owned(), quantity));
+        }
+    }
+
+    /// Picks or unpicks seat `id`; picking fails (false) once the order is full.
+    pub fn toggle_seat(&mut self, id: &str) -> bool {
+        if let Some(at) = self.seats.iter().position(|s| s == id) {
+            self.seats.remove(at);
+            true
+        } else if self.count() < MAX_TICKETS_PER_ORDER {
+            self.seats.push(id.to_owned());
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The total at the event's current prices, in cents.
+    pub fn total_cents(&self, event: &Event) -> i64 {
+        let tickets: i64 = self
+            .quantities
+            .iter()
+            .filter_map(|(id, q)| {
+                event.ticket_types.iter().find(|t| &t.id == id).map(|t| t.price_cents * i64::from(*q))
+            })
+            .sum();
+        let seats: i64 = self.seats.iter().filter_map(|id| event.seat(id).map(|(_, price)| price)).sum();
+        tickets + seats
+    }
+
+    /// Drops the chosen seats someone else has taken since (as the event now says); returns them.
+    pub fn drop_taken(&mut self, event: &Event) -> Vec<String> {
+        let taken: Vec<String> = self
+            .seats
+            .iter()
+            .filter(|id| event.seat(id).is_none_or(|(seat, _)| seat.status != SeatStatus::Available))
+            .cloned()
+            .collect();
+        self.seats.retain(|id| !taken.contains(id));
+        taken
+    }
+}
 
 /// Where the signed-in user is known.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -475,6 +762,83 @@ mod tests {
         );
         assert_eq!(list.items.len(), 2);
         assert_eq!(list.next, None);
+    }
+
+    fn event(types: &[(&str, i32)], seats: &[(&str, SeatStatus)]) -> Event {
+        Event {
+            id: "e".into(),
+            title: "Hamlet".into(),
+            venue: "Globe".into(),
+            starts_at: "2027-01-01T19:30:00Z".into(),
+            available: 0,
+            version: 1,
+            organizer_id: "o".into(),
+            viewer_can_edit: false,
+            viewer_can_order: true,
+            ticket_types: types
+                .iter()
+                .map(|(name, available)| TicketTypeView {
+                    id: format!("t-{name}"),
+                    name: (*name).into(),
+                    price_cents: 2500,
+                    currency: "USD".into(),
+                    capacity: 100,
+                    available: *available,
+                    held: 0,
+                    sold: 100 - available,
+                })
+                .collect(),
+            sections: vec![SectionView {
+                name: "A".into(),
+                price_cents: 4000,
+                rows: 1,
+                seats_per_row: seats.len() as i32,
+                available: 0,
+                seats: seats
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (id, status))| SeatView {
+                        id: (*id).into(),
+                        row: 1,
+                        number: i as i32 + 1,
+                        status: *status,
+                    })
+                    .collect(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_basket_never_holds_more_than_ten_tickets() {
+        let mut basket = Basket::default();
+        basket.set_quantity("t-Floor", 8);
+        assert!(basket.toggle_seat("A-1-1"));
+        assert!(basket.toggle_seat("A-1-2"));
+        assert!(!basket.toggle_seat("A-1-3"), "an eleventh ticket was taken");
+        basket.set_quantity("t-Floor", 12);
+        assert_eq!(basket.quantity("t-Floor"), 8);
+        assert!(basket.toggle_seat("A-1-2"), "unpicking a seat always works");
+        basket.set_quantity("t-Floor", 0);
+        assert_eq!((basket.count(), basket.quantities.len()), (1, 0));
+    }
+
+    #[test]
+    fn a_basket_totals_at_current_prices_and_drops_seats_others_took() {
+        let event = event(&[("Floor", 5)], &[("A-1-1", SeatStatus::Available), ("A-1-2", SeatStatus::Reserved)]);
+        let mut basket = Basket::default();
+        basket.set_quantity("t-Floor", 2);
+        basket.toggle_seat("A-1-1");
+        basket.toggle_seat("A-1-2");
+        assert_eq!(basket.total_cents(&event), 2 * 2500 + 2 * 4000);
+        assert_eq!(basket.drop_taken(&event), ["A-1-2"]);
+        assert_eq!(basket.seats, ["A-1-1"]);
+    }
+
+    #[test]
+    fn unavailable_ids_are_named_with_what_is_left() {
+        let event = event(&[("Floor", 3), ("VIP", 0)], &[("A-1-1", SeatStatus::Sold)]);
+        let words = event.describe_unavailable(&["A-1-1".into(), "t-Floor".into(), "t-VIP".into()]);
+        assert_eq!(words, ["seat A-1-1", "Floor (only 3 left)", "VIP (sold out)"]);
     }
 
     #[test]

@@ -214,6 +214,14 @@ impl TicketType {
     async fn available(&self) -> i32 {
         available_of(&self.row)
     }
+    /// How many of its tickets open orders hold.
+    async fn held(&self) -> i32 {
+        self.row.held
+    }
+    /// How many of its tickets are sold.
+    async fn sold(&self) -> i32 {
+        self.row.sold
+    }
 }
 
 /// A section of numbered seats.

@@ -35,10 +35,12 @@ pub fn header() -> Html {
                 </Link<Route>>
                 <ul class="topbar__links">
                     <li><Link<Route> to={Route::Tickets}>{ "Browse" }</Link<Route>></li>
+                    <li><Link<Route> to={Route::Events}>{ "Events" }</Link<Route>></li>
                     if session.user.is_some() {
                         <li><Link<Route> to={Route::Sell}>{ "Sell" }</Link<Route>></li>
                         <li><Link<Route> to={Route::MyTickets}>{ "My tickets" }</Link<Route>></li>
                         <li><Link<Route> to={Route::MyOrders}>{ "My orders" }</Link<Route>></li>
+                        <li><Link<Route> to={Route::MyEvents}>{ "My events" }</Link<Route>></li>
                     }
                 </ul>
                 <div class="topbar__user">

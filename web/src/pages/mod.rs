@@ -2,17 +2,21 @@
 
 mod auth;
 mod browse;
+mod events;
 mod my_orders;
 mod my_tickets;
 mod order;
+mod organise;
 mod sell;
 mod ticket;
 
 pub use auth::{SignIn, SignUp};
 pub use browse::Tickets;
+pub use events::{EventPage, Events};
 pub use my_orders::MyOrders;
 pub use my_tickets::MyTickets;
 pub use order::OrderPage;
+pub use organise::{MyEvents, NewEvent};
 pub use sell::Sell;
 pub use ticket::TicketPage;
 

@@ -210,5 +210,6 @@ pub(super) fn price_error() -> ApiError {
         code: "BAD_USER_INPUT".into(),
         message: "enter a price like 25 or 25.50".into(),
         field: Some("priceCents".into()),
+        unavailable: vec![],
     }
 }

@@ -211,6 +211,9 @@ fn order_view(props: &OrderPageProps) -> Html {
                 if let Some(ticket) = order.ticket_id.clone() {
                     <p><Link<Route> to={Route::Ticket { id: ticket }}>{ "See the ticket" }</Link<Route>></p>
                 }
+                if let Some(event) = order.event_id.clone() {
+                    <p><Link<Route> to={Route::Event { id: event }}>{ "See the event" }</Link<Route>></p>
+                }
             </div>
         },
     };

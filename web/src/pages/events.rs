@@ -1,0 +1,549 @@
+//! Events: the list of upcoming ones, and an event's page with its ticket types, its seat map,
+//! the buyer's choice and total, and (for its organiser) the sales as they happen.
+
+use wasm_bindgen::JsCast;
+use yew::prelude::*;
+use yew_router::prelude::*;
+
+use super::{Next, PAGE_SIZE, random_key};
+use crate::api::{self, ApiError};
+use crate::app::Route;
+use crate::components::Alert;
+use crate::format;
+use crate::graphql::{
+    CreateEventOrder, EventChanged, EventDetail, Events as EventsQuery, create_event_order, event_changed,
+    event_detail, events,
+};
+use crate::hooks::{use_subscription, use_user};
+use crate::state::{Basket, Event, EventSummary, Live, LiveAction, SeatStatus, SeatView, SectionView};
+use crate::ws;
+
+/// Properties of [`EventCard`].
+#[derive(Properties, PartialEq)]
+pub struct EventCardProps {
+    /// The event shown.
+    pub event: EventSummary,
+}
+
+/// An event in a grid: title, date, venue, lowest price and what is left; the card is the link.
+#[function_component(EventCard)]
+pub fn event_card(props: &EventCardProps) -> Html {
+    let event = &props.event;
+    let left = if event.available == 0 { "Sold out".to_owned() } else { format!("{} left", event.available) };
+    html! {
+        <li class="card" data-event={event.id.clone()}>
+            <Link<Route> to={Route::Event { id: event.id.clone() }} classes="card__link">
+                <span class="card__title">{ event.title.clone() }</span>
+            </Link<Route>>
+            <span class="muted">{ format!("{} · {}", format::date(&event.starts_at), event.venue) }</span>
+            if let Some(cents) = event.from_cents {
+                <span class="card__price">{ format!("from {}", format::money(cents, "USD")) }</span>
+            }
+            <span class={classes!("badge", if event.available == 0 { "badge--sold" } else { "badge--available" })}>{ left }</span>
+        </li>
+    }
+}
+
+/// Upcoming events, soonest first.
+#[function_component(Events)]
+pub fn events_page() -> Html {
+    let items = use_state(Vec::<EventSummary>::new);
+    let next = use_state(|| None::<String>);
+    let loaded = use_state(|| false);
+    let error = use_state(|| None::<ApiError>);
+    let user = use_user();
+    let fetch = {
+        let (items, next, loaded, error) = (items.clone(), next.clone(), loaded.setter(), error.setter());
+        Callback::from(move |after: Option<String>| {
+            let (items, next, loaded, error) = (items.clone(), next.clone(), loaded.clone(), error.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let more = after.is_some();
+                match api::request::<EventsQuery>(events::Variables { first: PAGE_SIZE, after }).await {
+                    Ok(data) => {
+                        let page = data.events;
+                        let mut list = if more { (*items).clone() } else { Vec::new() };
+                        for event in page.nodes.into_iter().map(EventSummary::from) {
+                            if !list.iter().any(|e| e.id == event.id) {
+                                list.push(event);
+                            }
+                        }
+                        items.set(list);
+                        next.set(if page.page_info.has_next_page { page.page_info.end_cursor } else { None });
+                        loaded.set(true);
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        })
+    };
+    {
+        let fetch = fetch.clone();
+        use_effect_with((), move |_| fetch.emit(None));
+    }
+    let more = {
+        let (fetch, next) = (fetch.clone(), next.clone());
+        Callback::from(move |_: MouseEvent| fetch.emit((*next).clone()))
+    };
+    html! {
+        <>
+            <section class="hero">
+                <div>
+                    <h1>{ "Events" }</h1>
+                    <p class="hero__lead">{ "Concerts, plays and festivals: pick tickets or seats, hold them for a few minutes, pay." }</p>
+                </div>
+                if user.is_some() {
+                    <Link<Route> to={Route::NewEvent} classes="button button--large">{ "Put an event on sale" }</Link<Route>>
+                }
+            </section>
+            if let Some(e) = &*error {
+                <Alert message={e.user_message()} />
+            }
+            if !*loaded {
+                <p class="muted" role="status">{ "Loading events…" }</p>
+            } else if items.is_empty() {
+                <p class="empty" role="status">{ "No upcoming events yet." }</p>
+            } else {
+                <ul class="grid" aria-label="Events" data-testid="events">
+                    { for items.iter().map(|e| html! { <EventCard key={e.id.clone()} event={e.clone()} /> }) }
+                </ul>
+            }
+            if next.is_some() {
+                <p class="actions actions--center">
+                    <button class="button button--quiet" onclick={more}>{ "Show more" }</button>
+                </p>
+            }
+        </>
+    }
+}
+
+/// Properties of [`EventPage`].
+#[derive(Properties, PartialEq)]
+pub struct EventPageProps {
+    /// The event's id.
+    pub id: String,
+}
+
+/// One event, live: choose tickets and seats and hold them; its organiser watches it sell.
+#[function_component(EventPage)]
+pub fn event_page(props: &EventPageProps) -> Html {
+    let live = use_reducer(|| Live::<Event>::Loading);
+    let basket = use_state(Basket::default);
+    let error = use_state(|| None::<String>);
+    let notice = use_state(|| None::<String>);
+    let busy = use_state(|| false);
+    let key = use_state(random_key);
+    let user = use_user();
+    let navigator = use_navigator();
+
+    let load = {
+        let (live, error) = (live.dispatcher(), error.setter());
+        let id = props.id.clone();
+        move || {
+            let (live, error, id) = (live.clone(), error.clone(), id.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::request::<EventDetail>(event_detail::Variables { id }).await {
+                    Ok(data) => live.dispatch(LiveAction::Loaded(data.event.map(Into::into))),
+                    Err(e) => error.set(Some(e.user_message())),
+                }
+            });
+        }
+    };
+    {
+        let load = load.clone();
+        use_effect_with(props.id.clone(), move |_| load());
+    }
+    {
+        let live = live.dispatcher();
+        use_subscription::<EventChanged>(
+            event_changed::Variables { id: props.id.clone() },
+            Callback::from(move |message| match message {
+                ws::Event::Connected => load(),
+                ws::Event::Data(data) => {
+                    let data: event_changed::ResponseData = data;
+                    live.dispatch(LiveAction::Changed(data.event_changed.into()));
+                }
+                ws::Event::Refused(_) => {}
+            }),
+        );
+    }
+    // Seats someone else took while they were chosen leave the choice, and the page says so.
+    {
+        let (basket, notice) = (basket.clone(), notice.setter());
+        let current = match &*live {
+            Live::Ready(event) => Some(event.clone()),
+            _ => None,
+        };
+        use_effect_with(current, move |event| {
+            if let Some(event) = event {
+                let mut next = (*basket).clone();
+                let taken = next.drop_taken(event);
+                if !taken.is_empty() {
+                    notice.set(Some(format!("Just taken by someone else: seat {}.", taken.join(", seat "))));
+                    basket.set(next);
+                }
+            }
+        });
+    }
+
+    let event = match &*live {
+        Live::Loading => return html! { <p class="muted" role="status">{ "Loading the event…" }</p> },
+        Live::Missing => {
+            return html! {
+                <section class="panel panel--center">
+                    <h1>{ "No such event" }</h1>
+                    <p><Link<Route> to={Route::Events}>{ "Browse events" }</Link<Route>></p>
+                </section>
+            };
+        }
+        Live::Ready(event) => event.clone(),
+    };
+    let can_choose = event.viewer_can_order;
+
+    let hold = {
+        let (basket, error, busy, key, navigator) =
+            (basket.clone(), error.clone(), busy.clone(), key.clone(), navigator.clone());
+        let event = event.clone();
+        Callback::from(move |_: MouseEvent| {
+            let items: Vec<create_event_order::OrderItemInput> = basket
+                .quantities
+                .iter()
+                .map(|(id, q)| create_event_order::OrderItemInput {
+                    ticket_type_id: id.clone(),
+                    quantity: i64::from(*q),
+                })
+                .collect();
+            let variables = create_event_order::Variables {
+                event_id: event.id.clone(),
+                items: (!items.is_empty()).then_some(items),
+                seats: (!basket.seats.is_empty()).then(|| basket.seats.clone()),
+                idempotency_key: Some((*key).clone()),
+            };
+            let (error, busy, key, navigator, event) =
+                (error.clone(), busy.clone(), key.clone(), navigator.clone(), event.clone());
+            busy.set(true);
+            error.set(None);
+            wasm_bindgen_futures::spawn_local(async move {
+                match api::request::<CreateEventOrder>(variables).await {
+                    Ok(data) => {
+                        if let Some(navigator) = navigator {
+                            navigator.push(&Route::Order { id: data.create_event_order.id });
+                        }
+                    }
+                    Err(e) => {
+                        let message = if e.code == "CONFLICT" && !e.unavailable.is_empty() {
+                            format!(
+                                "Not available any more: {}. Nothing was held; change your choice and try again.",
+                                event.describe_unavailable(&e.unavailable).join(", ")
+                            )
+                        } else {
+                            e.user_message()
+                        };
+                        error.set(Some(message));
+                        // Another attempt is another request: a new key.
+                        key.set(random_key());
+                        busy.set(false);
+                    }
+                }
+            });
+        })
+    };
+
+    let set_quantity = {
+        let basket = basket.clone();
+        Callback::from(move |(id, quantity): (String, u32)| {
+            let mut next = (*basket).clone();
+            next.set_quantity(&id, quantity);
+            basket.set(next);
+        })
+    };
+    let toggle_seat = {
+        let (basket, notice) = (basket.clone(), notice.clone());
+        Callback::from(move |id: String| {
+            let mut next = (*basket).clone();
+            if next.toggle_seat(&id) {
+                notice.set(None);
+                basket.set(next);
+            } else {
+                notice.set(Some("An order holds at most 10 tickets.".into()));
+            }
+        })
+    };
+
+    let count = basket.count();
+    let total = basket.total_cents(&event);
+    let action = if can_choose {
+        html! {
+            <button class="button button--large" onclick={hold} disabled={*busy || count == 0} data-testid="hold">
+                { if *busy { "Holding…".to_owned() } else if count == 0 { "Choose tickets or seats".to_owned() } else {
+                    format!("Hold {count} {} for {}", if count == 1 { "ticket" } else { "tickets" }, format::money(total, "USD"))
+                } }
+            </button>
+        }
+    } else if event.viewer_can_edit {
+        html! { <p class="muted">{ "You organise this event: its sales are below, live." }</p> }
+    } else if user.is_none() {
+        let next = Next { next: Some(format!("/events/{}", event.id)) };
+        html! {
+            <Link<Route, Next> to={Route::SignIn} query={Some(next)} classes="button button--large">{ "Sign in to buy" }</Link<Route, Next>>
+        }
+    } else {
+        html! { <p class="muted">{ "Tickets to this event are no longer sold." }</p> }
+    };
+
+    html! {
+        <article class="detail detail--wide">
+            <p class="breadcrumb"><Link<Route> to={Route::Events}>{ "← All events" }</Link<Route>></p>
+            <div class="detail__head">
+                <h1 data-testid="event-title">{ event.title.clone() }</h1>
+                <span class="badge badge--available" aria-live="polite" data-testid="event-available">
+                    { if event.available == 0 { "Sold out".to_owned() } else { format!("{} left", event.available) } }
+                </span>
+            </div>
+            <p class="muted">{ format!("{} · {}", format::date(&event.starts_at), event.venue) }</p>
+            if !event.ticket_types.is_empty() {
+                <section class="tiers" aria-labelledby="tiers-title">
+                    <h2 id="tiers-title">{ "Tickets" }</h2>
+                    <ul class="rows">
+                        { for event.ticket_types.iter().enumerate().map(|(i, t)| {
+                            let id = t.id.clone();
+                            let set = set_quantity.clone();
+                            let oninput = Callback::from(move |e: InputEvent| {
+                                let input: web_sys::HtmlInputElement = e.target_unchecked_into();
+                                let quantity = input.value().trim().parse::<u32>().unwrap_or(0);
+                                set.emit((id.clone(), quantity));
+                            });
+                            let input_id = format!("qty-{i}");
+                            html! {
+                                <li class="row" data-ticket-type={t.id.clone()}>
+                                    <div class="row__main">
+                                        <label class="row__title" for={input_id.clone()}>{ t.name.clone() }</label>
+                                        <span class="muted" data-testid="tier-left">
+                                            { if t.available == 0 { "Sold out".to_owned() } else { format!("{} left", t.available) } }
+                                        </span>
+                                    </div>
+                                    <span class="row__price">{ format::money(t.price_cents, &t.currency) }</span>
+                                    if can_choose {
+                                        <input class="quantity" id={input_id} type="number" min="0" max="10" inputmode="numeric"
+                                            value={basket.quantity(&t.id).to_string()} {oninput} />
+                                    }
+                                </li>
+                            }
+                        }) }
+                    </ul>
+                </section>
+            }
+            { for event.sections.iter().map(|section| html! {
+                <SeatMap section={section.clone()} chosen={basket.seats.clone()} enabled={can_choose} ontoggle={toggle_seat.clone()} />
+            }) }
+            if can_choose || count > 0 {
+                <section class="summary" aria-labelledby="summary-title" data-testid="summary">
+                    <h2 id="summary-title">{ "Your choice" }</h2>
+                    if count == 0 {
+                        <p class="muted">{ "Nothing chosen yet." }</p>
+                    } else {
+                        <ul class="summary__lines">
+                            { for basket.quantities.iter().filter_map(|(id, q)| event.ticket_types.iter().find(|t| &t.id == id).map(|t| html! {
+                                <li>{ format!("{q} × {}", t.name) }<span>{ format::money(t.price_cents * i64::from(*q), "USD") }</span></li>
+                            })) }
+                            { for basket.seats.iter().filter_map(|id| event.seat(id).map(|(_, price)| html! {
+                                <li>{ format!("Seat {id}") }<span>{ format::money(price, "USD") }</span></li>
+                            })) }
+                        </ul>
+                        <p class="summary__total">{ "Total " }<strong data-testid="total">{ format::money(total, "USD") }</strong></p>
+                    }
+                </section>
+            }
+            if let Some(message) = &*notice {
+                <Alert message={message.clone()} kind="info" />
+            }
+            if let Some(message) = &*error {
+                <Alert message={message.clone()} />
+            }
+            <div class="detail__action">{ action }</div>
+            if event.viewer_can_edit {
+                <Sales event={event.clone()} />
+            }
+        </article>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct SeatMapProps {
+    section: SectionView,
+    chosen: Vec<String>,
+    enabled: bool,
+    ontoggle: Callback<String>,
+}
+
+/// The element id of a seat's shape (section names may hold spaces).
+fn seat_element_id(seat: &str) -> String {
+    format!("seat-{}", seat.replace(' ', "_"))
+}
+
+const SEAT: i32 = 18;
+const GAP: i32 = 4;
+const LABEL: i32 = 28;
+
+/// A section's seats drawn row by row. One seat is in the tab order at a time; the arrow keys
+/// move between seats and Enter or Space picks one, as in a grid.
+#[function_component(SeatMap)]
+fn seat_map(props: &SeatMapProps) -> Html {
+    let section = &props.section;
+    let focused = use_state(|| None::<String>);
+    let pitch = SEAT + GAP;
+    let width = LABEL + section.seats_per_row * pitch;
+    let height = section.rows * pitch + pitch;
+    let tabbable = (*focused)
+        .clone()
+        .filter(|id| section.seats.iter().any(|s| &s.id == id))
+        .or_else(|| section.seats.iter().find(|s| s.status == SeatStatus::Available).map(|s| s.id.clone()))
+        .or_else(|| section.seats.first().map(|s| s.id.clone()));
+    let at = |row: i32, number: i32| section.seats.iter().find(|s| s.row == row && s.number == number);
+    let seat_shape = |seat: &SeatView| {
+        let chosen = props.chosen.contains(&seat.id);
+        let (class, words) = match seat.status {
+            _ if chosen => ("seat seat--chosen", "chosen"),
+            SeatStatus::Available => ("seat seat--available", "available"),
+            SeatStatus::Reserved => ("seat seat--held", "held"),
+            SeatStatus::Sold => ("seat seat--sold", "sold"),
+        };
+        let label = format!(
+            "Seat {}, row {} seat {}, {}, {words}",
+            seat.id,
+            seat.row,
+            seat.number,
+            format::money(section.price_cents, "USD")
+        );
+        let selectable = props.enabled && (seat.status == SeatStatus::Available || chosen);
+        let toggle = {
+            let (ontoggle, id) = (props.ontoggle.clone(), seat.id.clone());
+            move || {
+                if selectable {
+                    ontoggle.emit(id.clone());
+                }
+            }
+        };
+        let onclick = {
+            let toggle = toggle.clone();
+            Callback::from(move |_: MouseEvent| toggle())
+        };
+        let onkeydown = {
+            let (focused, row, number) = (focused.clone(), seat.row, seat.number);
+            let neighbour = |row: i32, number: i32| at(row, number).map(|s| s.id.clone());
+            let moves = [
+                ("ArrowLeft", neighbour(row, number - 1)),
+                ("ArrowRight", neighbour(row, number + 1)),
+                ("ArrowUp", neighbour(row - 1, number)),
+                ("ArrowDown", neighbour(row + 1, number)),
+                ("Home", neighbour(row, 1)),
+                ("End", neighbour(row, section.seats_per_row)),
+            ];
+            Callback::from(move |e: KeyboardEvent| {
+                let key = e.key();
+                if key == "Enter" || key == " " {
+                    e.prevent_default();
+                    toggle();
+                } else if let Some((_, target)) = moves.iter().find(|(k, _)| *k == key) {
+                    e.prevent_default();
+                    if let Some(target) = target {
+                        focused.set(Some(target.clone()));
+                        focus(&seat_element_id(target));
+                    }
+                }
+            })
+        };
+        let onfocus = {
+            let (focused, id) = (focused.clone(), seat.id.clone());
+            Callback::from(move |_: FocusEvent| focused.set(Some(id.clone())))
+        };
+        let x = LABEL + (seat.number - 1) * pitch;
+        let y = pitch + (seat.row - 1) * pitch;
+        html! {
+            <rect key={seat.id.clone()} id={seat_element_id(&seat.id)} class={class} data-seat={seat.id.clone()}
+                x={x.to_string()} y={y.to_string()} width={SEAT.to_string()} height={SEAT.to_string()} rx="4"
+                role="checkbox" aria-checked={if chosen { "true" } else { "false" }}
+                aria-disabled={(!selectable).then_some("true")} aria-label={label}
+                tabindex={if tabbable.as_deref() == Some(seat.id.as_str()) { "0" } else { "-1" }}
+                {onclick} {onkeydown} {onfocus}>
+                <title>{ format!("{} · {words}", seat.id) }</title>
+            </rect>
+        }
+    };
+    let title_id = format!("section-{}", section.name.replace(' ', "_"));
+    html! {
+        <section class="seatmap" aria-labelledby={title_id.clone()} data-section={section.name.clone()}>
+            <h2 id={title_id.clone()}>
+                { format!("Section {}", section.name) }
+                <span class="muted">{ format!(" · {} each · {} of {} available", format::money(section.price_cents, "USD"), section.available, section.seats.len()) }</span>
+            </h2>
+            <p class="seatmap__legend muted" aria-hidden="true">
+                <span class="key key--available"></span>{ "Available " }
+                <span class="key key--chosen"></span>{ "Chosen " }
+                <span class="key key--held"></span>{ "Held " }
+                <span class="key key--sold"></span>{ "Sold" }
+            </p>
+            <div class="seatmap__scroll">
+                <svg class="seatmap__svg" viewBox={format!("0 0 {width} {height}")} width={width.to_string()} height={height.to_string()}
+                    role="group" aria-labelledby={title_id}>
+                    <rect class="stage" x={LABEL.to_string()} y="0" width={(width - LABEL - GAP).to_string()} height={(SEAT / 2).to_string()} rx="3" />
+                    { for (1..=section.rows).map(|row| html! {
+                        <text class="seatmap__row" x="4" y={(pitch + (row - 1) * pitch + SEAT - 4).to_string()} aria-hidden="true">{ row }</text>
+                    }) }
+                    { for section.seats.iter().map(seat_shape) }
+                </svg>
+            </div>
+        </section>
+    }
+}
+
+/// Moves the keyboard focus to the element with `id`.
+fn focus(id: &str) {
+    let element = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id(id));
+    if let Some(element) = element.and_then(|e| e.dyn_into::<web_sys::SvgElement>().ok()) {
+        let _focused = element.focus();
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct SalesProps {
+    event: Event,
+}
+
+/// The organiser's view: sold, held and available per ticket type and section, live.
+#[function_component(Sales)]
+fn sales(props: &SalesProps) -> Html {
+    let event = &props.event;
+    let rows = event
+        .ticket_types
+        .iter()
+        .map(|t| (t.name.clone(), t.sold, t.held, t.available, t.capacity))
+        .chain(event.sections.iter().map(|s| {
+            let count = |status| s.count(status) as i32;
+            (
+                format!("Section {}", s.name),
+                count(SeatStatus::Sold),
+                count(SeatStatus::Reserved),
+                count(SeatStatus::Available),
+                s.seats.len() as i32,
+            )
+        }))
+        .collect::<Vec<_>>();
+    let total = |pick: fn(&(String, i32, i32, i32, i32)) -> i32| rows.iter().map(pick).sum::<i32>();
+    html! {
+        <section class="sales" aria-labelledby="sales-title">
+            <h2 id="sales-title">{ "Sales, live" }</h2>
+            <table class="table" data-testid="sales">
+                <thead><tr><th scope="col">{ "" }</th><th scope="col">{ "Sold" }</th><th scope="col">{ "Held" }</th><th scope="col">{ "Available" }</th><th scope="col">{ "Capacity" }</th></tr></thead>
+                <tbody>
+                    { for rows.iter().map(|(name, sold, held, available, capacity)| html! {
+                        <tr><th scope="row">{ name.clone() }</th><td>{ sold }</td><td>{ held }</td><td>{ available }</td><td>{ capacity }</td></tr>
+                    }) }
+                </tbody>
+                <tfoot>
+                    <tr><th scope="row">{ "All" }</th><td data-testid="sold">{ total(|r| r.1) }</td><td data-testid="held">{ total(|r| r.2) }</td>
+                        <td>{ total(|r| r.3) }</td><td>{ total(|r| r.4) }</td></tr>
+                </tfoot>
+            </table>
+        </section>
+    }
+}
