@@ -9,8 +9,10 @@
 //! - Scenarios: holds (`createOrder` on distinct tickets, 64 clients), the hot ticket (N
 //!   simultaneous buyers for one ticket: exactly one winner, asserted), reads (`ticket(id)`,
 //!   `tickets(first: 20)`), projection lag at a steady 1,000 events/s, one change delivered to
-//!   up to 10,000 WebSocket subscribers (served by a gateway in a process of its own, whose
-//!   memory is measured), and the web bundle's gzipped size.
+//!   up to 10,000 WebSocket subscribers of a ticket and of an event (`eventChanged` with every
+//!   seat; each served by a fresh gateway in a process of its own, whose memory is measured),
+//!   the hot event sold out (general admission and seats) beside diagnostic rows of its command
+//!   without HTTP, and the web bundle's gzipped size.
 //!
 //! It starts its own system (NATS, PostgreSQL database, command service, projector, gateway on a
 //! loopback port), or measures the HTTP scenarios against `--url`.
@@ -533,13 +535,23 @@ async fn projection_lag(system: &System, seconds: f64, rate: u32) -> anyhow::Res
     ))
 }
 
-/// `count` WebSocket subscribers of one ticket, connected to `socket_url`; one change is made
-/// through `seller` and every subscriber's delivery time is measured. `memory` reads the serving
-/// gateway's resident MiB, sampled before the subscribers connect and once they all have; the
-/// second value returned is (before, connected), or `None` when the gateway is not ours to measure.
+/// What the subscribers watch: a ticket (`ticketChanged`, changed by its seller's `updateTicket`),
+/// or an event (`eventChanged` with its availability, changed by a buyer's `createEventOrder`).
+#[derive(Clone, Copy)]
+enum Watched {
+    Ticket,
+    Event,
+}
+
+/// `count` WebSocket subscribers of one ticket or event, connected to `socket_url`; one change is
+/// made through `seller` (an event's order by `buyer`) and every subscriber's delivery time is
+/// measured. `memory` reads the serving gateway's resident MiB, sampled before the subscribers
+/// connect and once they all have; the second value returned is (before, connected), or `None`
+/// when the gateway is not ours to measure.
 async fn subscribers(
     socket_url: &str,
-    seller: &Client,
+    (seller, buyer): (&Client, &Client),
+    watched: Watched,
     count: usize,
     memory: Option<&dyn Fn() -> f64>,
 ) -> anyhow::Result<(Row, Option<(f64, f64)>)> {
@@ -548,13 +560,48 @@ async fn subscribers(
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-    let listed =
-        seller.gql("mutation { createTicket(title: \"Watched seat\", priceCents: 5000) { id } }", json!({})).await?;
-    let ticket = listed["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    let (query, change, what) = match watched {
+        Watched::Ticket => {
+            let listed = seller
+                .gql("mutation { createTicket(title: \"Watched seat\", priceCents: 5000) { id } }", json!({}))
+                .await?;
+            let ticket = listed["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+            let query = json!({"query": "subscription($t: ID!) { ticketChanged(id: $t) { id version } }",
+                "variables": {"t": ticket}});
+            let change = (
+                "mutation($t: ID!) { updateTicket(id: $t, title: \"Everyone is watching\") { id } }",
+                json!({"t": ticket}),
+                seller,
+            );
+            (query, change, "subscriptions")
+        }
+        Watched::Event => {
+            let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+                .format(&time::format_description::well_known::Rfc3339)?;
+            let input = json!({"title": "Watched event", "venue": "Arena", "startsAt": starts_at,
+                "ticketTypes": [{"name": "Standing", "priceCents": 5000, "capacity": 10000}],
+                "sections": [{"name": "A", "priceCents": 9000, "rows": 10, "seatsPerRow": 20}]});
+            let created = seller
+                .gql(
+                    "mutation($i: CreateEventInput!) { createEvent(input: $i) { id ticketTypes { id } } }",
+                    json!({"i": input}),
+                )
+                .await?;
+            let event = created["createEvent"]["id"].as_str().context("no event id")?.to_owned();
+            let tier = created["createEvent"]["ticketTypes"][0]["id"].as_str().context("no tier")?.to_owned();
+            // What an event page shows: every tier's and every seat's status.
+            let query = json!({"query": "subscription($e: ID!) { eventChanged(id: $e) { id version available ticketTypes { id available } sections { name available seats { id status } } } }",
+                "variables": {"e": event}});
+            let change = (
+                "mutation($e: ID!, $t: ID!) { createEventOrder(eventId: $e, items: [{ticketTypeId: $t, quantity: 2}], seats: [\"A-1-1\"]) { id } }",
+                json!({"e": event, "t": tier}),
+                buyer,
+            );
+            (query, change, "event subscriptions")
+        }
+    };
     let socket_url = socket_url.replacen("http://", "ws://", 1);
     let before = memory.map(|m| m());
-    let query =
-        json!({"query": "subscription($t: ID!) { ticketChanged(id: $t) { id version } }", "variables": {"t": ticket}});
     let sockets = futures::stream::iter(0..count)
         .map(|n| {
             let (socket_url, query) = (socket_url.clone(), query.clone());
@@ -598,9 +645,8 @@ async fn subscribers(
             })
         })
         .collect();
-    seller
-        .gql("mutation($t: ID!) { updateTicket(id: $t, title: \"Everyone is watching\") { id } }", json!({"t": ticket}))
-        .await?;
+    let (mutation, variables, by) = change;
+    by.gql(mutation, variables).await?;
     let mut latencies = Vec::new();
     let mut missed = 0;
     for receiver in receivers {
@@ -611,7 +657,7 @@ async fn subscribers(
     }
     Ok((
         Row::from(
-            &format!("subscriptions: one change to {count} WebSocket subscribers"),
+            &format!("{what}: one change to {count} WebSocket subscribers"),
             latencies,
             missed,
             started.elapsed(),
@@ -840,19 +886,28 @@ async fn main() -> anyhow::Result<()> {
     );
     rows.push(timed("read: tickets(first: 20)", CLIENTS, mode.seconds, read("query($t: ID!) { tickets(first: 20) { nodes { id title priceCents status seller { id } } } ticket(id: $t) { id } }")).await);
 
-    // Subscriptions, served by a gateway process of its own when the system is ours.
-    let gateway = match &system {
-        Some(system) => Some(Gateway::spawn(system).await?),
-        None => None,
-    };
-    let memory = gateway.as_ref().map(|g| move || g.resident_mib());
-    let socket_url = gateway.as_ref().map_or(url.clone(), |g| g.url.clone());
-    let (row, memory) =
-        subscribers(&socket_url, &seller, mode.subscribers, memory.as_ref().map(|m| m as &dyn Fn() -> f64)).await?;
-    rows.push(row);
-    if let (Some((before, connected)), Some(last)) = (memory, rows.last_mut()) {
-        eprintln!("flash-sale: gateway process {before:.0} MiB idle, {connected:.0} MiB with the subscribers");
-        last.name = format!("{} (gateway process: {before:.0} MiB idle, {connected:.0} MiB connected)", last.name);
+    // Subscriptions, each kind served by a fresh gateway process of its own when the system is
+    // ours (so that each measures its own memory).
+    for watched in [Watched::Ticket, Watched::Event] {
+        let gateway = match &system {
+            Some(system) => Some(Gateway::spawn(system).await?),
+            None => None,
+        };
+        let memory = gateway.as_ref().map(|g| move || g.resident_mib());
+        let socket_url = gateway.as_ref().map_or(url.clone(), |g| g.url.clone());
+        let (row, memory) = subscribers(
+            &socket_url,
+            (&seller, &buyers[0]),
+            watched,
+            mode.subscribers,
+            memory.as_ref().map(|m| m as &dyn Fn() -> f64),
+        )
+        .await?;
+        rows.push(row);
+        if let (Some((before, connected)), Some(last)) = (memory, rows.last_mut()) {
+            eprintln!("flash-sale: gateway process {before:.0} MiB idle, {connected:.0} MiB with the subscribers");
+            last.name = format!("{} (gateway process: {before:.0} MiB idle, {connected:.0} MiB connected)", last.name);
+        }
     }
 
     report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
@@ -955,6 +1010,42 @@ async fn event_sales(system: &System, organizer: &Client, mode: Mode) -> anyhow:
     let fans = minted_buyers(system, mode.event_buyers + mode.seat_buyers).await?;
     let (general_fans, seat_fans) = fans.split_at(mode.event_buyers);
     let mut rows = Vec::new();
+
+    // Where an event order's time goes: the same command sent from the gateway's own state over
+    // NATS (no HTTP, no GraphQL, no session), without and with the read-your-writes wait, one
+    // ticket each on a tier large enough for all, from buyers of their own.
+    {
+        use command_service::api::{Command, OrderItemInput, Request};
+        let count = mode.event_buyers / 4;
+        let input = json!({"title": "Diagnostic event", "venue": "Arena", "startsAt": starts_at,
+            "ticketTypes": [{"name": "Standing", "priceCents": 5000, "capacity": count * 2}]});
+        let created = organizer.gql(CREATE, json!({"input": input})).await?;
+        let event: domain::ShowId =
+            domain::ShowId(created["createEvent"]["id"].as_str().context("no event id")?.parse()?);
+        let tier = domain::TicketTypeId::of(event, 0);
+        let diagnostic_fans = minted_buyers(system, count * 2).await?;
+        let request = |n: usize| {
+            let buyer = domain::Actor::user(domain::AccountId(diagnostic_fans[n].id));
+            let items = vec![OrderItemInput { ticket_type_id: tier, quantity: 1 }];
+            Request::new(Command::CreateEventOrder { event_id: event, items, seats: vec![] }).by(buyer)
+        };
+        let state = &system.gateway;
+        let in_flight = mode.event_in_flight;
+        rows.push(
+            counted("diagnostic: event order command over NATS, no projection wait (no HTTP)", count, in_flight, |n| {
+                let request = request(n);
+                async move { state.send(&request).await.map(|_| ()).map_err(|f| anyhow::anyhow!("{}", f.message)) }
+            })
+            .await,
+        );
+        rows.push(
+            counted("diagnostic: event order command + read-your-writes wait (no HTTP)", count, in_flight, |n| {
+                let request = request(count + n);
+                async move { state.command(request).await.map(|_| ()).map_err(|f| anyhow::anyhow!("{}", f.message)) }
+            })
+            .await,
+        );
+    }
 
     let input = json!({"title": "Hot event", "venue": "Arena", "startsAt": starts_at,
         "ticketTypes": [{"name": "Standing", "priceCents": 5000, "capacity": mode.event_tickets}]});

@@ -1,5 +1,6 @@
-//! Chaos: a mixed workload (sign-ups, listings, holds on contended tickets, cancels, card,
-//! declined and asynchronous payments, expiries) runs against a 3-node NATS cluster, two command
+//! Chaos: a mixed workload (sign-ups, listings, holds on contended tickets, events with a small
+//! capacity and a few seats raced for by multi-item holds, cancels, card, declined and
+//! asynchronous payments, expiries) runs against a 3-node NATS cluster, two command
 //! services, a projector, two gateways and a PostgreSQL server of the test's own, while processes
 //! are killed with SIGKILL and restarted, one NATS node at a time is killed and restarted, and
 //! PostgreSQL is stopped as a crash would stop it and started again.
@@ -12,6 +13,9 @@
 //! killed process) and the read models:
 //! - no ticket was ever held by two open orders at once, held while sold, or sold twice, and each
 //!   ticket's status agrees with its orders;
+//! - after every event of an event (counted from its orders, not from its own counters), no
+//!   ticket type had more tickets in open or paid orders than its capacity and no seat was in two
+//!   such orders; its counters and seat statuses agree with its orders;
 //! - every acknowledged mutation's events are in the stream;
 //! - the read models equal a fresh rebuild from the stream, table by table;
 //! - every charge in the provider's ledger completed its order or was refunded, pending ones
@@ -35,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Process, User, free_port, wait_ready};
-use domain::{Aggregate, Event, Listing, OrderStatus, PaymentStatus};
+use domain::{Aggregate, Event, Listing, OrderStatus, PaymentStatus, Show};
 use serde_json::{Value, json};
 use testkit::Rng;
 use time::OffsetDateTime;
@@ -59,6 +63,8 @@ const SIGN_UP: &str = "mutation($e: String!) { signUp(email: $e, password: \"cor
 const CREATE: &str = "mutation($t: String!) { createTicket(title: $t, priceCents: 2500) { id } }";
 const HOLD: &str = "mutation($t: ID!, $k: String!) { createOrder(ticketId: $t, idempotencyKey: $k) { id } }";
 const CANCEL: &str = "mutation($o: ID!) { cancelOrder(id: $o) { status } }";
+const CREATE_EVENT: &str = "mutation($t: String!, $s: String!) { createEvent(input: {title: $t, venue: \"Chaos Hall\", startsAt: $s, ticketTypes: [{name: \"Floor\", priceCents: 3000, capacity: 8}], sections: [{name: \"A\", priceCents: 4500, rows: 2, seatsPerRow: 4}]}) { id ticketTypes { id } } }";
+const HOLD_EVENT: &str = "mutation($e: ID!, $i: [OrderItemInput!], $s: [String!], $k: String!) { createEventOrder(eventId: $e, items: $i, seats: $s, idempotencyKey: $k) { id } }";
 const PAY: &str =
     "mutation($o: ID!, $c: String!, $k: String!) { payOrder(orderId: $o, token: $c, idempotencyKey: $k) { status } }";
 
@@ -67,10 +73,14 @@ const PAY: &str =
 struct Ledger {
     accounts: Vec<Uuid>,
     tickets: Vec<Uuid>,
-    /// (ticket, order)
+    /// (ticket or event, order): orders on events are kept apart (`on_events`).
     holds: Vec<(Uuid, Uuid)>,
     cancelled: Vec<(Uuid, Uuid)>,
     paid: Vec<(Uuid, Uuid)>,
+    /// Events put on sale.
+    events: Vec<Uuid>,
+    /// The orders of `holds`, `cancelled` and `paid` that are on events.
+    on_events: std::collections::HashSet<Uuid>,
     /// Operation → (acknowledged, refused with a code, unanswered).
     tried: BTreeMap<&'static str, (usize, usize, usize)>,
     /// What the clients saw that must never happen.
@@ -101,6 +111,7 @@ async fn worker(
     until: Instant,
     ledger: Arc<Mutex<Ledger>>,
     pool: Arc<Mutex<Vec<Uuid>>>,
+    shows: Arc<Mutex<Vec<(Uuid, String)>>>,
 ) {
     let mut rng = Rng::new(seed);
     let via: Vec<&str> = gateways.iter().map(String::as_str).collect();
@@ -137,15 +148,88 @@ async fn worker(
             }
             continue;
         }
-        // Hold one of the most recent listings: workers contend for the same tickets.
-        let recent = &listed[listed.len().saturating_sub(8)..];
-        let ticket = recent[rng.below(recent.len())];
-        let answer = user.call(&via, HOLD, json!({"t": ticket, "k": format!("hold-{seed}-{n}")})).await;
-        record("createOrder", &answer);
-        let Some(order) = answer.as_ref().ok().and_then(|data| id(data, "createOrder")) else { continue };
-        ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).holds.push((ticket, order));
+        let on_sale = shows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if on_sale.len() < 2 && rng.below(3) == 0 || rng.below(40) == 0 {
+            // An event: 8 standing tickets and 2 rows of 4 seats, so that holds on it contend.
+            let starts = OffsetDateTime::now_utc() + Duration::from_secs(86_400);
+            let starts = starts.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let answer =
+                user.call(&via, CREATE_EVENT, json!({"t": format!("Chaos gig {seed}-{n}"), "s": starts})).await;
+            record("createEvent", &answer);
+            if let Ok(data) = &answer
+                && let Some(show) = id(data, "createEvent")
+                && let Some(floor) = data["createEvent"]["ticketTypes"][0]["id"].as_str()
+            {
+                ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).events.push(show);
+                shows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((show, floor.to_owned()));
+            }
+            continue;
+        }
         let key = format!("hold-{seed}-{n}");
-        match rng.below(4) {
+        let (target, order, on_event) = if !on_sale.is_empty() && rng.below(3) == 0 {
+            // An event order: 1–3 standing tickets, two adjacent seats, or both.
+            let (show, floor) = on_sale[on_sale.len() - 1 - rng.below(on_sale.len().min(3))].clone();
+            let (row, first) = (1 + rng.below(2), 1 + rng.below(3));
+            let seats = json!([format!("A-{row}-{first}"), format!("A-{row}-{}", first + 1)]);
+            let quantity = 1 + rng.below(3);
+            let hold = match rng.below(3) {
+                0 => json!({"e": show, "i": [{"ticketTypeId": floor, "quantity": quantity}], "k": key}),
+                1 => json!({"e": show, "s": seats, "k": key}),
+                _ => json!({"e": show, "i": [{"ticketTypeId": floor, "quantity": quantity}], "s": seats, "k": key}),
+            };
+            let answer = user.call(&via, HOLD_EVENT, hold.clone()).await;
+            record("createEventOrder", &answer);
+            let Some(order) = answer.as_ref().ok().and_then(|data| id(data, "createEventOrder")) else { continue };
+            {
+                let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                ledger.holds.push((show, order));
+                ledger.on_events.insert(order);
+            }
+            match rng.below(3) {
+                // The same request again: the same order.
+                0 => {
+                    let again = user.call(&via, HOLD_EVENT, hold).await;
+                    record("createEventOrder (retry)", &again);
+                    if let Ok(data) = &again
+                        && id(data, "createEventOrder") != Some(order)
+                    {
+                        let seen = id(data, "createEventOrder");
+                        ledger
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .violations
+                            .push(format!("a retry of event hold {order} with its key answered {seen:?}"));
+                    }
+                }
+                // The same key for other seats: refused, nothing held.
+                1 => {
+                    let other = json!({"e": show, "s": [format!("A-{row}-4")], "k": key});
+                    let reused = user.call(&via, HOLD_EVENT, other).await;
+                    record("createEventOrder (key reused)", &reused);
+                    if let Ok(data) = &reused {
+                        ledger
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .violations
+                            .push(format!("key {key} of event hold {order} was accepted for other seats: {data}"));
+                    }
+                }
+                _ => {}
+            }
+            (show, order, true)
+        } else {
+            // Hold one of the most recent listings: workers contend for the same tickets.
+            let recent = &listed[listed.len().saturating_sub(8)..];
+            let ticket = recent[rng.below(recent.len())];
+            let answer = user.call(&via, HOLD, json!({"t": ticket, "k": key})).await;
+            record("createOrder", &answer);
+            let Some(order) = answer.as_ref().ok().and_then(|data| id(data, "createOrder")) else { continue };
+            ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).holds.push((ticket, order));
+            (ticket, order, false)
+        };
+        let ticket = target;
+        let recent = if on_event { &[][..] } else { &listed[listed.len().saturating_sub(8)..] };
+        match if on_event { 3 } else { rng.below(4) } {
             // The same request again (a client that never saw the answer): the same order.
             0 => {
                 let again = user.call(&via, HOLD, json!({"t": ticket, "k": key})).await;
@@ -243,6 +327,68 @@ async fn jetstream_back(js: &async_nats::jetstream::Context) -> OffsetDateTime {
     }
 }
 
+/// What is wrong with an event after one more of its stored events: counted from its orders (not
+/// from its own counters), no ticket type has more tickets in open or paid orders than its
+/// capacity and no seat is in two such orders; and its counters and seat statuses agree.
+fn show_violations(show: Uuid, state: &Show, position: u64) -> Vec<String> {
+    let mut violations = Vec::new();
+    let taken = state.orders.values().filter(|o| o.is_open() || o.status == OrderStatus::Complete);
+    let mut per_type: HashMap<domain::TicketTypeId, (u32, u32)> = HashMap::new();
+    let mut per_seat: HashMap<String, (usize, bool)> = HashMap::new();
+    for order in taken {
+        let paid = order.status == OrderStatus::Complete;
+        for line in &order.placed.tickets {
+            let counts = per_type.entry(line.ticket_type_id).or_default();
+            if paid { counts.1 += line.quantity } else { counts.0 += line.quantity }
+        }
+        for line in &order.placed.seats {
+            let seat = per_seat.entry(line.seat.to_string()).or_default();
+            seat.0 += 1;
+            seat.1 |= paid;
+        }
+    }
+    for stock in &state.ticket_types {
+        let (held, sold) = per_type.get(&stock.ticket_type.id).copied().unwrap_or_default();
+        if held + sold > stock.ticket_type.capacity {
+            violations.push(format!(
+                "event {show}: {} tickets of {} in orders, capacity {} (position {position})",
+                held + sold,
+                stock.ticket_type.name,
+                stock.ticket_type.capacity
+            ));
+        }
+        if (stock.held, stock.sold) != (held, sold) {
+            violations.push(format!(
+                "event {show}: {} counts {}/{} held/sold while its orders hold {held} and paid {sold} (position {position})",
+                stock.ticket_type.name, stock.held, stock.sold
+            ));
+        }
+    }
+    for (seat, (orders, _)) in &per_seat {
+        if *orders > 1 {
+            violations.push(format!("event {show}: seat {seat} is in {orders} orders (position {position})"));
+        }
+    }
+    for stock in &state.sections {
+        let per_row = u32::from(stock.section.seats_per_row);
+        for (i, status) in stock.seats.iter().enumerate() {
+            let (row, number) = (i as u32 / per_row + 1, i as u32 % per_row + 1);
+            let id = format!("{}-{row}-{number}", stock.section.name);
+            let expected = match per_seat.get(&id) {
+                Some((_, true)) => domain::SeatStatus::Sold,
+                Some(_) => domain::SeatStatus::Reserved,
+                None => domain::SeatStatus::Available,
+            };
+            if *status != expected {
+                violations.push(format!(
+                    "event {show}: seat {id} is {status:?} while its orders say {expected:?} (position {position})"
+                ));
+            }
+        }
+    }
+    violations
+}
+
 /// Every read model, table by table, as comparable text.
 async fn dump(pool: &sqlx::PgPool) -> Vec<(String, String)> {
     projector::schema::snapshot(pool).await.unwrap_or_else(|e| panic!("snapshot: {e}"))
@@ -311,13 +457,15 @@ async fn faults_lose_nothing_and_break_no_rule() {
     // The workload.
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let pool = Arc::new(Mutex::new(Vec::new()));
+    let shows = Arc::new(Mutex::new(Vec::new()));
     let until = Instant::now() + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (gateways, ledger, pool) = (vec![a.clone(), b.clone()], ledger.clone(), pool.clone());
+            let (gateways, ledger, pool, shows) =
+                (vec![a.clone(), b.clone()], ledger.clone(), pool.clone(), shows.clone());
             // Half the workers prefer the other gateway first.
             let gateways = if w % 2 == 0 { gateways } else { gateways.into_iter().rev().collect() };
-            tokio::spawn(worker(gateways, seed.wrapping_add(w as u64 * 7919), until, ledger, pool))
+            tokio::spawn(worker(gateways, seed.wrapping_add(w as u64 * 7919), until, ledger, pool, shows))
         })
         .collect();
 
@@ -427,15 +575,20 @@ async fn faults_lose_nothing_and_break_no_rule() {
     loop {
         let events = store.read("ticketing.>", 1).await.unwrap_or_else(|e| panic!("{e:#}"));
         let mut replayed: HashMap<domain::TicketId, Listing> = HashMap::new();
+        let mut replayed_shows: HashMap<domain::ShowId, Show> = HashMap::new();
         for stored in &events {
             if let Some(ticket) = domain::subjects::ticket_of(&stored.subject) {
                 let listing = replayed.entry(ticket).or_default();
                 *listing = std::mem::take(listing).evolve(&stored.event);
+            } else if let Some(show) = domain::subjects::show_of(&stored.subject) {
+                let state = replayed_shows.entry(show).or_default();
+                *state = std::mem::take(state).evolve(&stored.event);
             }
         }
         let pending = replayed
             .values()
             .flat_map(|l| l.payments.values())
+            .chain(replayed_shows.values().flat_map(|s| s.payments.values()))
             .filter(|p| p.status == PaymentStatus::Pending || p.refund_due)
             .count();
         if pending == 0 {
@@ -461,7 +614,17 @@ async fn faults_lose_nothing_and_break_no_rule() {
     let mut violations: Vec<String> = Vec::new();
     let mut listings: HashMap<Uuid, Listing> = HashMap::new();
     let mut expiries: HashMap<Uuid, OffsetDateTime> = HashMap::new();
+    let mut shows: HashMap<Uuid, Show> = HashMap::new();
     for stored in &events {
+        if let Event::ShowOrderCancelled { order_id, reason: domain::CancelReason::Expired, .. } = &stored.event {
+            expiries.insert(order_id.0, stored.recorded_at);
+        }
+        if let Some(domain::ShowId(show)) = domain::subjects::show_of(&stored.subject) {
+            let state = shows.entry(show).or_default();
+            *state = std::mem::take(state).evolve(&stored.event);
+            violations.extend(show_violations(show, state, stored.sequence));
+            continue;
+        }
         let Some(domain::TicketId(ticket)) = domain::subjects::ticket_of(&stored.subject) else { continue };
         let listing = listings.entry(ticket).or_default();
         *listing = std::mem::take(listing).evolve(&stored.event);
@@ -499,23 +662,36 @@ async fn faults_lose_nothing_and_break_no_rule() {
     violations.extend(std::mem::take(&mut ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).violations));
     let ledger = std::mem::take(&mut *ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     let order = |ticket: &Uuid, order: &Uuid| listings.get(ticket).and_then(|l| l.orders.get(&domain::OrderId(*order)));
+    // An acknowledged order's status in the stream, on a ticket or on an event.
+    let status = |target: &Uuid, id: &Uuid| {
+        if ledger.on_events.contains(id) {
+            shows.get(target).and_then(|s| s.orders.get(&domain::OrderId(*id))).map(|o| o.status)
+        } else {
+            order(target, id).map(|o| o.status)
+        }
+    };
+    for show in &ledger.events {
+        if shows.get(show).is_none_or(|s| s.info.is_none()) {
+            violations.push(format!("acknowledged event {show} is not in the stream"));
+        }
+    }
     for ticket in &ledger.tickets {
         if listings.get(ticket).is_none_or(|l| l.ticket.is_none()) {
             violations.push(format!("acknowledged listing {ticket} is not in the stream"));
         }
     }
     for (ticket, id) in &ledger.holds {
-        if order(ticket, id).is_none() {
+        if status(ticket, id).is_none() {
             violations.push(format!("acknowledged hold {id} is not in the stream"));
         }
     }
     for (ticket, id) in &ledger.cancelled {
-        if order(ticket, id).is_none_or(|o| o.status != OrderStatus::Cancelled) {
+        if status(ticket, id) != Some(OrderStatus::Cancelled) {
             violations.push(format!("acknowledged cancel of {id} is not in the stream"));
         }
     }
     for (ticket, id) in &ledger.paid {
-        if order(ticket, id).is_none_or(|o| o.status != OrderStatus::Complete) {
+        if status(ticket, id) != Some(OrderStatus::Complete) {
             violations.push(format!("acknowledged payment of {id} did not complete it in the stream"));
         }
     }
@@ -533,8 +709,20 @@ async fn faults_lose_nothing_and_break_no_rule() {
     let bucket = js.get_key_value("TICKETING_FAKE_LEDGER").await.unwrap_or_else(|e| panic!("{e}"));
     let mut keys = futures::StreamExt::boxed(bucket.keys().await.unwrap_or_else(|e| panic!("{e}")));
     let mut provider_charges = 0;
-    let payments: HashMap<Uuid, (&Listing, &domain::Payment)> =
-        listings.values().flat_map(|l| l.payments.values().map(move |p| (p.id.0, (l, p)))).collect();
+    // Every payment, with whether its order (on a ticket or an event) completed.
+    let payments: HashMap<Uuid, (bool, &domain::Payment)> = listings
+        .values()
+        .flat_map(|l| {
+            l.payments.values().map(move |p| {
+                (p.id.0, (l.orders.get(&p.order_id).is_some_and(|o| o.status == OrderStatus::Complete), p))
+            })
+        })
+        .chain(shows.values().flat_map(|s| {
+            s.payments.values().map(move |p| {
+                (p.id.0, (s.orders.get(&p.order_id).is_some_and(|o| o.status == OrderStatus::Complete), p))
+            })
+        }))
+        .collect();
     while let Some(key) = futures::StreamExt::next(&mut keys).await {
         let key = key.unwrap_or_else(|e| panic!("{e}"));
         let Some(payment) = key.strip_prefix("charge.").and_then(|k| k.parse::<Uuid>().ok()) else { continue };
@@ -546,9 +734,8 @@ async fn faults_lose_nothing_and_break_no_rule() {
         }
         provider_charges += 1;
         match payments.get(&payment) {
-            Some((listing, p)) => {
-                let completed = listing.orders.get(&p.order_id).is_some_and(|o| o.status == OrderStatus::Complete);
-                let kept = p.status == PaymentStatus::Succeeded && completed;
+            Some((completed, p)) => {
+                let kept = p.status == PaymentStatus::Succeeded && *completed;
                 if !(kept || p.status == PaymentStatus::Refunded) {
                     violations.push(format!(
                         "the provider charged payment {payment} ({}), which is {:?} and neither completed nor refunded",
@@ -568,16 +755,15 @@ async fn faults_lose_nothing_and_break_no_rule() {
         }
     }
     // No order was charged twice.
-    for listing in listings.values() {
-        for order in listing.orders.values() {
-            let kept = listing
-                .payments
-                .values()
-                .filter(|p| p.order_id == order.id && p.status == PaymentStatus::Succeeded && !p.refund_due)
-                .count();
-            if kept > 1 {
-                violations.push(format!("order {} kept {kept} charges", order.id.0));
-            }
+    let mut kept: HashMap<domain::OrderId, usize> = HashMap::new();
+    for (_, payment) in payments.values() {
+        if payment.status == PaymentStatus::Succeeded && !payment.refund_due {
+            *kept.entry(payment.order_id).or_default() += 1;
+        }
+    }
+    for (order, kept) in kept {
+        if kept > 1 {
+            violations.push(format!("order {} kept {kept} charges", order.0));
         }
     }
     let (mut charges, mut refunds) = (0, 0);
@@ -645,6 +831,40 @@ async fn faults_lose_nothing_and_break_no_rule() {
         }
     }
 
+    for (show, state) in &shows {
+        for payment in state.payments.values() {
+            let completed = state.orders.get(&payment.order_id).is_some_and(|o| o.status == OrderStatus::Complete);
+            match payment.status {
+                PaymentStatus::Succeeded if completed => charges += 1,
+                PaymentStatus::Succeeded => violations.push(format!(
+                    "payment {} on event {show} was charged but neither completed its order nor was refunded",
+                    payment.id.0
+                )),
+                PaymentStatus::Refunded => refunds += 1,
+                PaymentStatus::Pending | PaymentStatus::Failed => {}
+            }
+        }
+        for (id, order) in &state.orders {
+            let expires_at = order.placed.expires_at;
+            if order.is_open() && now > due(expires_at) {
+                violations.push(format!(
+                    "event hold {} on {show} still open {} after its expiry",
+                    id.0,
+                    now - expires_at
+                ));
+            }
+            if let Some(expired) = expiries.get(&id.0) {
+                lateness.push(Duration::try_from(*expired - expires_at).unwrap_or_default());
+                if *expired > due(expires_at) {
+                    violations.push(format!("event hold {} expired {} late", id.0, *expired - expires_at));
+                }
+                if *expired < expires_at {
+                    violations.push(format!("event hold {} expired {} early", id.0, expires_at - *expired));
+                }
+            }
+        }
+    }
+
     // The read models equal a fresh rebuild from the stream.
     projector.kill().await;
     let live = dump(&db).await;
@@ -678,10 +898,17 @@ async fn faults_lose_nothing_and_break_no_rule() {
         eprintln!("chaos:   {operation:<13} {acknowledged:>5} / {refused:>5} / {unanswered:>3}");
     }
     eprintln!(
-        "chaos: {} events in the stream, {} tickets, {} holds, {} expired, {charges} charges completed, {refunds} refunded",
+        "chaos: {} events in the stream, {} tickets, {} holds, {} events on sale, {} event orders ({} items), {} expired, {charges} charges completed, {refunds} refunded",
         events.len(),
         listings.len(),
         listings.values().map(|l| l.orders.len()).sum::<usize>(),
+        shows.len(),
+        shows.values().map(|s| s.orders.len()).sum::<usize>(),
+        shows
+            .values()
+            .flat_map(|s| s.orders.values())
+            .map(|o| o.placed.seats.len() + o.placed.tickets.iter().map(|t| t.quantity as usize).sum::<usize>())
+            .sum::<usize>(),
         expiries.len(),
     );
     lateness.sort_unstable();
@@ -718,6 +945,7 @@ async fn faults_lose_nothing_and_break_no_rule() {
     assert!(provider_charges > 0, "no charge reached the provider");
     assert!(ledger.lost_answers > 0, "no payment lost its answer, so reconciliation was not exercised");
     assert!(ledger.holds.len() >= 10 && !expiries.is_empty(), "the workload did too little to prove anything");
+    assert!(ledger.on_events.len() >= 3, "too few event orders to prove anything: {}", ledger.on_events.len());
     drop(gateways);
     drop(commands);
     if let Some(server) = postgres {
