@@ -14,7 +14,7 @@ const CREATE: &str = "mutation($input: CreateEventInput!) { createEvent(input: $
     sections { name priceCents rows seatsPerRow available } } }";
 
 const EVENT: &str = "query($id: ID!) { event(id: $id) { id available version
-    ticketTypes { id available } sections { name available seats { id status } reserved: seats(status: RESERVED) { id } } } }";
+    ticketTypes { id available } sections { name available seatMap seats { id status } reserved: seats(status: RESERVED) { id } } } }";
 
 const ORDER: &str = "mutation($e: ID!, $items: [OrderItemInput!], $seats: [String!], $key: String) {
     createEventOrder(eventId: $e, items: $items, seats: $seats, idempotencyKey: $key) {
@@ -111,6 +111,8 @@ async fn an_event_is_created_listed_and_sold_all_or_nothing_with_read_your_write
         seen["sections"][0]["reserved"].as_array().into_iter().flatten().filter_map(|s| s["id"].as_str()).collect();
     assert_eq!(reserved, ["A-1-1", "A-2-3"]);
     assert_eq!(seen["sections"][0]["seats"].as_array().map(Vec::len), Some(6));
+    // The same seats as one letter each, row by row (A-1-1 and A-2-3 held).
+    assert_eq!(seen["sections"][0]["seatMap"], "RAAAAR");
 
     // All or nothing: a taken seat and a sold-out tier are both named, nothing is held.
     let refused = second
@@ -159,6 +161,7 @@ async fn an_event_is_created_listed_and_sold_all_or_nothing_with_read_your_write
     let freed = Client::default().gql(&stack, EVENT, json!({"id": id})).await;
     assert_eq!(freed["data"]["event"]["available"], 10, "{freed}");
     assert_eq!(freed["data"]["event"]["sections"][0]["reserved"], json!([]));
+    assert_eq!(freed["data"]["event"]["sections"][0]["seatMap"], "AAAAAA");
     // The order is the buyer's (and admins') to read.
     let stranger = second.gql(&stack, "query($o: ID!) { order(id: $o) { id } }", json!({"o": order_id})).await;
     assert_eq!(code(&stranger), "FORBIDDEN");

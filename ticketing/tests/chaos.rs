@@ -81,6 +81,9 @@ struct Ledger {
     events: Vec<Uuid>,
     /// The orders of `holds`, `cancelled` and `paid` that are on events.
     on_events: std::collections::HashSet<Uuid>,
+    /// (event, order) of event holds refused with `CONFLICT`: all or nothing, so none of their
+    /// orders may be in the stream (the order id follows from the buyer, event and key).
+    refused_on_events: Vec<(Uuid, Uuid)>,
     /// Operation → (acknowledged, refused with a code, unanswered).
     tried: BTreeMap<&'static str, (usize, usize, usize)>,
     /// What the clients saw that must never happen.
@@ -120,6 +123,7 @@ async fn worker(
         ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).count(operation, answer);
     };
     let mut signed_up = false;
+    let mut me = Uuid::nil();
     let mut n = 0;
     while Instant::now() < until {
         n += 1;
@@ -133,6 +137,7 @@ async fn worker(
             {
                 ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accounts.push(account);
                 signed_up = true;
+                me = account;
             }
             continue;
         }
@@ -179,6 +184,15 @@ async fn worker(
             };
             let answer = user.call(&via, HOLD_EVENT, hold.clone()).await;
             record("createEventOrder", &answer);
+            if answer.as_ref().err().is_some_and(|code| code == "CONFLICT") {
+                let order =
+                    domain::OrderId::for_show_idempotency_key(domain::AccountId(me), domain::ShowId(show), &key);
+                ledger
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .refused_on_events
+                    .push((show, order.0));
+            }
             let Some(order) = answer.as_ref().ok().and_then(|data| id(data, "createEventOrder")) else { continue };
             {
                 let mut ledger = ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -370,6 +384,13 @@ fn show_violations(show: Uuid, state: &Show, position: u64) -> Vec<String> {
         }
     }
     for stock in &state.sections {
+        let free = stock.seats.iter().filter(|s| **s == domain::SeatStatus::Available).count();
+        if usize::try_from(stock.available).ok() != Some(free) {
+            violations.push(format!(
+                "event {show}: section {} counts {} available of {free} free seats (position {position})",
+                stock.section.name, stock.available
+            ));
+        }
         let per_row = u32::from(stock.section.seats_per_row);
         for (i, status) in stock.seats.iter().enumerate() {
             let (row, number) = (i as u32 / per_row + 1, i as u32 % per_row + 1);
@@ -675,6 +696,11 @@ async fn faults_lose_nothing_and_break_no_rule() {
             violations.push(format!("acknowledged event {show} is not in the stream"));
         }
     }
+    for (show, order) in &ledger.refused_on_events {
+        if shows.get(show).is_some_and(|s| s.orders.contains_key(&domain::OrderId(*order))) {
+            violations.push(format!("event hold {order} was refused, yet it is in the stream (not all or nothing)"));
+        }
+    }
     for ticket in &ledger.tickets {
         if listings.get(ticket).is_none_or(|l| l.ticket.is_none()) {
             violations.push(format!("acknowledged listing {ticket} is not in the stream"));
@@ -946,6 +972,7 @@ async fn faults_lose_nothing_and_break_no_rule() {
     assert!(ledger.lost_answers > 0, "no payment lost its answer, so reconciliation was not exercised");
     assert!(ledger.holds.len() >= 10 && !expiries.is_empty(), "the workload did too little to prove anything");
     assert!(ledger.on_events.len() >= 3, "too few event orders to prove anything: {}", ledger.on_events.len());
+    assert!(!ledger.refused_on_events.is_empty(), "no event hold was refused: the races were not raced");
     drop(gateways);
     drop(commands);
     if let Some(server) = postgres {

@@ -3,7 +3,7 @@
 use graphql_client::GraphQLQuery;
 use yew::prelude::*;
 
-use crate::state::{Session, SessionAction, User};
+use crate::state::{Live, LiveAction, Session, SessionAction, User, Versioned};
 use crate::ws;
 
 /// The session shared by every page.
@@ -39,4 +39,52 @@ where
 /// Sets the session's user (after sign-in, sign-up, sign-out or `me`).
 pub fn set_user(session: &SessionHandle, user: Option<User>) {
     session.dispatch(SessionAction::Set(user));
+}
+
+/// One ticket, order or event kept live: query `Q` loads it (again whenever subscription `S`
+/// (re)connects, as a dropped socket may have missed changes) and every push of `S` replaces it
+/// when it is newer. `loaded` and `pushed` pick the value out of the answers; a failed load goes
+/// to `on_error`.
+#[hook]
+pub fn use_live<Q, S, T>(
+    query: Q::Variables,
+    subscription: S::Variables,
+    loaded: fn(Q::ResponseData) -> Option<T>,
+    pushed: fn(S::ResponseData) -> T,
+    on_error: Callback<crate::api::ApiError>,
+) -> UseReducerHandle<Live<T>>
+where
+    Q: GraphQLQuery + 'static,
+    S: GraphQLQuery + 'static,
+    Q::Variables: PartialEq + Clone + 'static,
+    S::Variables: PartialEq + Clone + 'static,
+    T: Versioned + Clone + 'static,
+{
+    let live = use_reducer(|| Live::<T>::Loading);
+    let load = {
+        let (dispatch, variables) = (live.dispatcher(), query.clone());
+        move || {
+            let (dispatch, variables, on_error) = (dispatch.clone(), variables.clone(), on_error.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                match crate::api::request::<Q>(variables).await {
+                    Ok(data) => dispatch.dispatch(LiveAction::Loaded(loaded(data))),
+                    Err(error) => on_error.emit(error),
+                }
+            });
+        }
+    };
+    {
+        let load = load.clone();
+        use_effect_with(query, move |_| load());
+    }
+    let dispatch = live.dispatcher();
+    use_subscription::<S>(
+        subscription,
+        Callback::from(move |event| match event {
+            ws::Event::Connected => load(),
+            ws::Event::Data(data) => dispatch.dispatch(LiveAction::Changed(pushed(data))),
+            ws::Event::Refused(_) => {}
+        }),
+    );
+    live
 }

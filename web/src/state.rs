@@ -254,7 +254,7 @@ pub struct TicketTypeView {
 }
 
 /// One seat of a section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatView {
     /// Its id (`A-3-17`).
     pub id: String,
@@ -267,7 +267,7 @@ pub struct SeatView {
 }
 
 /// A section of numbered seats.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionView {
     /// Its name.
     pub name: String,
@@ -284,6 +284,13 @@ pub struct SectionView {
 }
 
 impl SectionView {
+    /// The seat at `row` and `number`, if the section has it (seats are kept row by row).
+    pub fn at(&self, row: i32, number: i32) -> Option<&SeatView> {
+        let inside = (1..=self.rows).contains(&row) && (1..=self.seats_per_row).contains(&number);
+        let index = usize::try_from((row - 1) * self.seats_per_row + number - 1).ok().filter(|_| inside)?;
+        self.seats.get(index).filter(|seat| seat.row == row && seat.number == number)
+    }
+
     /// How many of its seats have `status`.
     pub fn count(&self, status: SeatStatus) -> usize {
         self.seats.iter().filter(|s| s.status == status).count()
@@ -313,8 +320,8 @@ pub struct Event {
     pub viewer_can_order: bool,
     /// Its ticket types, in the organiser's order.
     pub ticket_types: Vec<TicketTypeView>,
-    /// Its sections, in the organiser's order.
-    pub sections: Vec<SectionView>,
+    /// Its sections, in the organiser's order (shared: a render clones the event, not its seats).
+    pub sections: Vec<Rc<SectionView>>,
 }
 
 impl Event {
@@ -342,8 +349,26 @@ impl Versioned for Event {
     }
 }
 
+/// A section's seats from its `seatMap` (one letter per seat, row by row: `A` available, `R`
+/// reserved, `S` sold).
+pub fn seats_of_map(section: &str, seats_per_row: i32, map: &str) -> Vec<SeatView> {
+    let per_row = seats_per_row.max(1);
+    map.chars()
+        .enumerate()
+        .map(|(i, letter)| {
+            let (row, number) = (i as i32 / per_row + 1, i as i32 % per_row + 1);
+            let status = match letter {
+                'A' => SeatStatus::Available,
+                'R' => SeatStatus::Reserved,
+                _ => SeatStatus::Sold,
+            };
+            SeatView { id: format!("{section}-{row}-{number}"), row, number, status }
+        })
+        .collect()
+}
+
 macro_rules! event_from {
-    ($module:ident, $event:ident, $types:ident, $sections:ident, $seats:ident) => {
+    ($module:ident, $event:ident, $types:ident, $sections:ident) => {
         impl From<graphql::$module::$event> for Event {
             fn from(e: graphql::$module::$event) -> Self {
                 Event {
@@ -373,22 +398,15 @@ macro_rules! event_from {
                     sections: e
                         .sections
                         .into_iter()
-                        .map(|s: graphql::$module::$sections| SectionView {
-                            name: s.name,
-                            price_cents: s.price_cents,
-                            rows: s.rows as i32,
-                            seats_per_row: s.seats_per_row as i32,
-                            available: s.available as i32,
-                            seats: s
-                                .seats
-                                .into_iter()
-                                .map(|seat: graphql::$module::$seats| SeatView {
-                                    id: seat.id,
-                                    row: seat.row as i32,
-                                    number: seat.number as i32,
-                                    status: seat.status,
-                                })
-                                .collect(),
+                        .map(|s: graphql::$module::$sections| {
+                            Rc::new(SectionView {
+                                seats: seats_of_map(&s.name, s.seats_per_row as i32, &s.seat_map),
+                                name: s.name,
+                                price_cents: s.price_cents,
+                                rows: s.rows as i32,
+                                seats_per_row: s.seats_per_row as i32,
+                                available: s.available as i32,
+                            })
                         })
                         .collect(),
                 }
@@ -396,19 +414,12 @@ macro_rules! event_from {
         }
     };
 }
-event_from!(
-    event_detail,
-    EventDetailEvent,
-    EventDetailEventTicketTypes,
-    EventDetailEventSections,
-    EventDetailEventSectionsSeats
-);
+event_from!(event_detail, EventDetailEvent, EventDetailEventTicketTypes, EventDetailEventSections);
 event_from!(
     event_changed,
     EventChangedEventChanged,
     EventChangedEventChangedTicketTypes,
-    EventChangedEventChangedSections,
-    EventChangedEventChangedSectionsSeats
+    EventChangedEventChangedSections
 );
 
 /// The most tickets one order may hold (PRODUCT.md: 1..=10 per order).
@@ -421,6 +432,43 @@ pub struct Basket {
     pub quantities: Vec<(String, u32)>,
     /// Seat ids chosen, in the order they were picked.
     pub seats: Vec<String>,
+    /// How many times the choice changed: each choice is held with an idempotency key of its own,
+    /// so a retry of the same choice can never hold twice and another choice is never taken for
+    /// a retry.
+    pub generation: u64,
+    /// Whether the last change was cut short by the limit of 10 tickets per order.
+    pub full: bool,
+}
+
+/// What changes a [`Basket`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BasketAction {
+    /// Wants this many tickets of a type.
+    Quantity(String, u32),
+    /// Picks or unpicks a seat.
+    Seat(String),
+    /// Drops seats someone else has taken.
+    Drop(Vec<String>),
+}
+
+impl Reducible for Basket {
+    type Action = BasketAction;
+    fn reduce(self: Rc<Self>, action: BasketAction) -> Rc<Self> {
+        let mut next = (*self).clone();
+        let fitted = match &action {
+            BasketAction::Quantity(id, quantity) => next.set_quantity(id, *quantity),
+            BasketAction::Seat(id) => next.toggle_seat(id),
+            BasketAction::Drop(ids) => {
+                next.seats.retain(|seat| !ids.contains(seat));
+                true
+            }
+        };
+        next.full = !fitted;
+        if next.quantities != self.quantities || next.seats != self.seats {
+            next.generation += 1;
+        }
+        Rc::new(next)
+    }
 }
 
 impl Basket {
@@ -434,14 +482,15 @@ impl Basket {
         self.quantities.iter().find(|(t, _)| t == id).map_or(0, |(_, q)| *q)
     }
 
-    /// Wants `quantity` of type `id`, as far as the per-order limit allows.
-    pub fn set_quantity(&mut self, id: &str, quantity: u32) {
+    /// Wants `quantity` of type `id`, as far as the per-order limit allows; false when it was cut.
+    pub fn set_quantity(&mut self, id: &str, quantity: u32) -> bool {
         let others = self.count() - self.quantity(id);
-        let quantity = quantity.min(MAX_TICKETS_PER_ORDER.saturating_sub(others));
+        let allowed = quantity.min(MAX_TICKETS_PER_ORDER.saturating_sub(others));
         self.quantities.retain(|(t, _)| t != id);
-        if quantity > 0 {
-            self.quantities.push((id.to_owned(), quantity));
+        if allowed > 0 {
+            self.quantities.push((id.to_owned(), allowed));
         }
+        allowed == quantity
     }
 
     /// Picks or unpicks seat `id`; picking fails (false) once the order is full.
@@ -470,16 +519,13 @@ impl Basket {
         tickets + seats
     }
 
-    /// Drops the chosen seats someone else has taken since (as the event now says); returns them.
-    pub fn drop_taken(&mut self, event: &Event) -> Vec<String> {
-        let taken: Vec<String> = self
-            .seats
+    /// The chosen seats the event now says are taken (or gone).
+    pub fn taken(&self, event: &Event) -> Vec<String> {
+        self.seats
             .iter()
             .filter(|id| event.seat(id).is_none_or(|(seat, _)| seat.status != SeatStatus::Available))
             .cloned()
-            .collect();
-        self.seats.retain(|id| !taken.contains(id));
-        taken
+            .collect()
     }
 }
 
@@ -788,7 +834,7 @@ mod tests {
                     sold: 100 - available,
                 })
                 .collect(),
-            sections: vec![SectionView {
+            sections: vec![Rc::new(SectionView {
                 name: "A".into(),
                 price_cents: 4000,
                 rows: 1,
@@ -804,22 +850,40 @@ mod tests {
                         status: *status,
                     })
                     .collect(),
-            }],
+            })],
         }
     }
 
+    fn act(basket: Basket, action: BasketAction) -> Basket {
+        (*Rc::new(basket).reduce(action)).clone()
+    }
+
     #[test]
-    fn a_basket_never_holds_more_than_ten_tickets() {
-        let mut basket = Basket::default();
-        basket.set_quantity("t-Floor", 8);
-        assert!(basket.toggle_seat("A-1-1"));
-        assert!(basket.toggle_seat("A-1-2"));
-        assert!(!basket.toggle_seat("A-1-3"), "an eleventh ticket was taken");
-        basket.set_quantity("t-Floor", 12);
-        assert_eq!(basket.quantity("t-Floor"), 8);
-        assert!(basket.toggle_seat("A-1-2"), "unpicking a seat always works");
-        basket.set_quantity("t-Floor", 0);
+    fn a_basket_never_holds_more_than_ten_tickets_and_says_so() {
+        let basket = act(Basket::default(), BasketAction::Quantity("t-Floor".into(), 8));
+        let basket = act(basket, BasketAction::Seat("A-1-1".into()));
+        let basket = act(basket, BasketAction::Seat("A-1-2".into()));
+        let basket = act(basket, BasketAction::Seat("A-1-3".into()));
+        assert!(basket.full && !basket.seats.contains(&"A-1-3".to_owned()), "an eleventh ticket was taken");
+        let basket = act(basket, BasketAction::Quantity("t-Floor".into(), 12));
+        assert_eq!((basket.quantity("t-Floor"), basket.full), (8, true));
+        let basket = act(basket, BasketAction::Seat("A-1-2".into()));
+        assert!(!basket.full, "unpicking a seat always works");
+        let basket = act(basket, BasketAction::Quantity("t-Floor".into(), 0));
         assert_eq!((basket.count(), basket.quantities.len()), (1, 0));
+    }
+
+    #[test]
+    fn every_other_choice_is_a_new_generation_and_the_same_choice_is_not() {
+        let first = act(Basket::default(), BasketAction::Seat("A-1-1".into()));
+        let same = act(first.clone(), BasketAction::Drop(vec!["A-9-9".into()]));
+        assert_eq!(same.generation, first.generation, "nothing changed, so a retry keeps its key");
+        let capped = act(first.clone(), BasketAction::Quantity("t-Floor".into(), 0));
+        assert_eq!(capped.generation, first.generation);
+        let other = act(first.clone(), BasketAction::Quantity("t-Floor".into(), 1));
+        assert!(other.generation > first.generation);
+        let dropped = act(first.clone(), BasketAction::Drop(vec!["A-1-1".into()]));
+        assert!(dropped.generation > first.generation && dropped.seats.is_empty());
     }
 
     #[test]
@@ -830,8 +894,28 @@ mod tests {
         basket.toggle_seat("A-1-1");
         basket.toggle_seat("A-1-2");
         assert_eq!(basket.total_cents(&event), 2 * 2500 + 2 * 4000);
-        assert_eq!(basket.drop_taken(&event), ["A-1-2"]);
-        assert_eq!(basket.seats, ["A-1-1"]);
+        assert_eq!(basket.taken(&event), ["A-1-2"]);
+        assert_eq!(event.sections[0].at(1, 2).map(|s| s.id.as_str()), Some("A-1-2"));
+        assert_eq!(
+            (event.sections[0].at(1, 3), event.sections[0].at(2, 1), event.sections[0].at(0, 1)),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_seat_map_reads_row_by_row() {
+        let seats = seats_of_map("Upper Circle", 3, "ARSAAA");
+        let view: Vec<_> = seats.iter().map(|s| (s.id.as_str(), s.row, s.number, s.status)).collect();
+        assert_eq!(
+            view[..4],
+            [
+                ("Upper Circle-1-1", 1, 1, SeatStatus::Available),
+                ("Upper Circle-1-2", 1, 2, SeatStatus::Reserved),
+                ("Upper Circle-1-3", 1, 3, SeatStatus::Sold),
+                ("Upper Circle-2-1", 2, 1, SeatStatus::Available),
+            ]
+        );
+        assert_eq!(seats.len(), 6);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Events: the list of upcoming ones, and an event's page with its ticket types, its seat map,
 //! the buyer's choice and total, and (for its organiser) the sales as they happen.
 
+use std::rc::Rc;
+
 use wasm_bindgen::JsCast;
 use yew::prelude::*;
 use yew_router::prelude::*;
@@ -14,9 +16,11 @@ use crate::graphql::{
     CreateEventOrder, EventChanged, EventDetail, Events as EventsQuery, create_event_order, event_changed,
     event_detail, events,
 };
-use crate::hooks::{use_subscription, use_user};
-use crate::state::{Basket, Event, EventSummary, Live, LiveAction, SeatStatus, SeatView, SectionView};
-use crate::ws;
+use crate::hooks::{use_live, use_user};
+
+use crate::state::{
+    Basket, BasketAction, Event, EventSummary, Live, MAX_TICKETS_PER_ORDER, SeatStatus, SeatView, SectionView,
+};
 
 /// Properties of [`EventCard`].
 #[derive(Properties, PartialEq)]
@@ -71,7 +75,10 @@ pub fn events_page() -> Html {
                         next.set(if page.page_info.has_next_page { page.page_info.end_cursor } else { None });
                         loaded.set(true);
                     }
-                    Err(e) => error.set(Some(e)),
+                    Err(e) => {
+                        error.set(Some(e));
+                        loaded.set(true);
+                    }
                 }
             });
         })
@@ -123,86 +130,87 @@ pub struct EventPageProps {
     pub id: String,
 }
 
+/// Codes that say for certain that nothing was held: the next attempt is another request (a new
+/// idempotency key). After any other failure (the network, the server) the hold may have been
+/// written, so a retry keeps the key and the choice, and the same request cannot hold twice.
+const DEFINITE_REFUSALS: [&str; 6] =
+    ["CONFLICT", "BAD_USER_INPUT", "FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED", "RATE_LIMITED"];
+
+/// Why the last hold did not go through.
+#[derive(Debug, Clone, PartialEq)]
+enum HoldFailure {
+    /// `CONFLICT` naming what was taken (seat and ticket type ids), worded with the event as it
+    /// is now.
+    Taken(Vec<String>),
+    /// Another refusal, or a failure after which nobody knows whether the hold was written.
+    Other { message: String, uncertain: bool },
+}
+
 /// One event, live: choose tickets and seats and hold them; its organiser watches it sell.
 #[function_component(EventPage)]
 pub fn event_page(props: &EventPageProps) -> Html {
-    let live = use_reducer(|| Live::<Event>::Loading);
-    let basket = use_state(Basket::default);
-    let error = use_state(|| None::<String>);
+    let basket = use_reducer(Basket::default);
+    let failure = use_state(|| None::<HoldFailure>);
     let notice = use_state(|| None::<String>);
     let busy = use_state(|| false);
-    let key = use_state(random_key);
+    // (basket generation, key): each choice is held under a key of its own.
+    let key = use_mut_ref(|| (u64::MAX, String::new()));
     let user = use_user();
     let navigator = use_navigator();
-
-    let load = {
-        let (live, error) = (live.dispatcher(), error.setter());
-        let id = props.id.clone();
-        move || {
-            let (live, error, id) = (live.clone(), error.clone(), id.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::request::<EventDetail>(event_detail::Variables { id }).await {
-                    Ok(data) => live.dispatch(LiveAction::Loaded(data.event.map(Into::into))),
-                    Err(e) => error.set(Some(e.user_message())),
-                }
-            });
-        }
+    let live = use_live::<EventDetail, EventChanged, Event>(
+        event_detail::Variables { id: props.id.clone() },
+        event_changed::Variables { id: props.id.clone() },
+        |data| data.event.map(Into::into),
+        |data| data.event_changed.into(),
+        Callback::from({
+            let failure = failure.setter();
+            move |e: ApiError| failure.set(Some(HoldFailure::Other { message: e.user_message(), uncertain: false }))
+        }),
+    );
+    let toggle_seat = {
+        let basket = basket.dispatcher();
+        use_callback((), move |id: String, _| basket.dispatch(BasketAction::Seat(id)))
     };
-    {
-        let load = load.clone();
-        use_effect_with(props.id.clone(), move |_| load());
-    }
-    {
-        let live = live.dispatcher();
-        use_subscription::<EventChanged>(
-            event_changed::Variables { id: props.id.clone() },
-            Callback::from(move |message| match message {
-                ws::Event::Connected => load(),
-                ws::Event::Data(data) => {
-                    let data: event_changed::ResponseData = data;
-                    live.dispatch(LiveAction::Changed(data.event_changed.into()));
-                }
-                ws::Event::Refused(_) => {}
-            }),
-        );
-    }
-    // Seats someone else took while they were chosen leave the choice, and the page says so.
+    let current = match &*live {
+        Live::Ready(event) => Some(event.clone()),
+        _ => None,
+    };
+    // Seats someone else took while they were chosen leave the choice, and the page says so; not
+    // while a hold is under way or its outcome is unknown (they may be this buyer's own).
     {
         let (basket, notice) = (basket.clone(), notice.setter());
-        let current = match &*live {
-            Live::Ready(event) => Some(event.clone()),
-            _ => None,
-        };
-        use_effect_with(current, move |event| {
-            if let Some(event) = event {
-                let mut next = (*basket).clone();
-                let taken = next.drop_taken(event);
+        let uncertain = matches!(&*failure, Some(HoldFailure::Other { uncertain: true, .. }));
+        let settled = !*busy && !uncertain;
+        let event = current.clone();
+        use_effect_with((current.as_ref().map(|e| e.version), settled), move |_| {
+            if let Some(event) = event.filter(|_| settled) {
+                let taken = basket.taken(&event);
                 if !taken.is_empty() {
                     notice.set(Some(format!("Just taken by someone else: seat {}.", taken.join(", seat "))));
-                    basket.set(next);
+                    basket.dispatch(BasketAction::Drop(taken));
                 }
             }
         });
     }
 
-    let event = match &*live {
-        Live::Loading => return html! { <p class="muted" role="status">{ "Loading the event…" }</p> },
-        Live::Missing => {
-            return html! {
+    let Some(event) = current else {
+        return match &*live {
+            Live::Missing => html! {
                 <section class="panel panel--center">
                     <h1>{ "No such event" }</h1>
                     <p><Link<Route> to={Route::Events}>{ "Browse events" }</Link<Route>></p>
                 </section>
-            };
-        }
-        Live::Ready(event) => event.clone(),
+            },
+            _ => html! { <p class="muted" role="status">{ "Loading the event…" }</p> },
+        };
     };
-    let can_choose = event.viewer_can_order;
+    let can_choose = event.viewer_can_order && !*busy;
+    let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= js_sys::Date::now());
 
     let hold = {
-        let (basket, error, busy, key, navigator) =
-            (basket.clone(), error.clone(), busy.clone(), key.clone(), navigator.clone());
-        let event = event.clone();
+        let (basket, failure, busy, key, navigator) =
+            (basket.clone(), failure.clone(), busy.clone(), key.clone(), navigator.clone());
+        let event_id = event.id.clone();
         Callback::from(move |_: MouseEvent| {
             let items: Vec<create_event_order::OrderItemInput> = basket
                 .quantities
@@ -212,16 +220,22 @@ pub fn event_page(props: &EventPageProps) -> Html {
                     quantity: i64::from(*q),
                 })
                 .collect();
+            let idempotency_key = {
+                let mut key = key.borrow_mut();
+                if key.0 != basket.generation {
+                    *key = (basket.generation, random_key());
+                }
+                key.1.clone()
+            };
             let variables = create_event_order::Variables {
-                event_id: event.id.clone(),
+                event_id: event_id.clone(),
                 items: (!items.is_empty()).then_some(items),
                 seats: (!basket.seats.is_empty()).then(|| basket.seats.clone()),
-                idempotency_key: Some((*key).clone()),
+                idempotency_key: Some(idempotency_key),
             };
-            let (error, busy, key, navigator, event) =
-                (error.clone(), busy.clone(), key.clone(), navigator.clone(), event.clone());
+            let (failure, busy, key, navigator) = (failure.clone(), busy.clone(), key.clone(), navigator.clone());
             busy.set(true);
-            error.set(None);
+            failure.set(None);
             wasm_bindgen_futures::spawn_local(async move {
                 match api::request::<CreateEventOrder>(variables).await {
                     Ok(data) => {
@@ -230,17 +244,21 @@ pub fn event_page(props: &EventPageProps) -> Html {
                         }
                     }
                     Err(e) => {
-                        let message = if e.code == "CONFLICT" && !e.unavailable.is_empty() {
-                            format!(
-                                "Not available any more: {}. Nothing was held; change your choice and try again.",
-                                event.describe_unavailable(&e.unavailable).join(", ")
-                            )
-                        } else {
-                            e.user_message()
-                        };
-                        error.set(Some(message));
-                        // Another attempt is another request: a new key.
-                        key.set(random_key());
+                        let definite = DEFINITE_REFUSALS.contains(&e.code.as_str());
+                        if definite {
+                            key.borrow_mut().0 = u64::MAX;
+                        }
+                        failure.set(Some(match e.code.as_str() {
+                            "CONFLICT" if !e.unavailable.is_empty() => HoldFailure::Taken(e.unavailable),
+                            _ if definite => HoldFailure::Other { message: e.user_message(), uncertain: false },
+                            _ => HoldFailure::Other {
+                                message: format!(
+                                    "{} Holding again is safe: the same choice cannot be held twice.",
+                                    e.user_message()
+                                ),
+                                uncertain: true,
+                            },
+                        }));
                         busy.set(false);
                     }
                 }
@@ -248,30 +266,9 @@ pub fn event_page(props: &EventPageProps) -> Html {
         })
     };
 
-    let set_quantity = {
-        let basket = basket.clone();
-        Callback::from(move |(id, quantity): (String, u32)| {
-            let mut next = (*basket).clone();
-            next.set_quantity(&id, quantity);
-            basket.set(next);
-        })
-    };
-    let toggle_seat = {
-        let (basket, notice) = (basket.clone(), notice.clone());
-        Callback::from(move |id: String| {
-            let mut next = (*basket).clone();
-            if next.toggle_seat(&id) {
-                notice.set(None);
-                basket.set(next);
-            } else {
-                notice.set(Some("An order holds at most 10 tickets.".into()));
-            }
-        })
-    };
-
     let count = basket.count();
     let total = basket.total_cents(&event);
-    let action = if can_choose {
+    let action = if event.viewer_can_order {
         html! {
             <button class="button button--large" onclick={hold} disabled={*busy || count == 0} data-testid="hold">
                 { if *busy { "Holding…".to_owned() } else if count == 0 { "Choose tickets or seats".to_owned() } else {
@@ -281,13 +278,21 @@ pub fn event_page(props: &EventPageProps) -> Html {
         }
     } else if event.viewer_can_edit {
         html! { <p class="muted">{ "You organise this event: its sales are below, live." }</p> }
-    } else if user.is_none() {
+    } else if user.is_none() && !started {
         let next = Next { next: Some(format!("/events/{}", event.id)) };
         html! {
             <Link<Route, Next> to={Route::SignIn} query={Some(next)} classes="button button--large">{ "Sign in to buy" }</Link<Route, Next>>
         }
     } else {
         html! { <p class="muted">{ "Tickets to this event are no longer sold." }</p> }
+    };
+    let failure_message = match &*failure {
+        Some(HoldFailure::Taken(ids)) => Some(format!(
+            "Not available any more: {}. Nothing was held; change your choice and try again.",
+            event.describe_unavailable(ids).join(", ")
+        )),
+        Some(HoldFailure::Other { message, .. }) => Some(message.clone()),
+        None => None,
     };
 
     html! {
@@ -306,11 +311,11 @@ pub fn event_page(props: &EventPageProps) -> Html {
                     <ul class="rows">
                         { for event.ticket_types.iter().enumerate().map(|(i, t)| {
                             let id = t.id.clone();
-                            let set = set_quantity.clone();
+                            let dispatch = basket.dispatcher();
                             let oninput = Callback::from(move |e: InputEvent| {
                                 let input: web_sys::HtmlInputElement = e.target_unchecked_into();
                                 let quantity = input.value().trim().parse::<u32>().unwrap_or(0);
-                                set.emit((id.clone(), quantity));
+                                dispatch.dispatch(BasketAction::Quantity(id.clone(), quantity));
                             });
                             let input_id = format!("qty-{i}");
                             html! {
@@ -322,9 +327,9 @@ pub fn event_page(props: &EventPageProps) -> Html {
                                         </span>
                                     </div>
                                     <span class="row__price">{ format::money(t.price_cents, &t.currency) }</span>
-                                    if can_choose {
+                                    if event.viewer_can_order {
                                         <input class="quantity" id={input_id} type="number" min="0" max="10" inputmode="numeric"
-                                            value={basket.quantity(&t.id).to_string()} {oninput} />
+                                            disabled={*busy} value={basket.quantity(&t.id).to_string()} {oninput} />
                                     }
                                 </li>
                             }
@@ -333,9 +338,10 @@ pub fn event_page(props: &EventPageProps) -> Html {
                 </section>
             }
             { for event.sections.iter().map(|section| html! {
-                <SeatMap section={section.clone()} chosen={basket.seats.clone()} enabled={can_choose} ontoggle={toggle_seat.clone()} />
+                <SeatMap key={section.name.clone()} section={section.clone()} chosen={basket.seats.clone()}
+                    enabled={can_choose} ontoggle={toggle_seat.clone()} />
             }) }
-            if can_choose || count > 0 {
+            if event.viewer_can_order || count > 0 {
                 <section class="summary" aria-labelledby="summary-title" data-testid="summary">
                     <h2 id="summary-title">{ "Your choice" }</h2>
                     if count == 0 {
@@ -353,11 +359,13 @@ pub fn event_page(props: &EventPageProps) -> Html {
                     }
                 </section>
             }
-            if let Some(message) = &*notice {
+            if basket.full {
+                <Alert message={format!("An order holds at most {MAX_TICKETS_PER_ORDER} tickets.")} kind="info" />
+            } else if let Some(message) = &*notice {
                 <Alert message={message.clone()} kind="info" />
             }
-            if let Some(message) = &*error {
-                <Alert message={message.clone()} />
+            if let Some(message) = failure_message {
+                <Alert {message} />
             }
             <div class="detail__action">{ action }</div>
             if event.viewer_can_edit {
@@ -369,7 +377,7 @@ pub fn event_page(props: &EventPageProps) -> Html {
 
 #[derive(Properties, PartialEq)]
 struct SeatMapProps {
-    section: SectionView,
+    section: Rc<SectionView>,
     chosen: Vec<String>,
     enabled: bool,
     ontoggle: Callback<String>,
@@ -385,7 +393,7 @@ const GAP: i32 = 4;
 const LABEL: i32 = 28;
 
 /// A section's seats drawn row by row. One seat is in the tab order at a time; the arrow keys
-/// move between seats and Enter or Space picks one, as in a grid.
+/// move between seats (Home and End to a row's ends) and Enter or Space picks one, as in a grid.
 #[function_component(SeatMap)]
 fn seat_map(props: &SeatMapProps) -> Html {
     let section = &props.section;
@@ -398,7 +406,71 @@ fn seat_map(props: &SeatMapProps) -> Html {
         .filter(|id| section.seats.iter().any(|s| &s.id == id))
         .or_else(|| section.seats.iter().find(|s| s.status == SeatStatus::Available).map(|s| s.id.clone()))
         .or_else(|| section.seats.first().map(|s| s.id.clone()));
-    let at = |row: i32, number: i32| section.seats.iter().find(|s| s.row == row && s.number == number);
+    // One handler for the whole map: the seat is found by its position, not by a search.
+    let onkeydown = {
+        let (section, focused, ontoggle, enabled, chosen) =
+            (section.clone(), focused.clone(), props.ontoggle.clone(), props.enabled, props.chosen.clone());
+        Callback::from(move |e: KeyboardEvent| {
+            let Some(seat) = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .and_then(|el| el.get_attribute("data-seat"))
+                .and_then(|id| section.seats.iter().find(|s| s.id == id))
+            else {
+                return;
+            };
+            let (row, number) = (seat.row, seat.number);
+            let target = match e.key().as_str() {
+                "Enter" | " " => {
+                    e.prevent_default();
+                    if enabled && (seat.status == SeatStatus::Available || chosen.contains(&seat.id)) {
+                        ontoggle.emit(seat.id.clone());
+                    }
+                    return;
+                }
+                "ArrowLeft" => section.at(row, number - 1),
+                "ArrowRight" => section.at(row, number + 1),
+                "ArrowUp" => section.at(row - 1, number),
+                "ArrowDown" => section.at(row + 1, number),
+                "Home" => section.at(row, 1),
+                "End" => section.at(row, section.seats_per_row),
+                _ => return,
+            };
+            e.prevent_default();
+            if let Some(target) = target {
+                focused.set(Some(target.id.clone()));
+                focus(&seat_element_id(&target.id));
+            }
+        })
+    };
+    let onclick = {
+        let (section, ontoggle, enabled, chosen) =
+            (section.clone(), props.ontoggle.clone(), props.enabled, props.chosen.clone());
+        Callback::from(move |e: MouseEvent| {
+            let id = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .and_then(|el| el.get_attribute("data-seat"));
+            if let Some(seat) = id.and_then(|id| section.seats.iter().find(|s| s.id == id))
+                && enabled
+                && (seat.status == SeatStatus::Available || chosen.contains(&seat.id))
+            {
+                ontoggle.emit(seat.id.clone());
+            }
+        })
+    };
+    let onfocusin = {
+        let focused = focused.clone();
+        Callback::from(move |e: FocusEvent| {
+            let id = e
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                .and_then(|el| el.get_attribute("data-seat"));
+            if id.is_some() {
+                focused.set(id);
+            }
+        })
+    };
     let seat_shape = |seat: &SeatView| {
         let chosen = props.chosen.contains(&seat.id);
         let (class, words) = match seat.status {
@@ -415,47 +487,6 @@ fn seat_map(props: &SeatMapProps) -> Html {
             format::money(section.price_cents, "USD")
         );
         let selectable = props.enabled && (seat.status == SeatStatus::Available || chosen);
-        let toggle = {
-            let (ontoggle, id) = (props.ontoggle.clone(), seat.id.clone());
-            move || {
-                if selectable {
-                    ontoggle.emit(id.clone());
-                }
-            }
-        };
-        let onclick = {
-            let toggle = toggle.clone();
-            Callback::from(move |_: MouseEvent| toggle())
-        };
-        let onkeydown = {
-            let (focused, row, number) = (focused.clone(), seat.row, seat.number);
-            let neighbour = |row: i32, number: i32| at(row, number).map(|s| s.id.clone());
-            let moves = [
-                ("ArrowLeft", neighbour(row, number - 1)),
-                ("ArrowRight", neighbour(row, number + 1)),
-                ("ArrowUp", neighbour(row - 1, number)),
-                ("ArrowDown", neighbour(row + 1, number)),
-                ("Home", neighbour(row, 1)),
-                ("End", neighbour(row, section.seats_per_row)),
-            ];
-            Callback::from(move |e: KeyboardEvent| {
-                let key = e.key();
-                if key == "Enter" || key == " " {
-                    e.prevent_default();
-                    toggle();
-                } else if let Some((_, target)) = moves.iter().find(|(k, _)| *k == key) {
-                    e.prevent_default();
-                    if let Some(target) = target {
-                        focused.set(Some(target.clone()));
-                        focus(&seat_element_id(target));
-                    }
-                }
-            })
-        };
-        let onfocus = {
-            let (focused, id) = (focused.clone(), seat.id.clone());
-            Callback::from(move |_: FocusEvent| focused.set(Some(id.clone())))
-        };
         let x = LABEL + (seat.number - 1) * pitch;
         let y = pitch + (seat.row - 1) * pitch;
         html! {
@@ -463,8 +494,7 @@ fn seat_map(props: &SeatMapProps) -> Html {
                 x={x.to_string()} y={y.to_string()} width={SEAT.to_string()} height={SEAT.to_string()} rx="4"
                 role="checkbox" aria-checked={if chosen { "true" } else { "false" }}
                 aria-disabled={(!selectable).then_some("true")} aria-label={label}
-                tabindex={if tabbable.as_deref() == Some(seat.id.as_str()) { "0" } else { "-1" }}
-                {onclick} {onkeydown} {onfocus}>
+                tabindex={if tabbable.as_deref() == Some(seat.id.as_str()) { "0" } else { "-1" }}>
                 <title>{ format!("{} · {words}", seat.id) }</title>
             </rect>
         }
@@ -484,7 +514,7 @@ fn seat_map(props: &SeatMapProps) -> Html {
             </p>
             <div class="seatmap__scroll">
                 <svg class="seatmap__svg" viewBox={format!("0 0 {width} {height}")} width={width.to_string()} height={height.to_string()}
-                    role="group" aria-labelledby={title_id}>
+                    role="group" aria-labelledby={title_id} {onkeydown} {onclick} {onfocusin}>
                     <rect class="stage" x={LABEL.to_string()} y="0" width={(width - LABEL - GAP).to_string()} height={(SEAT / 2).to_string()} rx="3" />
                     { for (1..=section.rows).map(|row| html! {
                         <text class="seatmap__row" x="4" y={(pitch + (row - 1) * pitch + SEAT - 4).to_string()} aria-hidden="true">{ row }</text>

@@ -9,9 +9,8 @@ use crate::format;
 use crate::graphql::{
     CancelOrder, OrderChanged, OrderDetail, PayOrder, cancel_order, order_changed, order_detail, pay_order,
 };
-use crate::hooks::{use_session, use_subscription, use_user};
+use crate::hooks::{use_live, use_session, use_user};
 use crate::state::{Live, LiveAction, Order, OrderStatus, PaymentStatus};
-use crate::ws;
 
 /// The test cards of the fake payment provider: (token, label, what happens).
 pub const TEST_CARDS: [(&str, &str, &str); 3] = [
@@ -41,7 +40,6 @@ pub fn order_page(props: &OrderPageProps) -> Html {
 
 #[function_component(OrderView)]
 fn order_view(props: &OrderPageProps) -> Html {
-    let live = use_reducer(|| Live::<Order>::Loading);
     let error = use_state(|| None::<ApiError>);
     let notice = use_state(|| None::<String>);
     let card = use_state(|| TEST_CARDS[0].0.to_string());
@@ -49,40 +47,21 @@ fn order_view(props: &OrderPageProps) -> Html {
     let now = use_state(js_sys::Date::now);
     let user = use_user();
 
-    let load = {
-        let (live, error) = (live.dispatcher(), error.setter());
-        let id = props.id.clone();
-        move || {
-            let (live, error, id) = (live.clone(), error.clone(), id.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::request::<OrderDetail>(order_detail::Variables { id }).await {
-                    Ok(data) => live.dispatch(LiveAction::Loaded(data.order.map(Into::into))),
-                    Err(e) => {
-                        live.dispatch(LiveAction::Loaded(None));
-                        error.set(Some(e));
-                    }
-                }
-            });
-        }
-    };
-    {
-        let load = load.clone();
-        use_effect_with(props.id.clone(), move |_| load());
-    }
-    {
-        let live = live.dispatcher();
-        use_subscription::<OrderChanged>(
-            order_changed::Variables { id: props.id.clone() },
-            Callback::from(move |event| match event {
-                ws::Event::Connected => load(),
-                ws::Event::Data(data) => {
-                    let data: order_changed::ResponseData = data;
-                    live.dispatch(LiveAction::Changed(data.order_changed.into()));
-                }
-                ws::Event::Refused(_) => {}
-            }),
-        );
-    }
+    // An order that cannot be read (not the viewer's, or the API down) shows why, not a spinner.
+    let failed = use_state(|| false);
+    let live = use_live::<OrderDetail, OrderChanged, Order>(
+        order_detail::Variables { id: props.id.clone() },
+        order_changed::Variables { id: props.id.clone() },
+        |data| data.order.map(Into::into),
+        |data| data.order_changed.into(),
+        Callback::from({
+            let (error, failed) = (error.setter(), failed.setter());
+            move |e| {
+                error.set(Some(e));
+                failed.set(true);
+            }
+        }),
+    );
     {
         // The countdown's clock: one tick a second while the page is open.
         let now = now.setter();
@@ -93,8 +72,8 @@ fn order_view(props: &OrderPageProps) -> Html {
     }
 
     let order = match &*live {
-        Live::Loading => return html! { <p class="muted" role="status">{ "Loading the order…" }</p> },
-        Live::Missing => {
+        Live::Loading if !*failed => return html! { <p class="muted" role="status">{ "Loading the order…" }</p> },
+        Live::Loading | Live::Missing => {
             let message = error.as_ref().map(ApiError::user_message).unwrap_or_else(|| "No such order.".into());
             return html! {
                 <section class="panel panel--center">

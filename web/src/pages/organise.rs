@@ -212,11 +212,14 @@ pub fn new_event() -> Html {
                     <legend>{ "Ticket tiers (general admission)" }</legend>
                     { for tiers.iter().enumerate().map(|(i, tier)| {
                         let remove = {
-                            let tiers = tiers.clone();
+                            let (tiers, error) = (tiers.clone(), error.clone());
                             Callback::from(move |_: MouseEvent| {
                                 let mut next = (*tiers).clone();
                                 next.remove(i);
                                 tiers.set(next);
+                                // Field errors name places by index: after a removal they would
+                                // sit beside the wrong tier.
+                                error.set(None);
                             })
                         };
                         html! {
@@ -248,11 +251,12 @@ pub fn new_event() -> Html {
                     </div>
                     { for blocks.iter().enumerate().map(|(i, block)| {
                         let remove = {
-                            let blocks = blocks.clone();
+                            let (blocks, error) = (blocks.clone(), error.clone());
                             Callback::from(move |_: MouseEvent| {
                                 let mut next = (*blocks).clone();
                                 next.remove(i);
                                 blocks.set(next);
+                                error.set(None);
                             })
                         };
                         html! {

@@ -10,10 +10,9 @@ use crate::graphql::{
     CreateOrder, TicketChanged, TicketDetail, TicketHistory, create_order, ticket_changed, ticket_detail,
     ticket_history,
 };
-use crate::hooks::{use_subscription, use_user};
+use crate::hooks::{use_live, use_user};
 use crate::pages::my_tickets::EditTicket;
-use crate::state::{Live, LiveAction, Ticket, TicketStatus};
-use crate::ws;
+use crate::state::{Live, Ticket, TicketStatus};
 
 /// Properties of [`TicketPage`].
 #[derive(Properties, PartialEq)]
@@ -25,44 +24,22 @@ pub struct TicketPageProps {
 /// One ticket, live: buy it; its seller (or an admin) edits it and reads its history.
 #[function_component(TicketPage)]
 pub fn ticket_page(props: &TicketPageProps) -> Html {
-    let live = use_reducer(|| Live::<Ticket>::Loading);
     let user = use_user();
     let error = use_state(|| None::<ApiError>);
     let busy = use_state(|| false);
     let key = use_state(random_key);
     let navigator = use_navigator();
 
-    let load = {
-        let (live, error) = (live.dispatcher(), error.setter());
-        let id = props.id.clone();
-        move || {
-            let (live, error, id) = (live.clone(), error.clone(), id.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                match api::request::<TicketDetail>(ticket_detail::Variables { id }).await {
-                    Ok(data) => live.dispatch(LiveAction::Loaded(data.ticket.map(Into::into))),
-                    Err(e) => error.set(Some(e)),
-                }
-            });
-        }
-    };
-    {
-        let load = load.clone();
-        use_effect_with(props.id.clone(), move |_| load());
-    }
-    {
-        let live = live.dispatcher();
-        use_subscription::<TicketChanged>(
-            ticket_changed::Variables { id: props.id.clone() },
-            Callback::from(move |event| match event {
-                ws::Event::Connected => load(),
-                ws::Event::Data(data) => {
-                    let data: ticket_changed::ResponseData = data;
-                    live.dispatch(LiveAction::Changed(data.ticket_changed.into()));
-                }
-                ws::Event::Refused(_) => {}
-            }),
-        );
-    }
+    let live = use_live::<TicketDetail, TicketChanged, Ticket>(
+        ticket_detail::Variables { id: props.id.clone() },
+        ticket_changed::Variables { id: props.id.clone() },
+        |data| data.ticket.map(Into::into),
+        |data| data.ticket_changed.into(),
+        Callback::from({
+            let error = error.setter();
+            move |e| error.set(Some(e))
+        }),
+    );
 
     let ticket = match &*live {
         Live::Loading => return html! { <p class="muted" role="status">{ "Loading the ticket…" }</p> },
