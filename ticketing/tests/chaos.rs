@@ -138,6 +138,10 @@ async fn worker(
                 ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).accounts.push(account);
                 signed_up = true;
                 me = account;
+            } else {
+                // Unknown who this session is now (a retried sign-up may have set a cookie whose
+                // answer was lost): start again as someone new, so `me` is always the sender.
+                signed_up = false;
             }
             continue;
         }

@@ -350,9 +350,13 @@ impl Versioned for Event {
 }
 
 /// A section's seats from its `seatMap` (one letter per seat, row by row: `A` available, `R`
-/// reserved, `S` sold).
-pub fn seats_of_map(section: &str, seats_per_row: i32, map: &str) -> Vec<SeatView> {
+/// reserved, `S` sold). A map of another length than `rows × seatsPerRow` is not believed: its
+/// seats would land in the wrong places, so none is shown.
+pub fn seats_of_map(section: &str, rows: i32, seats_per_row: i32, map: &str) -> Vec<SeatView> {
     let per_row = seats_per_row.max(1);
+    if usize::try_from(rows * per_row).ok() != Some(map.len()) {
+        return Vec::new();
+    }
     map.chars()
         .enumerate()
         .map(|(i, letter)| {
@@ -400,7 +404,7 @@ macro_rules! event_from {
                         .into_iter()
                         .map(|s: graphql::$module::$sections| {
                             Rc::new(SectionView {
-                                seats: seats_of_map(&s.name, s.seats_per_row as i32, &s.seat_map),
+                                seats: seats_of_map(&s.name, s.rows as i32, s.seats_per_row as i32, &s.seat_map),
                                 name: s.name,
                                 price_cents: s.price_cents,
                                 rows: s.rows as i32,
@@ -904,7 +908,8 @@ mod tests {
 
     #[test]
     fn a_seat_map_reads_row_by_row() {
-        let seats = seats_of_map("Upper Circle", 3, "ARSAAA");
+        assert!(seats_of_map("A", 2, 3, "ARSAA").is_empty(), "a map of the wrong length was believed");
+        let seats = seats_of_map("Upper Circle", 2, 3, "ARSAAA");
         let view: Vec<_> = seats.iter().map(|s| (s.id.as_str(), s.row, s.number, s.status)).collect();
         assert_eq!(
             view[..4],

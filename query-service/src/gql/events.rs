@@ -58,7 +58,10 @@ impl EventSnapshot {
         for seat in db::all_seats_of(pool, id).await? {
             seats.entry(seat.section_idx).or_default().push(seat);
         }
-        let seat_maps = seats.iter().map(|(idx, rows)| (*idx, seat_map_of(rows))).collect();
+        let seat_maps = sections
+            .iter()
+            .map(|section| (section.idx, seat_map_of(section, seats.get(&section.idx).map_or(&[][..], Vec::as_slice))))
+            .collect();
         Ok(Some(Self { event, ticket_types, sections, seats, seat_maps }))
     }
 }
@@ -279,21 +282,28 @@ impl Section {
             return Ok(map.clone());
         }
         let rows = db::seats_of(&state(ctx)?.pool, self.row.event_id, self.row.idx).await.map_err(internal)?;
-        Ok(seat_map_of(&rows))
+        Ok(seat_map_of(&self.row, &rows))
     }
 }
 
 /// A section's seats as one letter each, row by row: `A` available, `R` reserved (held), `S` sold
-/// (the initials of `SeatStatus`). A status no rule writes reads as `S`: never offered.
-fn seat_map_of(seats: &[SeatRow]) -> String {
-    seats
-        .iter()
-        .map(|seat| match seat.status.as_str() {
-            "AVAILABLE" => 'A',
-            "RESERVED" => 'R',
-            _ => 'S',
-        })
-        .collect()
+/// (the initials of `SeatStatus`). Each letter is at its seat's place, so a seat missing from the
+/// rows (or a status no rule writes) reads as `S` and is never offered, and no other seat moves.
+fn seat_map_of(section: &SectionRow, seats: &[SeatRow]) -> String {
+    let per_row = usize::try_from(section.seats_per_row).unwrap_or(0);
+    let rows = usize::try_from(section.rows).unwrap_or(0);
+    let mut map = vec![b'S'; rows * per_row];
+    for seat in seats {
+        let (row, number) = (usize::try_from(seat.row).unwrap_or(0), usize::try_from(seat.number).unwrap_or(0));
+        if (1..=rows).contains(&row) && (1..=per_row).contains(&number) {
+            map[(row - 1) * per_row + number - 1] = match seat.status.as_str() {
+                "AVAILABLE" => b'A',
+                "RESERVED" => b'R',
+                _ => b'S',
+            };
+        }
+    }
+    String::from_utf8(map).unwrap_or_default()
 }
 
 /// What a section's seat list costs on top of its fields: it is long (up to 20,000 seats), so a

@@ -130,11 +130,16 @@ pub struct EventPageProps {
     pub id: String,
 }
 
-/// Codes that say for certain that nothing was held: the next attempt is another request (a new
-/// idempotency key). After any other failure (the network, the server) the hold may have been
-/// written, so a retry keeps the key and the choice, and the same request cannot hold twice.
+/// Codes that say for certain that this request held nothing: the next attempt is another request
+/// (a new idempotency key). After any other failure (the network, the server) the hold may have
+/// been written, so a retry keeps the key and the choice, and the same request cannot hold twice.
 const DEFINITE_REFUSALS: [&str; 6] =
     ["CONFLICT", "BAD_USER_INPUT", "FORBIDDEN", "NOT_FOUND", "UNAUTHENTICATED", "RATE_LIMITED"];
+
+/// Codes that answer the key itself (decided after the server looked the key up): only these
+/// settle an earlier attempt whose outcome was unknown. A sign-in or rate refusal of a retry says
+/// nothing about the first attempt.
+const ANSWERS_THE_KEY: [&str; 2] = ["CONFLICT", "BAD_USER_INPUT"];
 
 /// Why the last hold did not go through.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +156,8 @@ enum HoldFailure {
 pub fn event_page(props: &EventPageProps) -> Html {
     let basket = use_reducer(Basket::default);
     let failure = use_state(|| None::<HoldFailure>);
+    // A failed load of the event is not a failed hold: it must not settle an unknown outcome.
+    let load_error = use_state(|| None::<String>);
     let notice = use_state(|| None::<String>);
     let busy = use_state(|| false);
     // (basket generation, key): each choice is held under a key of its own.
@@ -163,8 +170,8 @@ pub fn event_page(props: &EventPageProps) -> Html {
         |data| data.event.map(Into::into),
         |data| data.event_changed.into(),
         Callback::from({
-            let failure = failure.setter();
-            move |e: ApiError| failure.set(Some(HoldFailure::Other { message: e.user_message(), uncertain: false }))
+            let load_error = load_error.setter();
+            move |e: ApiError| load_error.set(Some(e.user_message()))
         }),
     );
     let toggle_seat = {
@@ -201,10 +208,19 @@ pub fn event_page(props: &EventPageProps) -> Html {
                     <p><Link<Route> to={Route::Events}>{ "Browse events" }</Link<Route>></p>
                 </section>
             },
-            _ => html! { <p class="muted" role="status">{ "Loading the event…" }</p> },
+            // A failed first load says why; a failed refetch of a page already shown changes
+            // nothing (the pushes go on).
+            _ => match &*load_error {
+                Some(message) => html! { <Alert message={message.clone()} /> },
+                None => html! { <p class="muted" role="status">{ "Loading the event…" }</p> },
+            },
         };
     };
-    let can_choose = event.viewer_can_order && !*busy;
+    // While the outcome of a hold is unknown the choice stays as it was sent: holding again is the
+    // same request (same key), so it cannot hold twice; "Change my choice" ends that.
+    let uncertain = matches!(&*failure, Some(HoldFailure::Other { uncertain: true, .. }));
+    let frozen = *busy || uncertain;
+    let can_choose = event.viewer_can_order && !frozen;
     let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= js_sys::Date::now());
 
     let hold = {
@@ -233,9 +249,9 @@ pub fn event_page(props: &EventPageProps) -> Html {
                 seats: (!basket.seats.is_empty()).then(|| basket.seats.clone()),
                 idempotency_key: Some(idempotency_key),
             };
+            let was_uncertain = matches!(&*failure, Some(HoldFailure::Other { uncertain: true, .. }));
             let (failure, busy, key, navigator) = (failure.clone(), busy.clone(), key.clone(), navigator.clone());
             busy.set(true);
-            failure.set(None);
             wasm_bindgen_futures::spawn_local(async move {
                 match api::request::<CreateEventOrder>(variables).await {
                     Ok(data) => {
@@ -244,13 +260,22 @@ pub fn event_page(props: &EventPageProps) -> Html {
                         }
                     }
                     Err(e) => {
-                        let definite = DEFINITE_REFUSALS.contains(&e.code.as_str());
-                        if definite {
+                        let code = e.code.as_str();
+                        let settled =
+                            ANSWERS_THE_KEY.contains(&code) || (!was_uncertain && DEFINITE_REFUSALS.contains(&code));
+                        if settled {
                             key.borrow_mut().0 = u64::MAX;
                         }
-                        failure.set(Some(match e.code.as_str() {
+                        failure.set(Some(match code {
                             "CONFLICT" if !e.unavailable.is_empty() => HoldFailure::Taken(e.unavailable),
-                            _ if definite => HoldFailure::Other { message: e.user_message(), uncertain: false },
+                            _ if settled => HoldFailure::Other { message: e.user_message(), uncertain: false },
+                            _ if was_uncertain && DEFINITE_REFUSALS.contains(&code) => HoldFailure::Other {
+                                message: format!(
+                                    "{} Your earlier attempt may have held these tickets: hold again once you can, or see My orders.",
+                                    e.user_message()
+                                ),
+                                uncertain: true,
+                            },
                             _ => HoldFailure::Other {
                                 message: format!(
                                     "{} Holding again is safe: the same choice cannot be held twice.",
@@ -266,6 +291,13 @@ pub fn event_page(props: &EventPageProps) -> Html {
         })
     };
 
+    let change_choice = {
+        let (failure, key) = (failure.setter(), key.clone());
+        Callback::from(move |_: MouseEvent| {
+            key.borrow_mut().0 = u64::MAX;
+            failure.set(None);
+        })
+    };
     let count = basket.count();
     let total = basket.total_cents(&event);
     let action = if event.viewer_can_order {
@@ -329,7 +361,7 @@ pub fn event_page(props: &EventPageProps) -> Html {
                                     <span class="row__price">{ format::money(t.price_cents, &t.currency) }</span>
                                     if event.viewer_can_order {
                                         <input class="quantity" id={input_id} type="number" min="0" max="10" inputmode="numeric"
-                                            disabled={*busy} value={basket.quantity(&t.id).to_string()} {oninput} />
+                                            disabled={frozen} value={basket.quantity(&t.id).to_string()} {oninput} />
                                     }
                                 </li>
                             }
@@ -366,6 +398,12 @@ pub fn event_page(props: &EventPageProps) -> Html {
             }
             if let Some(message) = failure_message {
                 <Alert {message} />
+            }
+            if uncertain && !*busy {
+                <p class="actions">
+                    <button class="button button--quiet" onclick={change_choice} data-testid="change-choice">{ "Change my choice" }</button>
+                    <Link<Route> to={Route::MyOrders}>{ "See my orders" }</Link<Route>>
+                </p>
             }
             <div class="detail__action">{ action }</div>
             if event.viewer_can_edit {
