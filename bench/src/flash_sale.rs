@@ -18,7 +18,8 @@
 //! loopback port), or measures the HTTP scenarios against `--url`.
 //!
 //! Run: `cargo run --release -p bench --bin flash-sale [-- --quick] [-- --url http://host:port]`;
-//! `--no-write` leaves `bench/results` alone (the test command's smoke run).
+//! `--no-write` leaves `bench/results` alone (the test command's smoke run); `--sales` runs only the
+//! baselines, the holds and the sales (for profiling them) and writes nothing.
 //! Writes the table to the terminal and `bench/results/flash-sale[-quick].{json,md}`.
 
 use std::future::Future;
@@ -551,6 +552,26 @@ enum Watched {
 /// measured. `memory` reads the serving gateway's resident MiB, sampled before the subscribers
 /// connect and once they all have; the second value returned is (before, connected), or `None`
 /// when the gateway is not ours to measure.
+/// Waits until the gateway at `metrics` counts at least `count` open subscriptions.
+async fn registered(metrics: &str, count: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = reqwest::get(metrics).await?.text().await?;
+        let open = text
+            .lines()
+            .find_map(|line| line.strip_prefix("ticketing_subscriptions "))
+            .and_then(|value| value.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if open >= count {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("only {open} of {count} subscriptions registered after two minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn subscribers(
     socket_url: &str,
     (seller, buyer): (&Client, &Client),
@@ -593,7 +614,7 @@ async fn subscribers(
             let event = created["createEvent"]["id"].as_str().context("no event id")?.to_owned();
             let tier = created["createEvent"]["ticketTypes"][0]["id"].as_str().context("no tier")?.to_owned();
             // The event page's own subscription (every field it shows, every seat as its seat map).
-            let query = json!({"query": include_str!("../../web/graphql/events.graphql"),
+            let query = json!({"query": include_str!("../../web/graphql/event_changed.graphql"),
                 "operationName": "EventChanged", "variables": {"id": event}});
             let change = (
                 "mutation($e: ID!, $t: ID!) { createEventOrder(eventId: $e, items: [{ticketTypeId: $t, quantity: 2}], seats: [\"A-1-1\"]) { id } }",
@@ -630,9 +651,9 @@ async fn subscribers(
         .await
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // A subscription is registered once the server has read its subscribe message: a moment for
-    // the last ones.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every subscription registered before the change (the gateway counts those open), so a miss
+    // is a push that never came, not a subscription that came after the change.
+    registered(&socket_url.replacen("ws://", "http://", 1).replace("/graphql", "/metrics"), count).await?;
     let connected = memory.map(|m| m());
     let started = Instant::now();
     let receivers: Vec<_> = sockets
@@ -694,6 +715,8 @@ async fn main() -> anyhow::Result<()> {
     }
     let mode = if args.iter().any(|a| a == "--quick") { QUICK } else { FULL };
     let given_url = args.iter().skip_while(|a| *a != "--url").nth(1).cloned();
+    // The sales alone (with the baselines they are compared with): for profiling them.
+    let sales_only = args.iter().any(|a| a == "--sales");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS * 2).build()?;
 
@@ -816,7 +839,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Diagnostic: what one aggregate load costs now that the stream has grown.
-    if let Some(system) = &system {
+    if let Some(system) = system.as_ref().filter(|_| !sales_only) {
         let store =
             event_store::EventStore::connect(system.nats.clone(), &event_store::StreamSettings::default()).await?;
         let head = async_nats::jetstream::new(system.nats.clone())
@@ -872,6 +895,10 @@ async fn main() -> anyhow::Result<()> {
     // The hot event: a general-admission tier and a seated event, sold out at once.
     if let Some(system) = &system {
         rows.extend(event_sales(system, &seller, mode).await?);
+    }
+
+    if sales_only {
+        return report(mode, &rows, system.is_some(), false);
     }
 
     // Reads.
@@ -974,6 +1001,7 @@ async fn sale(
 ) -> anyhow::Result<(Row, usize, usize)> {
     const ORDER: &str = "mutation($e: ID!, $items: [OrderItemInput!], $seats: [String!]) {
         createEventOrder(eventId: $e, items: $items, seats: $seats) { id } }";
+    eprintln!("flash-sale: {name}: selling");
     let started = Instant::now();
     let answers: Vec<(usize, Result<Value, anyhow::Error>, Duration, Duration)> =
         futures::stream::iter(buyers.iter().enumerate())
@@ -1037,6 +1065,7 @@ async fn event_sales(system: &System, organizer: &Client, mode: Mode) -> anyhow:
             Request::new(Command::CreateEventOrder { event_id: event, items, seats: vec![] }).by(buyer)
         };
         let state = &system.gateway;
+        eprintln!("flash-sale: event order diagnostic: sending");
         // As many in flight as the ticket holds' diagnostic rows, so the latencies compare.
         let in_flight = CLIENTS;
         rows.push(

@@ -94,7 +94,10 @@ pub async fn apply_batch(
     batch: &[Incoming],
     announce: bool,
 ) -> Result<Committed, ProjectorError> {
+    // Planned per execution whatever pool this came from (see `query_service::db::connect_options`:
+    // a generic plan made while a table was empty keeps scanning it whole as it grows).
     sqlx::query(&format!("SET LOCAL search_path TO {generation}")).execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
     let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE").fetch_one(&mut *tx).await?;
     check_continuity(u64::try_from(checkpoint).unwrap_or(0), batch)?;
     // Fast path: the whole batch under one savepoint. Only when something fails is the batch

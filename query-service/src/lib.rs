@@ -213,6 +213,8 @@ pub struct Shared {
     pub sign_outs: coalesce::Coalesced<coalesce::SignOuts>,
     /// `ticket(id)` reads, batched across requests.
     pub tickets: coalesce::Coalesced<coalesce::Tickets>,
+    /// Orders read by the mutations that answer with one, batched across requests.
+    pub orders: coalesce::Coalesced<coalesce::Orders>,
     /// Whole reads of watched events, shared by their subscribers.
     pub event_snapshots: EventSnapshots,
 }
@@ -249,6 +251,7 @@ impl AppState {
         let schema = schema(config.graphql_introspection);
         let sign_outs = coalesce::Coalesced::spawn(coalesce::SignOuts(pool.clone()));
         let tickets = coalesce::Coalesced::spawn(coalesce::Tickets(pool.clone()));
+        let orders = coalesce::Coalesced::spawn(coalesce::Orders(pool.clone()));
         // `Config::validate` has refused bad entries before a gateway starts.
         let trusted_proxies = config.trusted().unwrap_or_default().into();
         Self(Arc::new(Shared {
@@ -267,6 +270,7 @@ impl AppState {
             sign_outs,
             event_snapshots: EventSnapshots::default(),
             tickets,
+            orders,
         }))
     }
 
@@ -520,7 +524,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// # Errors
 /// When a server cannot be reached or the address cannot be bound.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(16).connect(&config.database_url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(16)
+        .connect_with(db::connect_options(&config.database_url)?)
+        .await?;
     let (options, servers) = event_store::connect_options(&config.nats_url, event_store::auth::Role::Gateway.user())?;
     let nats = options.retry_on_initial_connect().connect(servers).await?;
     let listener = tokio::net::TcpListener::bind(config.http_addr).await?;

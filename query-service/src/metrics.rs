@@ -26,6 +26,27 @@ pub struct Metrics {
     pub commands_failed: AtomicU64,
     /// Batched queries made by the dataloaders.
     pub loader_queries: AtomicU64,
+    /// Subscriptions open now (each counted while its stream lives: see [`Watching`]).
+    pub subscriptions: AtomicU64,
+}
+
+/// Counts one open subscription for as long as it lives: a subscription's stream holds one.
+#[derive(Debug)]
+pub struct Watching(std::sync::Arc<Metrics>);
+
+impl Watching {
+    /// Counts a subscription that has just been set up.
+    #[must_use]
+    pub fn new(metrics: &std::sync::Arc<Metrics>) -> Self {
+        metrics.subscriptions.fetch_add(1, Ordering::Relaxed);
+        Self(std::sync::Arc::clone(metrics))
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -75,11 +96,15 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "Batched read-model queries made by dataloaders.",
         &[("", m.loader_queries.load(Ordering::Relaxed))],
     );
-    let batched = [("{read=\"sign_out\"}", &state.sign_outs.counts), ("{read=\"ticket\"}", &state.tickets.counts)];
+    let batched = [
+        ("{read=\"sign_out\"}", &state.sign_outs.counts),
+        ("{read=\"ticket\"}", &state.tickets.counts),
+        ("{read=\"order\"}", &state.orders.counts),
+    ];
     line(
         "ticketing_batched_reads_total",
         "counter",
-        "Reads by key batched across requests (session sign-out checks, ticket(id)).",
+        "Reads by key batched across requests (session sign-out checks, ticket(id), orders).",
         &batched.map(|(labels, counts)| (labels, counts.reads.load(Ordering::Relaxed))),
     );
     line(
@@ -87,6 +112,12 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "counter",
         "Queries those reads made (reads arriving together share one).",
         &batched.map(|(labels, counts)| (labels, counts.queries.load(Ordering::Relaxed))),
+    );
+    line(
+        "ticketing_subscriptions",
+        "gauge",
+        "GraphQL subscriptions open on this gateway.",
+        &[("", m.subscriptions.load(Ordering::Relaxed))],
     );
     let projected = *state.projected.borrow();
     line("ticketing_projected_position", "gauge", "Stream position the read models reflect.", &[("", projected)]);

@@ -762,6 +762,75 @@ mod live {
         socket.send(Message::text(message)).await.unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// The gateway counts open subscriptions (`ticketing_subscriptions`): each kind while it is
+    /// registered, none once its socket closes or it is stopped; the benchmark waits on it.
+    #[tokio::test]
+    async fn open_subscriptions_are_counted_until_their_socket_closes() {
+        let stack = stack().await;
+        let addr = serve(&stack).await;
+        let open = || stack.state.metrics.subscriptions.load(std::sync::atomic::Ordering::Relaxed);
+        let gauge = || async {
+            let metrics = stack
+                .app
+                .clone()
+                .oneshot(HttpRequest::get("/metrics").body(Body::empty()).unwrap_or_default())
+                .await
+                .unwrap_or_else(|e| match e {});
+            let body = axum::body::to_bytes(metrics.into_body(), 1 << 20).await.unwrap_or_default();
+            let text = String::from_utf8(body.to_vec()).unwrap_or_default();
+            text.lines()
+                .find_map(|l| l.strip_prefix("ticketing_subscriptions "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no subscriptions gauge in {text}"))
+        };
+        let until = |want: u64| async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while open() != want {
+                assert!(std::time::Instant::now() < deadline, "{} subscriptions open, not {want}", open());
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        assert_eq!(gauge().await, 0);
+        let mut organizer = Client::default();
+        organizer.gql(&stack, SIGN_UP, json!({"e": "gauge-organizer@example.com"})).await;
+        let starts_at = (time::OffsetDateTime::now_utc() + time::Duration::days(5))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let create = "mutation($s: String!) { createEvent(input: {title: \"Counted\", venue: \"Hall\", startsAt: $s,
+            ticketTypes: [{name: \"Standing\", priceCents: 100, capacity: 10}]}) { id } }";
+        let created = organizer.gql(&stack, create, json!({"s": starts_at})).await;
+        let event = created["data"]["createEvent"]["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+
+        let mut first = connect(addr, None, None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe_registered(&stack, &mut first, "t", "subscription { ticketChanged { id } }").await;
+        let query = format!("subscription {{ eventChanged(id: \"{event}\") {{ version }} }}");
+        subscribe_registered(&stack, &mut first, "e", &query).await;
+        let mut second = connect(addr, None, None).await.unwrap_or_else(|e| panic!("{e}"));
+        subscribe_registered(&stack, &mut second, "e", &query).await;
+        until(3).await;
+        assert_eq!(gauge().await, 3);
+        // An unknown event is refused and never counted.
+        subscribe(
+            &mut second,
+            "x",
+            &format!("subscription {{ eventChanged(id: \"{}\") {{ version }} }}", uuid::Uuid::new_v4()),
+        )
+        .await;
+        let refused = next(&mut second).await;
+        assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND", "{refused}");
+        assert_eq!(open(), 3);
+
+        // Stopped by the client, then a socket closed with one still open.
+        second
+            .send(Message::text(json!({"id": "e", "type": "complete"}).to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        until(2).await;
+        drop(first);
+        until(0).await;
+        assert_eq!(gauge().await, 0);
+    }
+
     /// `eventChanged` coalesces: a burst of holds on one event reaches a subscriber as pushes at
     /// least 100 ms apart (at most 10 a second), and the last push is the state after the burst.
     #[tokio::test]
@@ -1474,4 +1543,70 @@ async fn the_web_app_is_served_with_a_fallback_to_its_page_and_cache_headers() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
     assert!(String::from_utf8_lossy(&body).contains("scripts/build-web"));
+}
+
+/// A lookup by `= ANY($1)` prepared while its table was small keeps a generic plan that scans the
+/// whole table as it grows, on a default connection; on the gateway's connections
+/// (`db::connect_options`) each execution is planned for the table as it is and uses the index.
+#[tokio::test]
+async fn lookups_prepared_on_a_small_table_use_its_index_once_it_has_grown() {
+    use sqlx::{Connection, Executor};
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    db.pool
+        .execute("CREATE TABLE probe (id uuid PRIMARY KEY, filler text) WITH (autovacuum_enabled = false)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Analysed while small, as autovacuum does a fresh table after its first 50 rows.
+    db.pool
+        .execute("INSERT INTO probe SELECT gen_random_uuid(), 'x' FROM generate_series(1, 20); ANALYZE probe")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plain: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap_or_else(|e| panic!("{e}"));
+    let plain = plain.options([("plan_cache_mode", "auto")]);
+    let ours = query_service::db::connect_options(&db.url).unwrap_or_else(|e| panic!("{e}"));
+    let mut connections = Vec::new();
+    for options in [plain, ours] {
+        let mut conn = sqlx::PgConnection::connect_with(&options).await.unwrap_or_else(|e| panic!("{e}"));
+        // Prepared and run often enough, on the small table, for a generic plan to be cached.
+        for _ in 0..8 {
+            lookup(&mut conn).await;
+        }
+        flush(&mut conn).await;
+        connections.push(conn);
+    }
+    db.pool
+        .execute("INSERT INTO probe SELECT gen_random_uuid(), repeat('x', 100) FROM generate_series(1, 50000)")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut scans = Vec::new();
+    for conn in &mut connections {
+        let before = seq_scans(&db.pool).await;
+        lookup(conn).await;
+        flush(conn).await;
+        scans.push(seq_scans(&db.pool).await - before);
+    }
+    assert_eq!(scans, [1, 0], "sequential scans of the grown table by one lookup: default, ours");
+
+    async fn lookup(conn: &mut sqlx::PgConnection) {
+        let ids = vec![uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+        let found: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM probe WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(found.is_empty());
+    }
+    /// Makes the connection's statistics visible to others now, not at its next idle moment.
+    async fn flush(conn: &mut sqlx::PgConnection) {
+        conn.execute("SELECT pg_stat_force_next_flush()").await.unwrap_or_else(|e| panic!("{e}"));
+        conn.execute("SELECT 1").await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    async fn seq_scans(pool: &sqlx::PgPool) -> i64 {
+        let mut conn = pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("SELECT pg_stat_clear_snapshot()").execute(&mut *conn).await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query_scalar("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'probe'")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
 }

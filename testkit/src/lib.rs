@@ -362,7 +362,9 @@ pub async fn postgres() -> anyhow::Result<TestDb> {
     let mut conn = admin.connect().await.with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
     conn.close().await?;
-    let options = admin.clone().database(&name);
+    // As the services connect (`query_service::db::connect_options`): every statement planned
+    // for the table as it is, never a generic plan made while it was empty.
+    let options = admin.clone().database(&name).options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
     let url = options.to_url_lossy().to_string();
     Ok(TestDb { pool, url, name, admin })

@@ -188,7 +188,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     };
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(16)
-        .connect(&database_url)
+        .connect_with(query_service::db::connect_options(&database_url)?)
         .await
         .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
     let mut gateway = query_service::config::Config::try_parse_from(["query-service"])

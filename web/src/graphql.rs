@@ -33,4 +33,7 @@ operations!("graphql/auth.graphql": SignUp, SignIn, SignOut);
 operations!("graphql/tickets.graphql": Tickets, MyTickets, TicketsChanged);
 operations!("graphql/ticket.graphql": TicketDetail, TicketHistory, TicketChanged, CreateTicket, UpdateTicket);
 operations!("graphql/orders.graphql": OrderDetail, OrderChanged, MyOrders, CreateOrder, CancelOrder, PayOrder);
-operations!("graphql/events.graphql": Events, MyEvents, EventDetail, EventChanged, CreateEvent, CreateEventOrder);
+operations!("graphql/events.graphql": Events, MyEvents, EventDetail, CreateEvent, CreateEventOrder);
+// The event page's live subscription, alone in its file: a client sends the whole file, and the
+// gateway keeps each open subscription's parsed document (10,000 watchers hold 10,000 copies).
+operations!("graphql/event_changed.graphql": EventChanged);

@@ -573,7 +573,7 @@ impl EventMutation {
         let Outcome::EventOrder { order_id, .. } = success.result else {
             return Err(internal("unexpected command result"));
         };
-        let row = db::order(&state.pool, order_id.0).await.map_err(internal)?;
+        let row = state.orders.get(order_id.0).await.map_err(internal)?;
         row.map(|row| Order { row }).ok_or_else(|| internal("order not projected in time"))
     }
 }
@@ -596,8 +596,9 @@ impl EventSubscription {
             return Err(ApiError::NotFound("event not found").into());
         }
         let receiver = state.changes.subscribe();
-        let start = (receiver, state, None::<tokio::time::Instant>);
-        Ok(futures::stream::unfold(start, move |(mut receiver, state, last)| async move {
+        let watching = crate::metrics::Watching::new(&state.metrics);
+        let start = (receiver, state, None::<tokio::time::Instant>, watching);
+        Ok(futures::stream::unfold(start, move |(mut receiver, state, last, watching)| async move {
             use tokio::sync::broadcast::error::{RecvError, TryRecvError};
             // Wait for a commit that changed this event (or one after missed notifications): the
             // position to read at or after.
@@ -632,7 +633,7 @@ impl EventSubscription {
                     None
                 }
             };
-            Some((pushed, (receiver, state, Some(tokio::time::Instant::now()))))
+            Some((pushed, (receiver, state, Some(tokio::time::Instant::now()), watching)))
         })
         .filter_map(|pushed| async move { pushed }))
     }

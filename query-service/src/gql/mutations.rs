@@ -75,12 +75,12 @@ impl TicketMutation {
             }
             // A cancelled event order: its row is in the read model.
             Outcome::EventOrder { order_id, .. } => {
-                let row = db::order(&state.pool, order_id.0).await.map_err(internal)?;
+                let row = state.orders.get(order_id.0).await.map_err(internal)?;
                 return row.map(|row| Order { row }).ok_or_else(|| internal("order not projected in time"));
             }
             _ => return Err(internal("unexpected command result")),
         };
-        if let Some(row) = db::order(&state.pool, order_id.0).await.map_err(internal)? {
+        if let Some(row) = state.orders.get(order_id.0).await.map_err(internal)? {
             return Ok(Order { row });
         }
         match (&request.command, request.actor) {
@@ -113,7 +113,7 @@ impl TicketMutation {
 
     /// Where an order lives, as the read model knows it: its ticket, or its event.
     async fn home_of(ctx: &Context<'_>, order: Uuid) -> async_graphql::Result<(Option<TicketId>, Option<ShowId>)> {
-        let row = db::order(&state(ctx)?.pool, order).await.map_err(internal)?;
+        let row = state(ctx)?.orders.get(order).await.map_err(internal)?;
         Ok(row.map_or((None, None), |o| (o.ticket_id.map(TicketId), o.event_id.map(ShowId))))
     }
 }

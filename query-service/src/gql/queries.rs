@@ -89,7 +89,7 @@ impl TicketQuery {
     async fn order(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Order>> {
         let me = signed_in(ctx)?;
         let Ok(id) = Uuid::parse_str(&id) else { return Ok(None) };
-        let Some(row) = db::order(&state(ctx)?.pool, id).await.map_err(internal)? else { return Ok(None) };
+        let Some(row) = state(ctx)?.orders.get(id).await.map_err(internal)? else { return Ok(None) };
         if !access_of(&row)?.may_read(&me.actor()) {
             return Err(ApiError::Forbidden("only the buyer or an admin may read this order").into());
         }

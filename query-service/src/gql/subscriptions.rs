@@ -22,8 +22,9 @@ where
     let receiver = state.changes.subscribe();
     // The position this subscriber has seen up to: where a re-read after a gap starts.
     let seen = *state.projected.borrow();
-    let start = (receiver, state.clone(), pick, seen, false);
-    futures::stream::unfold(start, |(mut receiver, state, pick, seen, mut behind)| async move {
+    let watching = crate::metrics::Watching::new(&state.metrics);
+    let start = (receiver, state.clone(), pick, seen, false, watching);
+    futures::stream::unfold(start, |(mut receiver, state, pick, seen, mut behind, watching)| async move {
         loop {
             let changed = match receiver.recv().await {
                 // Nothing missed: the commit as notified.
@@ -48,7 +49,7 @@ where
             };
             let seen = seen.max(changed.position);
             let items = pick(state.clone(), changed).await;
-            return Some((futures::stream::iter(items), (receiver, state, pick, seen, behind)));
+            return Some((futures::stream::iter(items), (receiver, state, pick, seen, behind, watching)));
         }
     })
     .flatten()
