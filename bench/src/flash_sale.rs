@@ -19,7 +19,8 @@
 //!
 //! Run: `cargo run --release -p bench --bin flash-sale [-- --quick] [-- --url http://host:port]`;
 //! `--no-write` leaves `bench/results` alone (the test command's smoke run); `--sales` runs only the
-//! baselines, the holds and the sales (for profiling them) and writes nothing.
+//! baselines, the holds and the sales (for profiling them) and writes nothing; `--subscriptions`
+//! runs only the subscriber rows (their memory) and writes nothing.
 //! Writes the table to the terminal and `bench/results/flash-sale[-quick].{json,md}`.
 
 use std::future::Future;
@@ -547,21 +548,20 @@ enum Watched {
     Event,
 }
 
-/// `count` WebSocket subscribers of one ticket or event, connected to `socket_url`; one change is
-/// made through `seller` (an event's order by `buyer`) and every subscriber's delivery time is
-/// measured. `memory` reads the serving gateway's resident MiB, sampled before the subscribers
-/// connect and once they all have; the second value returned is (before, connected), or `None`
-/// when the gateway is not ours to measure.
+/// The subscriptions the gateway at `metrics` counts open (its `ticketing_subscriptions`).
+async fn open_subscriptions(metrics: &str) -> anyhow::Result<usize> {
+    let text = reqwest::get(metrics).await?.error_for_status()?.text().await?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("ticketing_subscriptions "))
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .with_context(|| format!("{metrics} has no ticketing_subscriptions gauge"))
+}
+
 /// Waits until the gateway at `metrics` counts at least `count` open subscriptions.
 async fn registered(metrics: &str, count: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let text = reqwest::get(metrics).await?.text().await?;
-        let open = text
-            .lines()
-            .find_map(|line| line.strip_prefix("ticketing_subscriptions "))
-            .and_then(|value| value.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+        let open = open_subscriptions(metrics).await?;
         if open >= count {
             return Ok(());
         }
@@ -572,6 +572,11 @@ async fn registered(metrics: &str, count: usize) -> anyhow::Result<()> {
     }
 }
 
+/// `count` WebSocket subscribers of one ticket or event, connected to `socket_url`; one change is
+/// made through `seller` (an event's order by `buyer`) and every subscriber's delivery time is
+/// measured. `memory` reads the serving gateway's resident MiB, sampled before the subscribers
+/// connect and once they all have; the second value returned is (before, connected), or `None`
+/// when the gateway is not ours to measure.
 async fn subscribers(
     socket_url: &str,
     (seller, buyer): (&Client, &Client),
@@ -624,7 +629,10 @@ async fn subscribers(
             (query, change, "event subscriptions (the event page's eventChanged, 5,000 seats)")
         }
     };
-    let socket_url = socket_url.replacen("http://", "ws://", 1);
+    let metrics = socket_url.replacen("/graphql", "/metrics", 1);
+    let socket_url = socket_url.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
+    // Subscriptions of others (or of an earlier row on a shared gateway) are not ours.
+    let already = open_subscriptions(&metrics).await?;
     let before = memory.map(|m| m());
     let sockets = futures::stream::iter(0..count)
         .map(|n| {
@@ -653,7 +661,7 @@ async fn subscribers(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Every subscription registered before the change (the gateway counts those open), so a miss
     // is a push that never came, not a subscription that came after the change.
-    registered(&socket_url.replacen("ws://", "http://", 1).replace("/graphql", "/metrics"), count).await?;
+    registered(&metrics, already + count).await?;
     let connected = memory.map(|m| m());
     let started = Instant::now();
     let receivers: Vec<_> = sockets
@@ -676,11 +684,15 @@ async fn subscribers(
     let mut latencies = Vec::new();
     let mut missed = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    for receiver in receivers {
-        // One deadline for all: a subscriber that never gets the push waits no longer than that.
-        match tokio::time::timeout_at(deadline, receiver).await {
+    for mut receiver in receivers {
+        // One deadline for all: a subscriber that never gets the push waits no longer than that,
+        // and its socket is closed (so it is not counted by a later row).
+        match tokio::time::timeout_at(deadline, &mut receiver).await {
             Ok(Ok(Some(at))) => latencies.push(at.saturating_duration_since(started)),
-            _ => missed += 1,
+            _ => {
+                receiver.abort();
+                missed += 1;
+            }
         }
     }
     Ok((
@@ -717,6 +729,8 @@ async fn main() -> anyhow::Result<()> {
     let given_url = args.iter().skip_while(|a| *a != "--url").nth(1).cloned();
     // The sales alone (with the baselines they are compared with): for profiling them.
     let sales_only = args.iter().any(|a| a == "--sales");
+    // The subscribers alone (their latency and the gateway's memory).
+    let subscriptions_only = args.iter().any(|a| a == "--subscriptions");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS * 2).build()?;
 
@@ -731,6 +745,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let mut rows = Vec::new();
+
+    if subscriptions_only {
+        let seller = Client::sign_up(&http, &url, &format!("seller-{run}@example.com")).await?;
+        let buyer = Client::sign_up(&http, &url, &format!("buyer-{run}@example.com")).await?;
+        rows.extend(watched(system.as_ref(), &url, (&seller, &buyer), mode).await?);
+        return report(mode, &rows, system.is_some(), false);
+    }
 
     // Baselines.
     if let Some(system) = &system {
@@ -920,18 +941,31 @@ async fn main() -> anyhow::Result<()> {
     );
     rows.push(timed("read: tickets(first: 20)", CLIENTS, mode.seconds, read("query($t: ID!) { tickets(first: 20) { nodes { id title priceCents status seller { id } } } ticket(id: $t) { id } }")).await);
 
-    // Subscriptions, each kind served by a fresh gateway process of its own when the system is
-    // ours (so that each measures its own memory).
+    rows.extend(watched(system.as_ref(), &url, (&seller, &buyers[0]), mode).await?);
+
+    report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
+}
+
+/// One change pushed to `mode.subscribers` WebSocket subscribers of a ticket and of an event, each
+/// kind served by a fresh gateway process of its own when the system is ours (so that each
+/// measures its own memory).
+async fn watched(
+    system: Option<&System>,
+    url: &str,
+    (seller, buyer): (&Client, &Client),
+    mode: Mode,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
     for watched in [Watched::Ticket, Watched::Event] {
-        let gateway = match &system {
+        let gateway = match system {
             Some(system) => Some(Gateway::spawn(system).await?),
             None => None,
         };
         let memory = gateway.as_ref().map(|g| move || g.resident_mib());
-        let socket_url = gateway.as_ref().map_or(url.clone(), |g| g.url.clone());
+        let socket_url = gateway.as_ref().map_or(url.to_owned(), |g| g.url.clone());
         let (row, memory) = subscribers(
             &socket_url,
-            (&seller, &buyers[0]),
+            (seller, buyer),
             watched,
             mode.subscribers,
             memory.as_ref().map(|m| m as &dyn Fn() -> f64),
@@ -943,8 +977,7 @@ async fn main() -> anyhow::Result<()> {
             last.name = format!("{} (gateway process: {before:.0} MiB idle, {connected:.0} MiB connected)", last.name);
         }
     }
-
-    report(mode, &rows, system.is_some(), !args.iter().any(|a| a == "--no-write"))
+    Ok(rows)
 }
 
 /// Buyers registered straight in the stream and signed in with the gateway's own secret: tens of

@@ -194,10 +194,15 @@ pub async fn tickets(
 /// million, PostgreSQL's busiest work. Planned per execution, a lookup always sees the table as it
 /// is now, for tens of microseconds of planning.
 ///
+/// A `plan_cache_mode` the operator gives in `url`'s own `options` is kept as given.
+///
 /// # Errors
 /// `url` is not a PostgreSQL URL.
 pub fn connect_options(url: &str) -> sqlx::Result<sqlx::postgres::PgConnectOptions> {
     let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    if options.get_options().is_some_and(|given| given.contains("plan_cache_mode")) {
+        return Ok(options);
+    }
     Ok(options.options([("plan_cache_mode", "force_custom_plan")]))
 }
 
@@ -556,4 +561,16 @@ pub async fn revoked_among(pool: &PgPool, sessions: &[Uuid]) -> sqlx::Result<Vec
 /// A database error.
 pub async fn checkpoint(pool: &PgPool) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT position FROM read.checkpoint").fetch_one(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn connections_plan_per_execution_unless_the_url_says_otherwise() {
+        let ours = super::connect_options("postgres://app@db/ticketing").unwrap_or_else(|e| panic!("{e}"));
+        assert!(ours.get_options().is_some_and(|o| o.contains("plan_cache_mode=force_custom_plan")), "{ours:?}");
+        let given = super::connect_options("postgres://app@db/ticketing?options=-c%20plan_cache_mode%3Dauto")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(given.get_options(), Some("-c plan_cache_mode=auto"));
+    }
 }

@@ -240,6 +240,20 @@ pub fn sdl() -> String {
 }
 
 impl AppState {
+    /// The order a write that succeeded answers with: read in a batch with the others, and when
+    /// the batch is not answered in time (a pool saturated by a sale), read alone, waiting for a
+    /// connection as long as the pool lets it, so an acknowledged write is not reported as a
+    /// failure that a client would retry.
+    ///
+    /// # Errors
+    /// When the read model cannot be read at all.
+    pub async fn written_order(&self, id: uuid::Uuid) -> sqlx::Result<Option<db::OrderRow>> {
+        match self.orders.get(id).await {
+            Ok(row) => Ok(row),
+            Err(coalesce::Unanswered) => db::order(&self.pool, id).await,
+        }
+    }
+
     /// State for a gateway on `pool` and `nats`; starts following the projection.
     pub async fn new(config: Config, pool: sqlx::PgPool, nats: async_nats::Client) -> Self {
         let initial = db::checkpoint(&pool).await.ok().and_then(|p| u64::try_from(p).ok()).unwrap_or(0);

@@ -1610,3 +1610,32 @@ async fn lookups_prepared_on_a_small_table_use_its_index_once_it_has_grown() {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 }
+
+/// A defect found in review: the orders a mutation answers with are read in batches that give up
+/// after two seconds, and a write that succeeded was then answered as an internal error (which a
+/// client retries). With the orders table locked for longer than that, a cancellation still
+/// answers the cancelled order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_answered_when_its_order_takes_longer_than_a_batch_to_read() {
+    let stack = stack().await;
+    let (mut seller, mut buyer) = (Client::default(), Client::default());
+    seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
+    buyer.gql(&stack, SIGN_UP, json!({"e": "buyer@example.com"})).await;
+    let ticket = list_ticket(&stack, seller.clone()).await;
+    let order = buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+    let order_id = order["data"]["createOrder"]["id"].as_str().unwrap_or_default().to_owned();
+
+    let mut lock = stack.state.pool.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("LOCK TABLE read.orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(query_service::coalesce::DEADLINE + std::time::Duration::from_secs(1)).await;
+        lock.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    });
+    let cancelled =
+        buyer.gql(&stack, "mutation($o: ID!) { cancelOrder(id: $o) { id status } }", json!({"o": order_id})).await;
+    assert_eq!(cancelled["data"]["cancelOrder"], json!({"id": order_id, "status": "CANCELLED"}), "{cancelled}");
+    release.await.unwrap_or_else(|e| panic!("{e}"));
+}

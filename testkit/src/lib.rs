@@ -363,7 +363,8 @@ pub async fn postgres() -> anyhow::Result<TestDb> {
     sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
     conn.close().await?;
     // As the services connect (`query_service::db::connect_options`): every statement planned
-    // for the table as it is, never a generic plan made while it was empty.
+    // for the table as it is, never a generic plan made while it was empty. (The pool only:
+    // `url` does not carry the option, and a service given it adds it itself.)
     let options = admin.clone().database(&name).options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
     let url = options.to_url_lossy().to_string();

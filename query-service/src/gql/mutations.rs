@@ -75,12 +75,14 @@ impl TicketMutation {
             }
             // A cancelled event order: its row is in the read model.
             Outcome::EventOrder { order_id, .. } => {
-                let row = state.orders.get(order_id.0).await.map_err(internal)?;
+                let row = state.written_order(order_id.0).await.map_err(internal)?;
                 return row.map(|row| Order { row }).ok_or_else(|| internal("order not projected in time"));
             }
             _ => return Err(internal("unexpected command result")),
         };
-        if let Some(row) = state.orders.get(order_id.0).await.map_err(internal)? {
+        // A new hold is answered even when its row cannot be read: the write succeeded.
+        let found = state.written_order(order_id.0).await;
+        if let Ok(Some(row)) = found {
             return Ok(Order { row });
         }
         match (&request.command, request.actor) {
@@ -107,13 +109,13 @@ impl TicketMutation {
                     },
                 })
             }
-            _ => Err(internal("order not projected in time")),
+            _ => Err(found.err().map_or_else(|| internal("order not projected in time"), internal)),
         }
     }
 
     /// Where an order lives, as the read model knows it: its ticket, or its event.
     async fn home_of(ctx: &Context<'_>, order: Uuid) -> async_graphql::Result<(Option<TicketId>, Option<ShowId>)> {
-        let row = state(ctx)?.orders.get(order).await.map_err(internal)?;
+        let row = state(ctx)?.written_order(order).await.map_err(internal)?;
         Ok(row.map_or((None, None), |o| (o.ticket_id.map(TicketId), o.event_id.map(ShowId))))
     }
 }
