@@ -8,14 +8,16 @@
       url = "github:oxalica/rust-overlay";
       inputs.nixpkgs.follows = "nixpkgs";
     };
+    # Builds the workspace's dependencies once, shared by every binary and the web bundle.
+    crane.url = "github:ipetkov/crane";
   };
 
-  outputs = { self, nixpkgs, flake-utils, rust-overlay }:
+  outputs = { self, nixpkgs, flake-utils, rust-overlay, crane }:
     flake-utils.lib.eachDefaultSystem (system:
       let
         pkgs = import nixpkgs { inherit system; overlays = [ rust-overlay.overlays.default ]; };
         toolchain = import ./nix/toolchain.nix { inherit pkgs; };
-        packages = import ./nix/packages.nix { inherit pkgs toolchain; };
+        packages = import ./nix/packages.nix { inherit pkgs toolchain crane; };
       in
       {
         inherit packages;

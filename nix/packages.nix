@@ -1,8 +1,11 @@
-# The binaries, the web bundle and OCI images.
-{ pkgs, toolchain }:
+# The binaries, the web bundle and the OCI image, built with crane: the workspace's dependencies
+# are compiled once (`cargoArtifacts`) and reused by every binary; the web bundle's wasm
+# dependencies likewise, with the toolchain's own wasm32 target (rust-overlay), so nothing here
+# needs rustup or Debian's rustc.
+{ pkgs, toolchain, crane }:
 let
   inherit (pkgs) lib;
-  rustPlatform = pkgs.makeRustPlatform { cargo = toolchain; rustc = toolchain; };
+  craneLib = (crane.mkLib pkgs).overrideToolchain toolchain;
   src = lib.cleanSourceWith {
     src = ./..;
     filter = path: type:
@@ -11,63 +14,83 @@ let
   };
   version = (builtins.fromTOML (builtins.readFile ../Cargo.toml)).workspace.package.version;
 
-  # One Rust package per binary; tests need NATS and PostgreSQL, so they run in `scripts/test`.
-  binary = name: rustPlatform.buildRustPackage {
-    pname = name;
-    inherit version src;
-    cargoLock.lockFile = ../Cargo.lock;
-    cargoBuildFlags = [ "-p" name "--bin" name ];
+  # wasm-bindgen-cli must be exactly the version of the `wasm-bindgen` crate in Cargo.lock (the
+  # generated glue and the library must agree): nixpkgs' attribute for that version, or a clear
+  # evaluation error when nixpkgs has none.
+  lockedPackages = (builtins.fromTOML (builtins.readFile ../Cargo.lock)).package;
+  bindgenVersion = (lib.findFirst (p: p.name == "wasm-bindgen") (throw "wasm-bindgen is not in Cargo.lock") lockedPackages).version;
+  bindgenAttr = "wasm-bindgen-cli_" + lib.replaceStrings [ "." ] [ "_" ] bindgenVersion;
+  wasm-bindgen-cli = pkgs.${bindgenAttr} or (throw
+    "nixpkgs has no ${bindgenAttr} (Cargo.lock pins wasm-bindgen ${bindgenVersion}): update nixpkgs or build it with pkgs.buildWasmBindgenCli");
+
+  common = {
+    inherit src version;
+    pname = "ticketing";
+    strictDeps = true;
+    # Tests need NATS and PostgreSQL: they run in scripts/test.
     doCheck = false;
+  };
+  # Every dependency of every native binary, built once.
+  cargoArtifacts = craneLib.buildDepsOnly (common // { cargoExtraArgs = "--locked --workspace"; });
+
+  binary = name: craneLib.buildPackage (common // {
+    inherit cargoArtifacts;
+    pname = name;
+    cargoExtraArgs = "--locked -p ${name} --bin ${name}";
     meta = {
       description = "Event-sourced ticketing platform: ${name}";
       license = lib.licenses.asl20;
       mainProgram = name;
     };
-  };
+  });
 
-  # The web bundle, built by the same script as everywhere else. wasm-bindgen-cli must be the
-  # version in Cargo.lock; override `wasm-bindgen-cli` when nixpkgs' differs.
-  web = rustPlatform.buildRustPackage {
+  # The web app: its wasm dependencies built once, then scripts/build-web given the compiled
+  # module (WEB_WASM) and the tools from nixpkgs, as everywhere else.
+  webArgs = common // {
     pname = "ticketing-web";
-    inherit version src;
-    cargoLock.lockFile = ../Cargo.lock;
-    nativeBuildInputs = [ pkgs.wasm-bindgen-cli pkgs.binaryen pkgs.gzip ];
-    buildPhase = ''
-      runHook preBuild
+    CARGO_BUILD_TARGET = "wasm32-unknown-unknown";
+    CARGO_PROFILE = "web";
+    cargoExtraArgs = "--locked -p web --lib";
+  };
+  web = craneLib.mkCargoDerivation (webArgs // {
+    cargoArtifacts = craneLib.buildDepsOnly webArgs;
+    nativeBuildInputs = [ wasm-bindgen-cli pkgs.binaryen pkgs.gzip ];
+    buildPhaseCargoCommand = ''
+      cargo build --locked -p web --lib --target wasm32-unknown-unknown --profile web
       tools=$TMPDIR/tools
-      v=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-      mkdir -p $tools/wasm-bindgen-$v/bin $tools/binaryen-132/node_modules/.bin
-      ln -s ${pkgs.wasm-bindgen-cli}/bin/wasm-bindgen $tools/wasm-bindgen-$v/bin/wasm-bindgen
+      mkdir -p $tools/wasm-bindgen-${bindgenVersion}/bin $tools/binaryen-132/node_modules/.bin
+      ln -s ${wasm-bindgen-cli}/bin/wasm-bindgen $tools/wasm-bindgen-${bindgenVersion}/bin/wasm-bindgen
       ln -s ${pkgs.binaryen}/bin/wasm-opt $tools/binaryen-132/node_modules/.bin/wasm-opt
-      TICKETING_TOOLS=$tools WEB_DIST=$TMPDIR/dist bash scripts/build-web
-      runHook postBuild
+      WEB_WASM=target/wasm32-unknown-unknown/web/web.wasm TICKETING_TOOLS=$tools WEB_DIST=$TMPDIR/dist \
+        bash scripts/build-web
     '';
-    installPhase = ''
+    installPhaseCommand = ''
       mkdir -p $out/share/ticketing
       cp -r $TMPDIR/dist $out/share/ticketing/web
     '';
-    doCheck = false;
-  };
-
-  image = name: pkg: extra: pkgs.dockerTools.buildLayeredImage {
-    name = "ticketing/${name}";
-    tag = version;
-    contents = [ pkg pkgs.cacert ] ++ extra;
-    config = {
-      Entrypoint = [ "${pkg}/bin/${name}" ];
-      User = "65534:65534";
-      Env = [ "SSL_CERT_FILE=${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt" ] ++ lib.optional (name == "query-service")
-        "WEB_DIR=${web}/share/ticketing/web";
-      ExposedPorts = lib.optionalAttrs (name == "query-service") { "8080/tcp" = { }; };
-    };
-  };
+  });
 
   bins = lib.genAttrs [ "command-service" "projector" "query-service" "ticketing" ] binary;
+
+  # One image for every component, as ./Dockerfile builds it: `ticketing <component>`.
+  image = pkgs.dockerTools.buildLayeredImage {
+    name = "ticketing/ticketing";
+    tag = version;
+    contents = [ bins.ticketing web pkgs.cacert ];
+    config = {
+      Entrypoint = [ "${bins.ticketing}/bin/ticketing" ];
+      Cmd = [ "query-service" ];
+      User = "65534:65534";
+      Env = [
+        "SSL_CERT_FILE=${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"
+        "WEB_DIR=${web}/share/ticketing/web"
+        "HTTP_ADDR=0.0.0.0:8080"
+      ];
+      ExposedPorts = { "8080/tcp" = { }; "9090/tcp" = { }; };
+    };
+  };
 in
 bins // {
-  inherit web;
+  inherit web image cargoArtifacts;
   default = bins.ticketing;
-  image-command-service = image "command-service" bins.command-service [ ];
-  image-projector = image "projector" bins.projector [ ];
-  image-query-service = image "query-service" bins.query-service [ web ];
 }

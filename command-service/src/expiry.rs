@@ -87,6 +87,16 @@ enum Timer {
     Reconcile,
 }
 
+impl Timer {
+    /// Its name in metrics.
+    const fn label(self) -> &'static str {
+        match self {
+            Self::Expiry => "expiry",
+            Self::Reconcile => "reconcile",
+        }
+    }
+}
+
 /// The id a timer's firing subject names after its kind: the show's, or the ticket's.
 fn firing_token(show: Option<domain::ShowId>, ticket: Option<domain::TicketId>) -> Option<uuid::Uuid> {
     show.map(|s| *s.as_uuid()).or_else(|| ticket.map(|t| *t.as_uuid()))
@@ -315,6 +325,21 @@ impl Service {
                 },
             )
             .await?;
+        // The firings due and not yet handled (delivered or waiting, a retried one included), for
+        // the backlog alerts; watched while this consumer runs.
+        let _backlog = {
+            let (consumer, timer) = (consumer.clone(), timer.label());
+            Watch(tokio::spawn(async move {
+                loop {
+                    if let Ok(info) = consumer.get_info().await {
+                        let backlog = info.num_pending.saturating_add(u64::try_from(info.num_ack_pending).unwrap_or(0));
+                        #[allow(clippy::cast_precision_loss)]
+                        metrics::gauge!("ticketing_timer_backlog", "timer" => timer).set(backlog as f64);
+                    }
+                    tokio::time::sleep(Duration::from_secs(15)).await;
+                }
+            }))
+        };
         // No more in hand than are handled at once: a firing waiting in a buffer gets no progress
         // acknowledgement and would go to another replica after `ACK_WAIT`.
         let messages = consumer
@@ -373,6 +398,11 @@ impl Service {
     /// One firing: the order decides by its own `expires_at`, and the slot goes back only when the
     /// hold is closed (expired now, paid, cancelled) or was never placed.
     async fn handle_expiry(&self, due: &ExpiryDue) -> Result<Handled, CommandError> {
+        // How late the hold's timer fired (an early firing comes back and is counted then).
+        let late = now() - due.expires_at;
+        if late >= time::Duration::ZERO {
+            metrics::histogram!("ticketing_expiry_lateness_seconds").record(late.as_seconds_f64());
+        }
         // The order after `Expire`: `Some(Some(expires_at))` while still open, `Some(None)` once
         // closed, `None` when there is no such order.
         let after = match (due.show_id, due.ticket_id) {
@@ -413,5 +443,14 @@ impl Service {
         }
         self.give_slot_back(due.buyer, due.order_id).await?;
         Ok(Handled::Done)
+    }
+}
+
+/// A task that is stopped when this is dropped.
+struct Watch(tokio::task::JoinHandle<()>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -392,6 +392,30 @@ async fn key_value(
     max_age: Duration,
     replicas: usize,
 ) -> Result<jetstream::kv::Store, ConnectError> {
+    let store = key_value_store(js, bucket, max_age, replicas).await?;
+    // A bucket just created in a cluster has no leader for a moment, and a write then finds "no
+    // such stream" (seen: the first payment of two replicas started together was left pending):
+    // wait until it has one.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut stream) = js.get_stream(format!("KV_{bucket}")).await
+            && let Ok(info) = stream.info().await
+            && info.cluster.as_ref().is_none_or(|cluster| cluster.leader.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(store)
+}
+
+/// The bucket, created when missing.
+async fn key_value_store(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> Result<jetstream::kv::Store, ConnectError> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }
@@ -418,14 +442,28 @@ async fn key_value(
 /// # Errors
 /// When NATS is unreachable or the streams are unusable at start.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Installed before anything records (see `service_kit::metrics`).
+    service_kit::metrics();
     let (options, servers) =
         event_store::connect_options(&config.nats_url, event_store::auth::Role::CommandService.user())?;
     let client = options.retry_on_initial_connect().connect(servers).await?;
+    // Ready once it answers commands (subscribed) while connected: a replica still setting up
+    // its streams is not sent traffic.
+    let answering = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = config.health_addr {
-        tokio::spawn(service_kit::serve(addr, service_kit::nats_connected(client.clone())));
+        let (connected, answering) = (service_kit::nats_connected(client.clone()), answering.clone());
+        let ready: service_kit::Check = Arc::new(move || {
+            let (connected, answering) = (connected.clone(), answering.clone());
+            Box::pin(async move { answering.load(std::sync::atomic::Ordering::Relaxed) && connected().await })
+        });
+        let probes = service_kit::Probes { live: service_kit::always(), ready };
+        service_kit::serve_probes(addr, probes)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding HEALTH_ADDR {addr}: {e}"))?;
     }
     let service = Service::connect(config, client, None).await?;
     let requests = service.subscribe().await?;
+    answering.store(true, std::sync::atomic::Ordering::Relaxed);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(service.clone().serve_until(requests, async move {
         let _ = stopped.await;

@@ -338,6 +338,7 @@ impl Service {
         let Some(payment) = paid.payment else { return Ok(Handled::Done) };
         if payment.refund_due {
             self.refund(till, &payment).await?;
+            reconciled("refunded");
             return Ok(Handled::Done);
         }
         if payment.status != PaymentStatus::Pending {
@@ -364,21 +365,27 @@ impl Service {
                         .unwrap_or(time::Duration::ZERO) =>
             {
                 // Not believed yet (the provider's index may lag): ask again later.
+                reconciled("retry");
                 return Ok(again());
             }
             Ok(Lookup::NotCharged) => PaymentOutcome::Failed { reason: "not_charged".into() },
             Ok(Lookup::Processing { provider_ref }) => {
                 // Still settling: remember its reference and ask again later.
                 self.settle(till, due.payment_id, PaymentOutcome::Pending { provider_ref }).await?;
+                reconciled("still_processing");
                 return Ok(again());
             }
             Err(error) => {
                 tracing::warn!(payment = %due.payment_id, %error, "reconciliation could not reach the provider");
+                reconciled("provider_unreachable");
                 return Ok(again());
             }
         };
         tracing::info!(payment = %due.payment_id, ?outcome, "payment reconciled with the provider");
+        let action =
+            if matches!(outcome, PaymentOutcome::Succeeded { .. }) { "settled_paid" } else { "settled_failed" };
         self.settle(till, due.payment_id, outcome).await?;
+        reconciled(action);
         Ok(Handled::Done)
     }
 
@@ -431,4 +438,9 @@ impl Service {
         let settled = self.settle(till, payment.id, settlement.outcome).await?;
         Ok(WebhookEffect::Applied(settled.position))
     }
+}
+
+/// Counts one action of the payment reconciler (`ticketing_reconciler_actions_total{action}`).
+fn reconciled(action: &'static str) {
+    metrics::counter!("ticketing_reconciler_actions_total", "action" => action).increment(1);
 }

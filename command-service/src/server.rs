@@ -135,7 +135,16 @@ impl Service {
             ));
         }
         let correlation = request.correlation_id.clone().unwrap_or_default();
-        match self.handle(request).await {
+        let (command, started) = (request.command.name(), std::time::Instant::now());
+        let result = self.handle(request).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Refused { .. }) => "refused",
+            Err(_) => "failed",
+        };
+        metrics::histogram!("ticketing_command_seconds", "command" => command, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match result {
             Ok(success) => Reply::Ok(success),
             Err(error) => {
                 if !matches!(error, CommandError::Refused { .. }) {

@@ -227,6 +227,15 @@ mod tests {
     }
 
     #[test]
+    fn the_compose_nats_has_exactly_these_users_and_permissions() {
+        let conf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/compose/nats.conf"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let expected = manifest_authorization();
+        assert!(conf.contains(&expected), "deploy/compose/nats.conf must contain:\n{expected}");
+        assert_eq!(conf.matches("authorization {").count(), 1, "one authorization block, the generated one");
+    }
+
+    #[test]
     fn credentials_go_into_every_server_of_a_url() {
         assert_eq!(url_with_credentials("nats://a:4222", "u", "p@ss/w=rd"), "nats://u:p%40ss%2Fw%3Drd@a:4222");
         assert_eq!(

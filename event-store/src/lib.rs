@@ -490,6 +490,22 @@ impl EventStore {
     /// # Errors
     /// [`AppendError::Conflict`] when the boundary moved on; [`AppendError::Store`] otherwise.
     pub async fn append(&self, append: Append<'_>) -> Result<Appended, AppendError> {
+        let started = std::time::Instant::now();
+        let result = self.append_guarded(append).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(AppendError::Conflict { .. }) => "conflict",
+            Err(AppendError::Store(_)) => "error",
+        };
+        metrics::histogram!("ticketing_append_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
+        if outcome == "conflict" {
+            metrics::counter!("ticketing_append_conflicts_total").increment(1);
+        }
+        result
+    }
+
+    /// [`Self::append`] without its metrics.
+    async fn append_guarded(&self, append: Append<'_>) -> Result<Appended, AppendError> {
         let payload = Bytes::from(EventEnvelope::encode(append.event).map_err(|e| StoreError::Encode(e.to_string()))?);
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", append.msg_id.as_str());

@@ -29,11 +29,21 @@ impl Projector {
         if live != generation {
             return Ok(None);
         }
+        let started = std::time::Instant::now();
         let committed = apply_batch(&mut tx, generation, batch, true).await?;
         tx.commit().await?;
+        metrics::histogram!("ticketing_projection_commit_seconds").record(started.elapsed().as_secs_f64());
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!("ticketing_projector_batch_events").record(batch.len() as f64);
+        metrics::counter!("ticketing_projector_applied_events_total").increment(committed.applied);
+        metrics::counter!("ticketing_projector_parked_events_total").increment(committed.parked);
         self.stats.applied.fetch_add(committed.applied, Ordering::Relaxed);
         self.stats.parked.fetch_add(committed.parked, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if let Some(last) = batch.last() {
+            let millis = last.recorded_at.unix_timestamp_nanos() / 1_000_000;
+            self.stats.position_recorded_ms.store(u64::try_from(millis).unwrap_or(0), Ordering::Relaxed);
+        }
         self.stats.position.store(committed.position, Ordering::Relaxed);
         Ok(Some(committed))
     }

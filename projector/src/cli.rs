@@ -54,6 +54,8 @@ pub enum Cmd {
 /// # Errors
 /// A missing `DATABASE_URL`, an unreachable server, or a failure while projecting.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Installed before anything records (see `service_kit::metrics`).
+    service_kit::metrics();
     let Some(database_url) = cli.database_url.clone().filter(|u| !u.is_empty()) else {
         anyhow::bail!("bad configuration: DATABASE_URL is required");
     };
@@ -65,24 +67,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let pool = PgPoolOptions::new().max_connections(4).connect(&database_url).await?;
     let (options, servers) = event_store::connect_options(&cli.nats_url, event_store::auth::Role::Projector.user())?;
     let client = options.retry_on_initial_connect().connect(servers).await?;
+    let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
+    settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
+    let projector = crate::Projector::new(pool.clone(), client.clone(), settings.clone(), cli.batch_max);
     if let Some(addr) = cli.health_addr {
-        let (client, pool) = (client.clone(), pool.clone());
-        let check: service_kit::Check = std::sync::Arc::new(move || {
-            let (client, pool) = (client.clone(), pool.clone());
+        let (nats, database) = (client.clone(), pool.clone());
+        let ready: service_kit::Check = std::sync::Arc::new(move || {
+            let (client, pool) = (nats.clone(), database.clone());
             Box::pin(async move {
                 client.connection_state() == async_nats::connection::State::Connected
                     && sqlx::query("select 1").execute(&pool).await.is_ok()
             })
         });
-        tokio::spawn(service_kit::serve(addr, check));
+        let stats = projector.stats().clone();
+        let live: service_kit::Check = std::sync::Arc::new(move || {
+            let wedged = stats.wedged.load(std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move { !wedged })
+        });
+        service_kit::serve_probes(addr, service_kit::Probes { live, ready })
+            .await
+            .map_err(|e| anyhow::anyhow!("binding HEALTH_ADDR {addr}: {e}"))?;
     }
-    let mut settings = StreamSettings::isolated(cli.stream_name, cli.subject_root);
-    settings.replicas = usize::try_from(cli.stream_replicas).unwrap_or(1);
     // The command service creates the streams; a projector may only read them.
     event_store::stream::wait_for(&client, &settings).await?;
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::Run => {
-            let projector = crate::Projector::new(pool, client, settings, cli.batch_max);
+            tokio::spawn(projector.clone().watch());
             tokio::select! {
                 result = projector.run() => Ok(result?),
                 () = service_kit::shutdown_signal() => Ok(()),

@@ -41,7 +41,11 @@ impl Projector {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         tracing::info!("projecting (leader)");
+        self.stats.leading.store(true, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("ticketing_projector_leading").set(1.0);
         let result = self.follow().await;
+        self.stats.leading.store(false, std::sync::atomic::Ordering::Relaxed);
+        metrics::gauge!("ticketing_projector_leading").set(0.0);
         let _ = sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut leader).await;
         result
     }

@@ -23,6 +23,7 @@ mod consumer;
 pub mod models;
 pub mod rebuild;
 pub mod schema;
+pub mod watchdog;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -47,6 +48,13 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// The last committed position.
     pub position: AtomicU64,
+    /// When the server stored the event at [`Self::position`] (Unix milliseconds).
+    pub position_recorded_ms: AtomicU64,
+    /// Whether this projector holds the leader lock (a standby projects nothing).
+    pub leading: std::sync::atomic::AtomicBool,
+    /// Whether the [`watchdog`] saw it behind the stream with no progress for
+    /// [`watchdog::WEDGED_AFTER`]: its `/healthz` then fails, so it is restarted.
+    pub wedged: std::sync::atomic::AtomicBool,
 }
 
 /// A stored message to project.

@@ -1,7 +1,5 @@
 //! `projector`: see [`projector::cli`].
 
-use clap::Parser;
-
 /// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,7 +11,7 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
-    match projector::cli::run(projector::cli::Cli::parse()).await {
+    match projector::cli::run(service_kit::parse_or_exit::<projector::cli::Cli>("projector")).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("projector: {error:#}");

@@ -60,7 +60,11 @@ impl AppState {
     /// Waits (bounded by [`READ_YOUR_WRITES`]) until the projector has passed `position`.
     pub async fn wait_projected(&self, position: u64) {
         let mut projected: watch::Receiver<u64> = self.projected.clone();
+        let started = std::time::Instant::now();
         let reached = tokio::time::timeout(READ_YOUR_WRITES, projected.wait_for(|p| *p >= position)).await;
+        let outcome = if reached.is_ok() { "projected" } else { "timed_out" };
+        ::metrics::histogram!("ticketing_read_your_writes_wait_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
         if reached.is_err() {
             tracing::warn!(position, "read-your-writes wait timed out; answering from the read model as it is");
         }

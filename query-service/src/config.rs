@@ -49,6 +49,10 @@ pub struct Config {
     /// How many WebSockets one client address (an IPv6 /64) may hold open on this gateway.
     #[arg(long, env = "WS_MAX_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub ws_max_per_client: u64,
+    /// Seconds the read models may stay behind the stream without moving before `/readyz` fails
+    /// (the projector is down or wedged: answers would be that stale).
+    #[arg(long, env = "PROJECTION_STALL_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub projection_stall_seconds: u64,
     /// Where to serve `/metrics` instead of on `HTTP_ADDR` (e.g. `0.0.0.0:9090`), so that a public
     /// ingress in front of `HTTP_ADDR` does not expose it; unset: on `HTTP_ADDR`.
     #[arg(long, env = "METRICS_ADDR")]

@@ -217,6 +217,8 @@ pub struct Shared {
     pub orders: coalesce::Coalesced<coalesce::Orders>,
     /// Whole reads of watched events, shared by their subscribers.
     pub event_snapshots: EventSnapshots,
+    /// Whether the read models stopped following the stream (for `/readyz`).
+    pub projection_stall: Arc<std::sync::Mutex<service_kit::Stall>>,
 }
 
 /// The signed-in user of a request, if any.
@@ -256,6 +258,8 @@ impl AppState {
 
     /// State for a gateway on `pool` and `nats`; starts following the projection.
     pub async fn new(config: Config, pool: sqlx::PgPool, nats: async_nats::Client) -> Self {
+        // Installed before anything records (see `service_kit::metrics`).
+        service_kit::metrics();
         let initial = db::checkpoint(&pool).await.ok().and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
         let (tx, projected) = watch::channel(initial);
         let (changes, _) = tokio::sync::broadcast::channel(4096);
@@ -268,6 +272,7 @@ impl AppState {
         let orders = coalesce::Coalesced::spawn(coalesce::Orders(pool.clone()));
         // `Config::validate` has refused bad entries before a gateway starts.
         let trusted_proxies = config.trusted().unwrap_or_default().into();
+        let stall_after = std::time::Duration::from_secs(config.projection_stall_seconds);
         Self(Arc::new(Shared {
             pool,
             nats,
@@ -283,6 +288,7 @@ impl AppState {
             signed_out: Arc::default(),
             sign_outs,
             event_snapshots: EventSnapshots::default(),
+            projection_stall: Arc::new(std::sync::Mutex::new(service_kit::Stall::new(stall_after))),
             tickets,
             orders,
         }))
@@ -416,7 +422,10 @@ async fn graphql(
     if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
         request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));
     }
+    let started = std::time::Instant::now();
     let response = state.schema.execute(request).await;
+    let outcome = if response.errors.is_empty() { "ok" } else { "errors" };
+    ::metrics::histogram!("ticketing_graphql_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
     let body = match serde_json::to_string(&response) {
         Ok(body) => body,
         Err(error) => {
@@ -523,13 +532,47 @@ async fn webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     }
 }
 
+/// `GET /readyz`: 200 only when NATS and PostgreSQL answer and the projections are ready (the
+/// live read models exist and follow the stream: caught up, or moving within
+/// `PROJECTION_STALL_SECONDS`; stale answers, and mutations waiting for a projection that does
+/// not come, are worse than another replica's).
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = db::checkpoint(&state.pool).await.is_ok();
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
+}
+
+/// What `/readyz` answers: ready, or what is not.
+///
+/// # Errors
+/// What is not ready, as `database: …, nats: …, projections: …`.
+pub async fn readiness(state: &AppState) -> Result<(), String> {
+    let checkpoint = db::checkpoint(&state.pool).await.ok();
+    let database = checkpoint.is_some();
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
-    if database && nats {
-        (StatusCode::OK, "ready").into_response()
+    let projections = match checkpoint.and_then(|p| u64::try_from(p).ok()) {
+        Some(position) if nats => {
+            let js = async_nats::jetstream::new(state.nats.clone());
+            match js.get_stream(&state.config.stream_name).await {
+                Ok(mut stream) => match stream.info().await {
+                    Ok(info) => {
+                        let head = info.state.last_sequence;
+                        let mut stall =
+                            state.projection_stall.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        !stall.stalled(head, position, std::time::Instant::now())
+                    }
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            }
+        }
+        _ => false,
+    };
+    if database && nats && projections {
+        Ok(())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("database: {database}, nats: {nats}")).into_response()
+        Err(format!("database: {database}, nats: {nats}, projections: {projections}"))
     }
 }
 

@@ -1,7 +1,5 @@
 //! `query-service`: see the library docs.
 
-use clap::Parser;
-
 /// mimalloc, as in every binary of the platform (see `ticketing/src/main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,7 +11,7 @@ async fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .init();
-    let config = query_service::config::Config::parse();
+    let config = service_kit::parse_or_exit::<query_service::config::Config>("query-service");
     if let Err(problem) = config.validate() {
         eprintln!("query-service: bad configuration: {problem}");
         return std::process::ExitCode::from(2);

@@ -144,5 +144,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
             &[("", u64::try_from(parked).unwrap_or(0))],
         );
     }
+    // What the process records through the `metrics` crate: latency histograms (GraphQL, the
+    // read-your-writes wait) and, in `ticketing up`, the command service's and projector's own.
+    out.push_str(&service_kit::metrics().render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1639,3 +1639,30 @@ async fn a_write_is_answered_when_its_order_takes_longer_than_a_batch_to_read() 
     assert_eq!(cancelled["data"]["cancelOrder"], json!({"id": order_id, "status": "CANCELLED"}), "{cancelled}");
     release.await.unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// `/readyz` includes the projections: a gateway whose read models stand still behind the stream
+/// (the projector stopped) stops calling itself ready once `PROJECTION_STALL_SECONDS` have passed,
+/// and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_projections_stand_still_behind_the_stream() {
+    let stack = stack_with(900, |c| c.projection_stall_seconds = 1).await;
+    let readyz = || async {
+        let request = HttpRequest::get("/readyz").body(Body::empty()).unwrap_or_default();
+        let response = stack.app.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap_or_default();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    };
+    let mut seller = Client::default();
+    seller.gql(&stack, SIGN_UP, json!({"e": "seller@example.com"})).await;
+    assert_eq!(readyz().await.0, StatusCode::OK, "caught up");
+    stack.stop_projector();
+    seller.gql(&stack, "mutation { createTicket(title: \"Unprojected\", priceCents: 100) { id } }", json!({})).await;
+    assert_eq!(readyz().await.0, StatusCode::OK, "behind, for less than the stall time");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (status, why) = readyz().await;
+    assert_eq!(
+        (status, why.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "database: true, nats: true, projections: false")
+    );
+}

@@ -192,13 +192,32 @@ impl NatsCluster {
             });
         }
         let mut cluster = Self { nodes, binary, cluster_name: format!("testkit-{}", &id[..8]), secured };
-        for n in 0..size {
-            cluster.spawn(n)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            for n in 0..size {
+                cluster.spawn(n)?;
+            }
+            let mut started = Ok(());
+            for n in 0..size {
+                started = cluster.wait_ready(n).await;
+                if started.is_err() {
+                    break;
+                }
+            }
+            match started {
+                // A port found free may be taken by another test's server before a node binds
+                // it (the node then exits at once): start them all again on other ports.
+                Err(error) if attempt < 3 && error.to_string().contains("exited at start") => {
+                    for n in 0..size {
+                        cluster.kill(n).await;
+                        cluster.nodes[n].client_port = free_port()?;
+                        cluster.nodes[n].route_port = free_port()?;
+                    }
+                }
+                result => return result.map(|()| cluster),
+            }
         }
-        for n in 0..size {
-            cluster.wait_ready(n).await?;
-        }
-        Ok(cluster)
     }
 
     /// Every node's client URL, comma-separated (clients fail over between them); with the

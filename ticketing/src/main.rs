@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use event_store::EventStore;
 use event_store::auth::Role;
-use event_store::{EventStore, StreamSettings};
 use tokio::process::{Child, Command};
 
 use ticketing::system::{Connections, Settings, System};
@@ -44,6 +44,40 @@ enum Cmd {
     Projector(projector::cli::Cli),
     /// Run only the GraphQL gateway and web app (scale-out: any number of replicas).
     QueryService(query_service::config::Config),
+    /// Ask a component's `/readyz` and exit 0 when it answers 200 (container healthchecks: the
+    /// image has no curl).
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// What to ask; by default `/readyz` on `HEALTH_ADDR` when set (command-service, projector),
+    /// else on `HTTP_ADDR` (the gateway), with a wildcard host asked on loopback.
+    url: Option<String>,
+}
+
+/// The URL `ticketing probe` asks when given none.
+fn probe_url(health_addr: Option<&str>, http_addr: Option<&str>) -> String {
+    let addr =
+        health_addr.filter(|a| !a.is_empty()).or(http_addr.filter(|a| !a.is_empty())).unwrap_or("127.0.0.1:8080");
+    let addr = match addr.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => addr.to_owned(),
+    };
+    format!("http://{addr}/readyz")
+}
+
+async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let url = args.url.unwrap_or_else(|| {
+        probe_url(std::env::var("HEALTH_ADDR").ok().as_deref(), std::env::var("HTTP_ADDR").ok().as_deref())
+    });
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let response = client.get(&url).send().await.with_context(|| format!("{url} did not answer"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}: {}", body.trim());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -73,13 +107,32 @@ struct UpArgs {
     /// Where `ticketing up` keeps its data and tools.
     #[arg(long, env = "TICKETING_HOME", default_value = ".ticketing")]
     home: PathBuf,
+    /// The most events the projector applies in one transaction.
+    #[arg(long, env = "PROJECTOR_BATCH_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    projector_batch_max: u64,
+    /// Where to answer probes (`/healthz`, `/readyz` as the gateway's, `/metrics`) besides
+    /// `HTTP_ADDR`; unset: only there.
+    #[arg(long, env = "HEALTH_ADDR")]
+    health_addr: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    // Installed before anything records (see `service_kit::metrics`).
+    service_kit::metrics();
+    // A bad setting is one line naming it (clap's own message, without its usage lines); help
+    // and version print as usual.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            say(&format!("bad configuration: {}", service_kit::one_line(&error)));
+            return std::process::ExitCode::from(2);
+        }
+    };
     // One line with the whole cause (no backtrace, whatever RUST_BACKTRACE says).
-    match run(Cli::parse()).await {
+    match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             say(&format!("{error:#}"));
@@ -100,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.validate().map_err(|e| anyhow::anyhow!("bad configuration: {e}"))?;
             query_service::run(config).await
         }
+        Cmd::Probe(args) => probe(args).await,
         Cmd::Seed(args) => {
             let base =
                 if args.http_addr.contains("://") { args.http_addr } else { format!("http://{}", args.http_addr) };
@@ -123,6 +177,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Each component is configured from the same environment as when it runs alone; the stream
+    // settings (STREAM_NAME, SUBJECT_ROOT) are the command service's, and so are its users'
+    // permissions.
+    let mut commands = command_service::config::Config::try_parse_from(["command-service"])
+        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
+    let stream_settings = commands.stream_settings();
+    // Bound first: a taken address stops `up` before it starts anything.
+    let health = match args.health_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("binding HEALTH_ADDR {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let mut own_nats = None;
     // Each component connects as its own NATS user. With NATS_URL given, all three use it: it
     // must name a user allowed everything (or a server without authentication).
@@ -136,7 +205,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let operator = local_secret(&args.home, "nats-operator")?;
             let conf = args.home.join("nats.conf");
             let authorization =
-                event_store::auth::authorization(&StreamSettings::default(), &passwords, &[("operator", &operator)]);
+                event_store::auth::authorization(&stream_settings, &passwords, &[("operator", &operator)]);
             write_private(&conf, &authorization)?;
             let child = start_nats(&binary, &args.home.join("nats"), &conf, args.nats_port).await?;
             own_nats = Some(child);
@@ -155,12 +224,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         options.connect(servers).await.with_context(|| format!("connecting to NATS as {}", role.user()))
     };
     let client = connect(commands_url.clone(), Role::CommandService).await?;
-    let store = EventStore::connect(client.clone(), &StreamSettings::default()).await?;
+    let store = EventStore::connect(client.clone(), &stream_settings).await?;
     say(&format!("NATS JetStream ready: streams {} and {}", store.stream(), store.settings().timers_name()));
 
-    // Each component is configured from the same environment as when it runs alone.
-    let mut commands = command_service::config::Config::try_parse_from(["command-service"])
-        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
     commands.nats_url.clone_from(&commands_url);
     if commands.payment_provider == command_service::config::ProviderKind::Fake
         && commands.fake_bank_webhook_url.is_none()
@@ -218,10 +284,23 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         gateway: connect(gateway_url.clone(), Role::Gateway).await?,
         pool,
     };
-    let settings = Settings { commands, gateway, projector_batch_max: 1000 };
+    let projector_batch_max = usize::try_from(args.projector_batch_max).unwrap_or(1000);
+    let settings = Settings { commands, gateway, projector_batch_max };
     let mut system = System::start(settings, connections).await?;
+    if let Some(listener) = health {
+        let gateway = system.gateway.clone();
+        let ready: service_kit::Check = std::sync::Arc::new(move || {
+            let gateway = gateway.clone();
+            Box::pin(async move { query_service::readiness(&gateway).await.is_ok() })
+        });
+        let probes = service_kit::Probes { live: service_kit::always(), ready };
+        let addr = service_kit::serve_probes_on(listener, probes)?;
+        say(&format!("probes and metrics on http://{addr}/readyz and /metrics"));
+    }
     say("command-service answering on ticketing.cmd.> (queue group command-service)");
-    say("projector writing read models to DATABASE_URL");
+    say(&format!(
+        "projector writing read models to DATABASE_URL, at most {projector_batch_max} events per transaction"
+    ));
     let addr = listener.local_addr()?;
     say(&format!("GraphQL API on http://{addr}/graphql (webhook: /webhooks/payments)"));
     say(&format!("open http://{addr}/ in a browser"));
@@ -361,4 +440,16 @@ async fn stop(child: &mut Child) {
     }
     let _ = child.start_kill();
     let _ = child.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_probe_asks_the_health_address_else_the_http_address_on_loopback() {
+        assert_eq!(super::probe_url(Some("0.0.0.0:9090"), Some("0.0.0.0:8080")), "http://127.0.0.1:9090/readyz");
+        assert_eq!(super::probe_url(None, Some("0.0.0.0:8080")), "http://127.0.0.1:8080/readyz");
+        assert_eq!(super::probe_url(Some(""), Some("10.1.2.3:8080")), "http://10.1.2.3:8080/readyz");
+        assert_eq!(super::probe_url(None, Some("[::]:8080")), "http://[::1]:8080/readyz");
+        assert_eq!(super::probe_url(None, None), "http://127.0.0.1:8080/readyz");
+    }
 }

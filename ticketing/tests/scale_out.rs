@@ -58,12 +58,17 @@ async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each(
     // One of each also answers health probes, as in Kubernetes.
     let command_health = format!("127.0.0.1:{}", free_port());
     let projector_health = format!("127.0.0.1:{}", free_port());
+    // The other's metrics: a command goes to either one (a queue group).
+    let other_command_health = format!("127.0.0.1:{}", free_port());
     let mut commands = [
         Process::start(
             &["command-service"],
             env(&[("HEALTH_ADDR", command_health.clone()), ("NATS_URL", urls.commands.clone())]),
         ),
-        Process::start(&["command-service"], env(&[("NATS_URL", urls.commands.clone())])),
+        Process::start(
+            &["command-service"],
+            env(&[("HEALTH_ADDR", other_command_health.clone()), ("NATS_URL", urls.commands.clone())]),
+        ),
     ];
     let mut projectors = [
         Process::start(
@@ -76,7 +81,7 @@ async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each(
         Process::start(&["query-service"], env(&[("HTTP_ADDR", a.clone()), ("NATS_URL", urls.gateway.clone())])),
         Process::start(&["query-service"], env(&[("HTTP_ADDR", b.clone()), ("NATS_URL", urls.gateway.clone())])),
     ];
-    for ready in [&a, &b, &command_health, &projector_health] {
+    for ready in [&a, &b, &command_health, &other_command_health, &projector_health] {
         wait_ready(&http, ready).await;
     }
 
@@ -88,6 +93,29 @@ async fn three_nats_nodes_and_two_of_each_service_survive_a_kill_of_one_of_each(
     for gateway in [&a, &b] {
         let seen = buyer.call(&[gateway], TICKET, json!({"t": sold[0]})).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen["ticket"]["status"], "SOLD", "through {gateway}");
+    }
+    // Every process has its metrics, histograms included: the command service on its health port
+    // (the sale's commands and appends), the projector on its own (leading or standby), the
+    // gateway on its HTTP port (GraphQL latency, the read-your-writes wait).
+    let scrape = |addr: String| {
+        let http = http.clone();
+        async move {
+            let response = http.get(format!("http://{addr}/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
+            response.text().await.unwrap_or_default()
+        }
+    };
+    let commands_text = scrape(command_health.clone()).await + &scrape(other_command_health.clone()).await;
+    let projector_text = scrape(projector_health.clone()).await;
+    let gateway_text = scrape(a.clone()).await;
+    for (text, name) in [
+        (&commands_text, "ticketing_command_seconds_bucket{command=\"createOrder\",outcome=\"ok\""),
+        (&commands_text, "ticketing_append_seconds_bucket{outcome=\"ok\""),
+        (&commands_text, "ticketing_timer_backlog{timer=\"reconcile\"}"),
+        (&projector_text, "ticketing_projector_leading "),
+        (&gateway_text, "ticketing_graphql_seconds_bucket{outcome=\"ok\""),
+        (&gateway_text, "ticketing_read_your_writes_wait_seconds_bucket{outcome=\"projected\""),
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
     }
 
     // Kill -9 one process of each kind and one NATS node, with listings going on.

@@ -269,3 +269,108 @@ async fn when_its_postgresql_cannot_start_up_stops_with_one_line_naming_the_caus
     assert!(said.lines().filter(|l| l.contains("PostgreSQL")).all(|l| l.starts_with("ticketing: ")), "{said}");
     drop(taken);
 }
+
+/// What `up` says on its standard error when it stops by itself within 90 s.
+async fn stopped_saying(mut command: Command) -> (std::process::ExitStatus, String) {
+    let run = command.env("RUST_BACKTRACE", "1").stderr(Stdio::piped()).output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .unwrap_or_else(|_| panic!("ticketing up did not stop"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_address_that_is_taken_or_a_bad_setting_stops_up_with_one_line() {
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    // HEALTH_ADDR taken: not ignored, not half started.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = taken.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let setup = Setup::new(Ok(db.url.clone()));
+    let mut command = up_command(&setup);
+    command.env("HEALTH_ADDR", addr.to_string());
+    let (status, said) = stopped_saying(command).await;
+    assert!(!status.success(), "{said}");
+    assert_eq!(said.lines().count(), 1, "nothing started before: {said}");
+    assert!(said.starts_with(&format!("ticketing: binding HEALTH_ADDR {addr}")), "{said}");
+    drop(taken);
+
+    // A bad value: one line naming the setting, no usage text, no backtrace.
+    let mut command = up_command(&setup);
+    command.env("PROJECTOR_BATCH_MAX", "0");
+    let (status, said) = stopped_saying(command).await;
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.starts_with("ticketing: bad configuration: ") && said.contains("PROJECTOR_BATCH_MAX"), "{said}");
+
+    // The same for a component run alone.
+    let mut command = Command::new(BINARY);
+    command.arg("command-service").env("ORDER_HOLD_SECONDS", "0").kill_on_drop(true);
+    let (status, said) = stopped_saying(command).await;
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("bad configuration: ") && said.contains("ORDER_HOLD_SECONDS"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_honours_the_stream_settings_and_serves_probes_and_metrics_on_health_addr() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = testkit::postgres().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let setup = Setup::new(Ok(db.url.clone()));
+    let health = format!("127.0.0.1:{}", free_port());
+    let mut command = up_command(&setup);
+    command
+        .env("STREAM_NAME", "SHOWTIME")
+        .env("SUBJECT_ROOT", "showtime")
+        .env("PROJECTOR_BATCH_MAX", "7")
+        .env("HEALTH_ADDR", &health)
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("{e}"));
+    let said = {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap_or_else(|| panic!("no stderr"))).lines();
+        let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = said.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+            }
+        });
+        said
+    };
+    let http = reqwest::Client::new();
+    wait_ready(&http, &setup, &mut child).await;
+    let lines = said.lock().unwrap_or_else(std::sync::PoisonError::into_inner).join("\n");
+    assert!(lines.contains("streams SHOWTIME and SHOWTIME_TIMERS"), "{lines}");
+    assert!(lines.contains("at most 7 events per transaction"), "{lines}");
+    let ticket = list_a_ticket(&http, &setup).await;
+    assert!(!ticket.is_empty());
+
+    // The events went to the stream the settings name, under its subject root.
+    let operator = std::fs::read_to_string(setup.home.path().join("nats-operator")).unwrap_or_else(|e| panic!("{e}"));
+    let client = async_nats::ConnectOptions::with_user_and_password("operator".into(), operator.trim().into())
+        .connect(format!("127.0.0.1:{}", setup.nats_port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("SHOWTIME").await.unwrap_or_else(|e| panic!("{e}"));
+    let info = stream.info().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(info.config.subjects.iter().all(|s| s.starts_with("showtime.")), "{:?}", info.config.subjects);
+    assert!(info.state.messages > 0);
+    assert!(js.get_stream("TICKETING").await.is_err(), "nothing in the default stream");
+
+    // Probes and metrics on HEALTH_ADDR (every component's: they share the process).
+    let readyz = http.get(format!("http://{health}/readyz")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(readyz.status().is_success());
+    let metrics = http.get(format!("http://{health}/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let text = metrics.text().await.unwrap_or_default();
+    for name in [
+        "ticketing_command_seconds_bucket",
+        "ticketing_projector_batch_events_bucket",
+        "ticketing_graphql_seconds_bucket",
+    ] {
+        assert!(text.contains(name), "{name} missing from {text}");
+    }
+    terminate(child).await;
+}
