@@ -30,19 +30,25 @@ let
     # Tests need NATS and PostgreSQL: they run in scripts/test.
     doCheck = false;
   };
-  # Every dependency of every native binary, built once.
-  cargoArtifacts = craneLib.buildDepsOnly (common // { cargoExtraArgs = "--locked --workspace"; });
-
-  binary = name: craneLib.buildPackage (common // {
+  # The four binaries in one build, and their dependencies built once before it with the same
+  # arguments (so that features unify the same way and nothing is compiled twice).
+  names = [ "command-service" "projector" "query-service" "ticketing" ];
+  nativeArgs = common // { cargoExtraArgs = "--locked --bins " + lib.concatMapStringsSep " " (n: "-p ${n}") names; };
+  cargoArtifacts = craneLib.buildDepsOnly nativeArgs;
+  all = craneLib.buildPackage (nativeArgs // {
     inherit cargoArtifacts;
-    pname = name;
-    cargoExtraArgs = "--locked -p ${name} --bin ${name}";
     meta = {
-      description = "Event-sourced ticketing platform: ${name}";
+      description = "Event-sourced ticketing platform";
       license = lib.licenses.asl20;
-      mainProgram = name;
+      mainProgram = "ticketing";
     };
   });
+
+  # One package per binary, each the binary of that one build.
+  binary = name: pkgs.runCommand name { meta = all.meta // { mainProgram = name; }; } ''
+    mkdir -p $out/bin
+    ln -s ${all}/bin/${name} $out/bin/${name}
+  '';
 
   # The web app: its wasm dependencies built once, then scripts/build-web given the compiled
   # module (WEB_WASM) and the tools from nixpkgs, as everywhere else.
@@ -70,15 +76,15 @@ let
     '';
   });
 
-  bins = lib.genAttrs [ "command-service" "projector" "query-service" "ticketing" ] binary;
+  bins = lib.genAttrs names binary;
 
   # One image for every component, as ./Dockerfile builds it: `ticketing <component>`.
   image = pkgs.dockerTools.buildLayeredImage {
     name = "ticketing/ticketing";
     tag = version;
-    contents = [ bins.ticketing web pkgs.cacert ];
+    contents = [ all web pkgs.cacert ];
     config = {
-      Entrypoint = [ "${bins.ticketing}/bin/ticketing" ];
+      Entrypoint = [ "${all}/bin/ticketing" ];
       Cmd = [ "query-service" ];
       User = "65534:65534";
       Env = [

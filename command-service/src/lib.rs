@@ -289,6 +289,7 @@ impl Service {
 
     /// Load (or take this replica's cached state), decide, append; on a conflict load and decide
     /// again. Only a decision from a fresh load is answered with a refusal or "already done".
+    #[tracing::instrument(name = "decide and append", skip_all, fields(boundary = %target.boundary))]
     pub(crate) async fn execute<A, F>(&self, target: &Target, mut command: F) -> Result<Executed<A>, CommandError>
     where
         A: Aggregate + Send + Sync + 'static,
@@ -397,11 +398,14 @@ async fn key_value(
     // such stream" (seen: the first payment of two replicas started together was left pending):
     // wait until it has one.
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(mut stream) = js.get_stream(format!("KV_{bucket}")).await
-            && let Ok(info) = stream.info().await
-            && info.cluster.as_ref().is_none_or(|cluster| cluster.leader.is_some())
+    loop {
+        if let Ok(stream) = js.get_stream(format!("KV_{bucket}")).await
+            && stream.cached_info().cluster.as_ref().is_none_or(|cluster| cluster.leader.is_some())
         {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            tracing::warn!(bucket, "key-value bucket still without a leader after 30 s; going on");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -6,11 +6,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT), flushed when this returns.
+    let _telemetry = match service_kit::telemetry::init("command-service") {
+        Ok(telemetry) => telemetry,
+        Err(problem) => {
+            eprintln!("command-service: bad configuration: {problem}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let config = service_kit::parse_or_exit::<command_service::config::Config>("command-service");
     if let Err(problem) = config.validate() {
         eprintln!("command-service: bad configuration: {problem}");

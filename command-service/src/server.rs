@@ -98,7 +98,10 @@ impl Service {
         let subject = self.store().settings().domain_subject(&message.subject);
         let name = domain::subjects::command_name(&subject).map(str::to_owned);
         let service = self.clone();
-        tokio::spawn(async move {
+        // A child of the sender's trace (its `traceparent`), when it sent one.
+        let span = tracing::info_span!("command", command = name.as_deref().unwrap_or(""), otel.kind = "server");
+        service_kit::telemetry::continue_trace(&span, message.headers.as_ref());
+        let answering = async move {
             let reply = match name {
                 Some(name) => service.answer(&name, &message.payload).await,
                 None => {
@@ -116,7 +119,8 @@ impl Service {
                 Err(error) => tracing::warn!(%error, "could not send a reply"),
             }
             drop(permit);
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(answering, span));
         Ok(())
     }
 

@@ -489,6 +489,7 @@ impl EventStore {
     ///
     /// # Errors
     /// [`AppendError::Conflict`] when the boundary moved on; [`AppendError::Store`] otherwise.
+    #[tracing::instrument(name = "append", skip_all, fields(subject = %append.subject))]
     pub async fn append(&self, append: Append<'_>) -> Result<Appended, AppendError> {
         let started = std::time::Instant::now();
         let result = self.append_guarded(append).await;
@@ -515,6 +516,8 @@ impl EventStore {
                 .insert("Nats-Expected-Last-Subject-Sequence-Subject", self.settings.wire_subject(boundary).as_str());
         }
         headers.insert(EVENT_TYPE_HEADER, append.event.type_name());
+        // The trace of the operation that wrote it, for the projector's commit (W3C traceparent).
+        service_kit::telemetry::inject(&mut headers);
 
         let mut last_error = StoreError::Timeout;
         for attempt in 0..APPEND_ATTEMPTS {

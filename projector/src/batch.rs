@@ -21,6 +21,16 @@ impl Projector {
     /// # Errors
     /// A database error (the batch is not committed).
     pub async fn commit(&self, generation: &str, batch: &[Incoming]) -> Result<Option<Committed>, ProjectorError> {
+        // Part of the trace of the operation that wrote its first event (a batch of one event,
+        // when the system is quiet, is that operation's own).
+        let span = tracing::info_span!("projection commit", events = batch.len());
+        if let Some(first) = batch.first() {
+            service_kit::telemetry::continue_trace(&span, first.headers.as_ref());
+        }
+        tracing::Instrument::instrument(self.commit_traced(generation, batch), span).await
+    }
+
+    async fn commit_traced(&self, generation: &str, batch: &[Incoming]) -> Result<Option<Committed>, ProjectorError> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         // FOR SHARE: a rebuild's switch (FOR UPDATE) waits for this batch, and vice versa.
@@ -263,6 +273,7 @@ mod tests {
             subject: String::new(),
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: bytes::Bytes::new(),
+            headers: None,
         }
     }
 

@@ -57,6 +57,15 @@ impl Projector {
             let live = schema::live(&mut conn).await?;
             let from = crate::checkpoint(&mut conn, &live).await? + 1;
             drop(conn);
+            // Where it stands now, for the watchdog (a projector that took over with nothing new
+            // to project is caught up, not stuck at zero); the newest event's time is not known
+            // yet, so its lag is counted from now.
+            let previous = self.stats.position.swap(from - 1, std::sync::atomic::Ordering::Relaxed);
+            if previous != from - 1 {
+                let now =
+                    u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+                self.stats.position_recorded_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+            }
             let consumer = self.position_consumer(from).await?;
             let mut messages = consumer
                 .stream()
@@ -128,6 +137,7 @@ impl Projector {
             subject: self.settings.domain_subject(&message.subject),
             recorded_at: info.published,
             payload: message.payload.clone(),
+            headers: message.headers.clone(),
         })
     }
 }

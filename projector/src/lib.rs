@@ -68,6 +68,8 @@ pub struct Incoming {
     pub recorded_at: time::OffsetDateTime,
     /// The raw body.
     pub payload: bytes::Bytes,
+    /// The headers it was stored with (the writer's trace context among them).
+    pub headers: Option<async_nats::HeaderMap>,
 }
 
 /// The projector.

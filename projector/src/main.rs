@@ -6,11 +6,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .init();
+    // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT), flushed when this returns.
+    let _telemetry = match service_kit::telemetry::init("projector") {
+        Ok(telemetry) => telemetry,
+        Err(problem) => {
+            eprintln!("projector: bad configuration: {problem}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match projector::cli::run(service_kit::parse_or_exit::<projector::cli::Cli>("projector")).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -162,5 +162,6 @@ fn incoming(settings: &StreamSettings, message: &jetstream::Message) -> Result<I
         subject: settings.domain_subject(&message.subject),
         recorded_at: info.published,
         payload: message.payload.clone(),
+        headers: message.headers.clone(),
     })
 }

@@ -35,8 +35,12 @@ impl Projector {
             let leading = stats.leading.load(Ordering::Relaxed);
             metrics::gauge!("ticketing_projector_leading").set(if leading { 1.0 } else { 0.0 });
             if !leading {
-                watch = service_kit::Stall::new(WEDGED_AFTER);
+                // A standby projects nothing and reports no lag. What the watch saw is kept: a
+                // leader that keeps failing and taking the lock again at the same position is
+                // still seen standing still.
                 stats.wedged.store(false, Ordering::Relaxed);
+                metrics::gauge!("ticketing_projector_lag_events").set(0.0);
+                metrics::gauge!("ticketing_projector_lag_seconds").set(0.0);
                 continue;
             }
             let position = stats.position.load(Ordering::Relaxed);

@@ -246,6 +246,7 @@ fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
             subject: e.subject.clone(),
             recorded_at: e.recorded_at,
             payload: domain::EventEnvelope::encode(&e.event).unwrap_or_else(|e| panic!("{e}")).into(),
+            headers: None,
         })
         .collect()
 }
@@ -471,6 +472,7 @@ async fn odd_histories_fold_to_the_rows_expected_wherever_batches_are_cut() {
             subject: domain::subjects::listing_event(ticket, event).unwrap_or_else(|| panic!("{event:?}")),
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: domain::EventEnvelope::encode(event).unwrap_or_else(|e| panic!("{e}")).into(),
+            headers: None,
         })
         .collect();
     let projector = world.projector().await;
@@ -1046,4 +1048,39 @@ async fn the_order_position_migration_scales_old_rows_without_colliding() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(positions, [5 * 1024, 5120 * 1024]);
+}
+
+/// A defect found in review: a projector that took over (or restarted) with nothing new to project
+/// counted itself at position 0, behind the whole stream, so its watchdog called it wedged a
+/// minute later and its orchestrator restarted it, again and again. It starts where its
+/// checkpoint is.
+#[tokio::test]
+async fn a_projector_that_takes_over_a_caught_up_projection_knows_where_it_stands() {
+    let mut world = World::start().await;
+    let first = world.projector().await;
+    let running = tokio::spawn(first.clone().run());
+    world.workload(2).await;
+    world.quiesce().await;
+    running.abort();
+    let _ = running.await;
+    let head = world.head().await;
+    assert!(head > 0);
+
+    // A fresh one (the standby taking over): nothing new arrives.
+    let second = world.projector().await;
+    let stats = second.stats().clone();
+    let running = tokio::spawn(second.run());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !stats.leading.load(std::sync::atomic::Ordering::Relaxed)
+        || stats.position.load(std::sync::atomic::Ordering::Relaxed) == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new projector did not take the lead at its checkpoint (position {})",
+            stats.position.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats.position.load(std::sync::atomic::Ordering::Relaxed), head, "caught up, not at 0");
+    running.abort();
 }

@@ -34,9 +34,26 @@ impl AppState {
     /// # Errors
     /// The command's refusal, or an internal failure (NATS unreachable, timeout).
     pub async fn send(&self, request: &Request) -> Result<Success, Failure> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("send command", command = request.command.name(), otel.kind = "client");
+        self.send_traced(request).instrument(span).await
+    }
+
+    async fn send_traced(&self, request: &Request) -> Result<Success, Failure> {
         let subject = domain::subjects::on_wire(&self.subject_root, &request.subject());
-        let body = serde_json::to_vec(request).map_err(|_| Failure::internal())?;
-        let reply = match tokio::time::timeout(Duration::from_secs(15), self.nats.request(subject, body.into())).await {
+        // The operation's trace goes along (W3C traceparent), and names the command in logs.
+        let mut headers = async_nats::HeaderMap::new();
+        service_kit::telemetry::inject(&mut headers);
+        let body = if request.correlation_id.is_none() {
+            let mut traced = request.clone();
+            traced.correlation_id = service_kit::telemetry::trace_id();
+            serde_json::to_vec(&traced)
+        } else {
+            serde_json::to_vec(request)
+        }
+        .map_err(|_| Failure::internal())?;
+        let sent = self.nats.request_with_headers(subject, headers, body.into());
+        let reply = match tokio::time::timeout(Duration::from_secs(15), sent).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(error)) => {
                 tracing::error!(%error, command = request.command.name(), "command request failed");
@@ -58,6 +75,7 @@ impl AppState {
     }
 
     /// Waits (bounded by [`READ_YOUR_WRITES`]) until the projector has passed `position`.
+    #[tracing::instrument(name = "read-your-writes wait", skip(self))]
     pub async fn wait_projected(&self, position: u64) {
         let mut projected: watch::Receiver<u64> = self.projected.clone();
         let started = std::time::Instant::now();

@@ -423,7 +423,17 @@ async fn graphql(
         request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));
     }
     let started = std::time::Instant::now();
-    let response = state.schema.execute(request).await;
+    // One operation, one trace: its id goes with every command it sends (`correlation_id`, and
+    // `traceparent` in the NATS headers).
+    let span = tracing::info_span!(
+        "graphql",
+        otel.kind = "server",
+        operation = request.operation_name.as_deref().unwrap_or("")
+    );
+    let response = {
+        use tracing::Instrument;
+        state.schema.execute(request).instrument(span).await
+    };
     let outcome = if response.errors.is_empty() { "ok" } else { "errors" };
     ::metrics::histogram!("ticketing_graphql_seconds", "outcome" => outcome).record(started.elapsed().as_secs_f64());
     let body = match serde_json::to_string(&response) {
@@ -553,18 +563,15 @@ pub async fn readiness(state: &AppState) -> Result<(), String> {
     let nats = state.nats.connection_state() == async_nats::connection::State::Connected;
     let projections = match checkpoint.and_then(|p| u64::try_from(p).ok()) {
         Some(position) if nats => {
+            // One round trip (the stream's info comes with it). A stream that cannot be asked
+            // right now (a leader election in a rolling restart) is no reason to turn every
+            // gateway away: the verdict then rests on what was seen before.
             let js = async_nats::jetstream::new(state.nats.clone());
-            match js.get_stream(&state.config.stream_name).await {
-                Ok(mut stream) => match stream.info().await {
-                    Ok(info) => {
-                        let head = info.state.last_sequence;
-                        let mut stall =
-                            state.projection_stall.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                        !stall.stalled(head, position, std::time::Instant::now())
-                    }
-                    Err(_) => false,
-                },
-                Err(_) => false,
+            let head = js.get_stream(&state.config.stream_name).await.ok().map(|s| s.cached_info().state.last_sequence);
+            let mut stall = state.projection_stall.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match head {
+                Some(head) => !stall.stalled(head, position, std::time::Instant::now()),
+                None => !stall.still_stalled(std::time::Instant::now()),
             }
         }
         _ => false,

@@ -5,6 +5,8 @@
 //! Prometheus text — the process-wide metrics recorder ([`metrics`]), and [`shutdown_signal`],
 //! the one way every process learns it should stop.
 
+pub mod telemetry;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -142,6 +144,12 @@ impl Stall {
         Self { after, behind: None }
     }
 
+    /// Whether it was stalled at the last look and still is by `now` (for a look at which the
+    /// stream's head cannot be read).
+    pub fn still_stalled(&self, now: Instant) -> bool {
+        self.behind.is_some_and(|(_, since)| now.duration_since(since) >= self.after)
+    }
+
     /// One look at `now`: `head` is the stream's last sequence, `position` the follower's.
     /// Returns whether it is stalled.
     pub fn stalled(&mut self, head: u64, position: u64, now: Instant) -> bool {
@@ -174,7 +182,7 @@ pub fn nats_connected(client: async_nats::Client) -> Check {
 pub fn parse_or_exit<C: clap::Parser>(process: &str) -> C {
     match C::try_parse() {
         Ok(parsed) => parsed,
-        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) if is_help(&error) => error.exit(),
         Err(error) => {
             eprintln!("{process}: bad configuration: {}", one_line(&error));
             std::process::exit(2);
@@ -182,10 +190,26 @@ pub fn parse_or_exit<C: clap::Parser>(process: &str) -> C {
     }
 }
 
-/// The first line of a clap error, without its `error: ` prefix.
+/// Whether a clap "error" is a request for help or the version (printed as clap does).
+pub fn is_help(error: &clap::Error) -> bool {
+    use clap::error::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    )
+}
+
+/// A clap error on one line, without its `error: ` prefix and usage text: what went wrong and
+/// the setting it names (a missing argument's name comes on the lines after the first).
 pub fn one_line(error: &clap::Error) -> String {
     let text = error.to_string();
-    text.lines().next().unwrap_or_default().trim_start_matches("error: ").to_owned()
+    let said: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
+        .filter(|line| !line.is_empty())
+        .collect();
+    said.join(" ").trim_start_matches("error: ").to_owned()
 }
 
 /// Resolves on SIGTERM (how Kubernetes and `kill` stop a process) or Ctrl-C.

@@ -118,16 +118,30 @@ struct UpArgs {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     // Installed before anything records (see `service_kit::metrics`).
     service_kit::metrics();
     // A bad setting is one line naming it (clap's own message, without its usage lines); help
     // and version print as usual.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) if service_kit::is_help(&error) => error.exit(),
         Err(error) => {
             say(&format!("bad configuration: {}", service_kit::one_line(&error)));
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT) as the component it runs,
+    // flushed when this returns.
+    let component = match &cli.command {
+        Cmd::CommandService(_) => "command-service",
+        Cmd::Projector(_) => "projector",
+        Cmd::QueryService(_) => "query-service",
+        Cmd::Up(_) | Cmd::Seed(_) | Cmd::Probe(_) => "ticketing",
+    };
+    let _telemetry = match service_kit::telemetry::init(component) {
+        Ok(telemetry) => telemetry,
+        Err(problem) => {
+            say(&format!("bad configuration: {problem}"));
             return std::process::ExitCode::from(2);
         }
     };
@@ -135,8 +149,14 @@ async fn main() -> std::process::ExitCode {
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            say(&format!("{error:#}"));
-            std::process::ExitCode::FAILURE
+            let said = format!("{error:#}");
+            say(&said);
+            // A bad setting exits as clap's own errors do (2); anything else with 1.
+            if said.starts_with("bad configuration") {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -181,7 +201,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     // settings (STREAM_NAME, SUBJECT_ROOT) are the command service's, and so are its users'
     // permissions.
     let mut commands = command_service::config::Config::try_parse_from(["command-service"])
-        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
+        .map_err(|e| anyhow::anyhow!("bad configuration: {}", service_kit::one_line(&e)))?;
+    let mut gateway = query_service::config::Config::try_parse_from(["query-service"])
+        .map_err(|e| anyhow::anyhow!("bad configuration: {}", service_kit::one_line(&e)))?;
     let stream_settings = commands.stream_settings();
     // Bound first: a taken address stops `up` before it starts anything.
     let health = match args.health_addr {
@@ -257,8 +279,6 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         .connect_with(query_service::db::connect_options(&database_url)?)
         .await
         .with_context(|| "connecting to PostgreSQL at DATABASE_URL")?;
-    let mut gateway = query_service::config::Config::try_parse_from(["query-service"])
-        .map_err(|e| anyhow::anyhow!("bad configuration: {}", e.to_string().lines().next().unwrap_or_default()))?;
     gateway.database_url = database_url;
     gateway.nats_url.clone_from(&gateway_url);
     if gateway.jwt_secret.is_empty() {

@@ -56,6 +56,8 @@ pub struct Tasks {
     pub expiry: JoinHandle<anyhow::Result<()>>,
     /// Projecting into the read models.
     pub projector: JoinHandle<Result<(), projector::ProjectorError>>,
+    /// The projector's watchdog (its lag metrics; it never stops by itself).
+    pub watchdog: JoinHandle<()>,
 }
 
 impl Tasks {
@@ -73,6 +75,7 @@ impl Tasks {
         self.commands.abort();
         self.expiry.abort();
         self.projector.abort();
+        self.watchdog.abort();
     }
 }
 
@@ -115,6 +118,7 @@ impl System {
         let tasks = Tasks {
             commands: tokio::spawn(service.clone().serve_subscription(requests)),
             expiry: tokio::spawn(service.clone().run_expiry()),
+            watchdog: tokio::spawn(projector.clone().watch()),
             projector: tokio::spawn(projector.run()),
         };
         let gateway = query_service::AppState::new(gateway, connections.pool, connections.gateway).await;
