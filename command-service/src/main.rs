@@ -7,13 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT), flushed when this returns.
-    let _telemetry = match service_kit::telemetry::init("command-service") {
-        Ok(telemetry) => telemetry,
-        Err(problem) => {
-            eprintln!("command-service: bad configuration: {problem}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let _telemetry = service_kit::telemetry::init_or_exit("command-service");
     let config = service_kit::parse_or_exit::<command_service::config::Config>("command-service");
     if let Err(problem) = config.validate() {
         eprintln!("command-service: bad configuration: {problem}");

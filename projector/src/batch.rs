@@ -11,6 +11,9 @@ use sqlx::{Connection, PgConnection};
 use crate::models::{self, Applied, Changes};
 use crate::{Committed, Incoming, Projector, ProjectorError};
 
+/// The most other operations' traces one batch's span links to.
+const MAX_LINKS: usize = 64;
+
 /// Attempts per event before it is parked.
 const ATTEMPTS: u32 = 3;
 
@@ -22,10 +25,15 @@ impl Projector {
     /// A database error (the batch is not committed).
     pub async fn commit(&self, generation: &str, batch: &[Incoming]) -> Result<Option<Committed>, ProjectorError> {
         // Part of the trace of the operation that wrote its first event (a batch of one event,
-        // when the system is quiet, is that operation's own).
+        // when the system is quiet, is that operation's own), and linked from the others' (a
+        // batch of a busy sale holds many operations' events).
         let span = tracing::info_span!("projection commit", events = batch.len());
-        if let Some(first) = batch.first() {
-            service_kit::telemetry::continue_trace(&span, first.headers.as_ref());
+        let mut traces = batch.iter().filter_map(|incoming| incoming.traceparent.as_deref());
+        if let Some(first) = traces.next() {
+            service_kit::telemetry::continue_trace_from(&span, first);
+        }
+        for other in traces.take(MAX_LINKS) {
+            service_kit::telemetry::link(&span, other);
         }
         tracing::Instrument::instrument(self.commit_traced(generation, batch), span).await
     }
@@ -273,7 +281,7 @@ mod tests {
             subject: String::new(),
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: bytes::Bytes::new(),
-            headers: None,
+            traceparent: None,
         }
     }
 

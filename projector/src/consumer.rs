@@ -137,7 +137,7 @@ impl Projector {
             subject: self.settings.domain_subject(&message.subject),
             recorded_at: info.published,
             payload: message.payload.clone(),
-            headers: message.headers.clone(),
+            traceparent: service_kit::telemetry::traceparent_of(message.headers.as_ref()),
         })
     }
 }

@@ -68,8 +68,8 @@ pub struct Incoming {
     pub recorded_at: time::OffsetDateTime,
     /// The raw body.
     pub payload: bytes::Bytes,
-    /// The headers it was stored with (the writer's trace context among them).
-    pub headers: Option<async_nats::HeaderMap>,
+    /// The trace context it was stored with (W3C `traceparent`), if any.
+    pub traceparent: Option<String>,
 }
 
 /// The projector.

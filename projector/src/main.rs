@@ -7,13 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT), flushed when this returns.
-    let _telemetry = match service_kit::telemetry::init("projector") {
-        Ok(telemetry) => telemetry,
-        Err(problem) => {
-            eprintln!("projector: bad configuration: {problem}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let _telemetry = service_kit::telemetry::init_or_exit("projector");
     match projector::cli::run(service_kit::parse_or_exit::<projector::cli::Cli>("projector")).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -162,6 +162,6 @@ fn incoming(settings: &StreamSettings, message: &jetstream::Message) -> Result<I
         subject: settings.domain_subject(&message.subject),
         recorded_at: info.published,
         payload: message.payload.clone(),
-        headers: message.headers.clone(),
+        traceparent: service_kit::telemetry::traceparent_of(message.headers.as_ref()),
     })
 }

@@ -246,7 +246,7 @@ fn incoming(events: &[event_store::StoredEvent]) -> Vec<Incoming> {
             subject: e.subject.clone(),
             recorded_at: e.recorded_at,
             payload: domain::EventEnvelope::encode(&e.event).unwrap_or_else(|e| panic!("{e}")).into(),
-            headers: None,
+            traceparent: None,
         })
         .collect()
 }
@@ -472,7 +472,7 @@ async fn odd_histories_fold_to_the_rows_expected_wherever_batches_are_cut() {
             subject: domain::subjects::listing_event(ticket, event).unwrap_or_else(|| panic!("{event:?}")),
             recorded_at: time::OffsetDateTime::UNIX_EPOCH,
             payload: domain::EventEnvelope::encode(event).unwrap_or_else(|e| panic!("{e}")).into(),
-            headers: None,
+            traceparent: None,
         })
         .collect();
     let projector = world.projector().await;

@@ -428,7 +428,7 @@ async fn graphql(
     let span = tracing::info_span!(
         "graphql",
         otel.kind = "server",
-        operation = request.operation_name.as_deref().unwrap_or("")
+        operation = operation_label(request.operation_name.as_deref())
     );
     let response = {
         use tracing::Instrument;
@@ -567,11 +567,14 @@ pub async fn readiness(state: &AppState) -> Result<(), String> {
             // right now (a leader election in a rolling restart) is no reason to turn every
             // gateway away: the verdict then rests on what was seen before.
             let js = async_nats::jetstream::new(state.nats.clone());
-            let head = js.get_stream(&state.config.stream_name).await.ok().map(|s| s.cached_info().state.last_sequence);
+            // Bounded well within a probe's one-second default timeout.
+            let asked =
+                tokio::time::timeout(std::time::Duration::from_millis(500), js.get_stream(&state.config.stream_name));
+            let head = asked.await.ok().and_then(Result::ok).map(|s| s.cached_info().state.last_sequence);
             let mut stall = state.projection_stall.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match head {
                 Some(head) => !stall.stalled(head, position, std::time::Instant::now()),
-                None => !stall.still_stalled(std::time::Instant::now()),
+                None => !stall.still_stalled(position, std::time::Instant::now()),
             }
         }
         _ => false,
@@ -609,6 +612,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service).with_graceful_shutdown(service_kit::shutdown_signal()).await?;
     Ok(())
+}
+
+/// A client's operation name as a span attribute: at most 64 characters (it is the client's
+/// to choose, and it lands on every span and log line of the request).
+fn operation_label(name: Option<&str>) -> &str {
+    let name = name.unwrap_or_default();
+    match name.char_indices().nth(64) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
 }
 
 #[cfg(test)]

@@ -7,13 +7,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT), flushed when this returns.
-    let _telemetry = match service_kit::telemetry::init("query-service") {
-        Ok(telemetry) => telemetry,
-        Err(problem) => {
-            eprintln!("query-service: bad configuration: {problem}");
-            return std::process::ExitCode::from(2);
-        }
-    };
+    let _telemetry = service_kit::telemetry::init_or_exit("query-service");
     let config = service_kit::parse_or_exit::<query_service::config::Config>("query-service");
     if let Err(problem) = config.validate() {
         eprintln!("query-service: bad configuration: {problem}");

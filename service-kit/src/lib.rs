@@ -144,10 +144,11 @@ impl Stall {
         Self { after, behind: None }
     }
 
-    /// Whether it was stalled at the last look and still is by `now` (for a look at which the
-    /// stream's head cannot be read).
-    pub fn still_stalled(&self, now: Instant) -> bool {
-        self.behind.is_some_and(|(_, since)| now.duration_since(since) >= self.after)
+    /// Whether it was behind at the last look, is still at that `position`, and has been for
+    /// the whole time by `now` (for a look at which the stream's head cannot be read: a
+    /// follower that moved since is not stalled).
+    pub fn still_stalled(&self, position: u64, now: Instant) -> bool {
+        self.behind.is_some_and(|(seen, since)| seen == position && now.duration_since(since) >= self.after)
     }
 
     /// One look at `now`: `head` is the stream's last sequence, `position` the follower's.
@@ -281,6 +282,8 @@ mod tests {
         assert!(stall.stalled(25, 11, start + after * 3));
         assert!(!stall.stalled(25, 25, start + after * 4), "caught up again");
         assert!(!stall.stalled(30, 25, start + after * 10), "an idle hour before an event is not a stall");
+        assert!(stall.still_stalled(25, start + after * 11), "the head unknown, still at 25");
+        assert!(!stall.still_stalled(26, start + after * 11), "the head unknown, but it moved");
     }
 
     #[tokio::test]

@@ -46,7 +46,16 @@ impl Drop for Telemetry {
 /// # Errors
 /// When the OTLP exporter cannot be built from its settings.
 pub fn init(service: &str) -> Result<Telemetry, String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    init_with(service, "info,sqlx=warn")
+}
+
+/// [`init`] with the log filter used when `RUST_LOG` is unset (`ticketing up` keeps its own
+/// one-line steps on the terminal, and only errors of its components).
+///
+/// # Errors
+/// When the OTLP exporter cannot be built from its settings.
+pub fn init_with(service: &str, default_filter: &str) -> Result<Telemetry, String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.trim().is_empty());
     // Spans get trace ids (and carry them to the other processes) with or without an exporter.
@@ -60,7 +69,11 @@ pub fn init(service: &str) -> Result<Telemetry, String> {
     let ours = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::WARN)
         .with_targets(OUR_CRATES.iter().map(|c| (*c, tracing::Level::INFO)));
-    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned())).with_filter(ours);
+    // Without idle/busy timings on every poll of every span: cheaper on the hot paths.
+    let traces = tracing_opentelemetry::layer()
+        .with_tracked_inactivity(false)
+        .with_tracer(provider.tracer(service.to_owned()))
+        .with_filter(ours);
     let provider = Some(provider);
     let registry = tracing_subscriber::registry().with(traces);
     // A second call (tests that start several components in one process) keeps the first.
@@ -70,6 +83,15 @@ pub fn init(service: &str) -> Result<Telemetry, String> {
         registry.with(tracing_subscriber::fmt::layer().with_filter(filter)).try_init()
     };
     Ok(Telemetry { provider })
+}
+
+/// [`init`], or, when its settings are bad, one line `<service>: bad configuration: …` and exit
+/// code 2 (as every bad setting).
+pub fn init_or_exit(service: &str) -> Telemetry {
+    init(service).unwrap_or_else(|problem| {
+        eprintln!("{service}: bad configuration: {problem}");
+        std::process::exit(2);
+    })
 }
 
 fn provider(service: &str, endpoint: Option<&str>) -> Result<opentelemetry_sdk::trace::SdkTracerProvider, String> {
@@ -119,6 +141,37 @@ pub fn extract(headers: Option<&async_nats::HeaderMap>) -> opentelemetry::Contex
     match headers {
         Some(headers) => TraceContextPropagator::new().extract(&From(headers)),
         None => opentelemetry::Context::new(),
+    }
+}
+
+/// The `traceparent` that `headers` carry, if any.
+pub fn traceparent_of(headers: Option<&async_nats::HeaderMap>) -> Option<String> {
+    headers?.get(TRACEPARENT).map(|value| value.as_str().to_owned())
+}
+
+/// The trace context of one `traceparent` value.
+fn context_of(traceparent: &str) -> opentelemetry::Context {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(TRACEPARENT, traceparent);
+    extract(Some(&headers))
+}
+
+/// Makes `span` a child of the trace `traceparent` names (nothing when it is not valid).
+pub fn continue_trace_from(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let context = context_of(traceparent);
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Links `span` to the span `traceparent` names (nothing when it is not valid).
+pub fn link(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let context = context_of(traceparent);
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
     }
 }
 

@@ -132,13 +132,24 @@ async fn main() -> std::process::ExitCode {
     };
     // Logs (LOG_FORMAT) and traces (OTEL_EXPORTER_OTLP_ENDPOINT) as the component it runs,
     // flushed when this returns.
-    let component = match &cli.command {
-        Cmd::CommandService(_) => "command-service",
-        Cmd::Projector(_) => "projector",
-        Cmd::QueryService(_) => "query-service",
-        Cmd::Up(_) | Cmd::Seed(_) | Cmd::Probe(_) => "ticketing",
+    // A probe (a container healthcheck every few seconds) does without.
+    if let Cmd::Probe(args) = cli.command {
+        return match probe(args).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                say(&format!("{error:#}"));
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    let (component, quiet) = match &cli.command {
+        Cmd::CommandService(_) => ("command-service", "info,sqlx=warn"),
+        Cmd::Projector(_) => ("projector", "info,sqlx=warn"),
+        Cmd::QueryService(_) => ("query-service", "info,sqlx=warn"),
+        // `up` and `seed` say their own steps; of the logs, only errors unless RUST_LOG asks.
+        Cmd::Up(_) | Cmd::Seed(_) | Cmd::Probe(_) => ("ticketing", "error"),
     };
-    let _telemetry = match service_kit::telemetry::init(component) {
+    let _telemetry = match service_kit::telemetry::init_with(component, quiet) {
         Ok(telemetry) => telemetry,
         Err(problem) => {
             say(&format!("bad configuration: {problem}"));
