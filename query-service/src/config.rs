@@ -42,6 +42,14 @@ pub struct Config {
     /// The web app's bundle (built by `scripts/build-web`), served on every path the API does not take.
     #[arg(long, env = "WEB_DIR", default_value = "web/dist")]
     pub web_dir: std::path::PathBuf,
+    /// Whether the public pages arrive rendered (`false` serves the app's empty shell, which
+    /// the browser renders: the first-paint benchmark's baseline).
+    #[arg(long, env = "SERVER_RENDERING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub server_rendering: bool,
+    /// The address people reach the app at (`https://tickets.example`), for canonical links and
+    /// the sitemap; by default the first of `ALLOWED_ORIGINS`, else the request's host.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Comma-separated networks (CIDRs, e.g. `10.0.0.0/8,fd00::/8`) of the proxies in front of
     /// the gateway: only from these peers is `X-Forwarded-For` read for the client's address.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_delimiter = ',')]

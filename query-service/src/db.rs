@@ -184,6 +184,57 @@ pub async fn tickets(
     .await
 }
 
+/// The most characters a `search` may have.
+pub const SEARCH_MAX_CHARS: usize = 200;
+
+/// The words of a search as the read models compare them: runs of letters and digits, anything
+/// else a separator. Being only letters and digits, no word can carry text-search syntax.
+/// No words (an empty or all-punctuation search) means no search.
+#[must_use]
+pub fn search_words(search: &str) -> Vec<String> {
+    search.split(|c: char| !c.is_alphanumeric()).filter(|word| !word.is_empty()).map(str::to_owned).collect()
+}
+
+/// `q`: the text-search query of the words in `$1` (a `text[]`): every word, folded as the
+/// stored titles are (`public.search_text`: case and accents), the last one as a prefix.
+const SEARCH_QUERY: &str = "q AS (
+    SELECT to_tsquery('simple', string_agg(
+               quote_literal(public.search_text(w)) || CASE WHEN i = cardinality($1::text[]) THEN ':*' ELSE '' END,
+               ' & ' ORDER BY i)) AS q
+      FROM unnest($1::text[]) WITH ORDINALITY AS words(w, i))";
+
+/// A page of the tickets whose titles match `words` (see [`search_words`]), best match first
+/// (then newest first), optionally by status; one row more than asked tells whether there is a
+/// next page. `after` is the `created_position` of the last row of the page before.
+///
+/// # Errors
+/// A database error.
+pub async fn search_tickets(
+    pool: &PgPool,
+    words: &[String],
+    limit: i64,
+    after: Option<i64>,
+    status: Option<&str>,
+) -> sqlx::Result<Vec<TicketRow>> {
+    sqlx::query_as(&format!(
+        "WITH {SEARCH_QUERY},
+         c AS (SELECT ts_rank(t.search, q.q, 1) AS rank, t.created_position FROM read.tickets t, q
+                WHERE t.created_position = $2)
+         SELECT t.id, t.seller_id, t.title, t.price_cents, t.currency, t.status, t.version, t.created_at,
+                t.updated_at, t.created_position
+           FROM read.tickets t CROSS JOIN q LEFT JOIN c ON true
+          WHERE t.search @@ q.q AND ($3::text IS NULL OR t.status = $3)
+            AND ($2::bigint IS NULL OR (ts_rank(t.search, q.q, 1), t.created_position) < (c.rank, c.created_position))
+          ORDER BY ts_rank(t.search, q.q, 1) DESC, t.created_position DESC LIMIT $4"
+    ))
+    .bind(words)
+    .bind(after)
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// The settings every connection to the read models is made with: `plan_cache_mode =
 /// force_custom_plan` on top of `url`.
 ///
@@ -423,6 +474,58 @@ pub async fn events(pool: &PgPool, limit: i64, after: Option<i64>, upcoming: boo
     .bind(after)
     .bind(limit)
     .bind(upcoming)
+    .fetch_all(pool)
+    .await
+}
+
+/// A page of the events whose titles or venues match `words` (see [`search_words`]), best match
+/// first (a title's words weigh more than a venue's), then soonest first; `upcoming` leaves out
+/// those that have started. `after` is the `created_position` of the last row of the page before.
+///
+/// # Errors
+/// A database error.
+pub async fn search_events(
+    pool: &PgPool,
+    words: &[String],
+    limit: i64,
+    after: Option<i64>,
+    upcoming: bool,
+) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as(&format!(
+        "WITH {SEARCH_QUERY},
+         c AS (SELECT ts_rank(e.search, q.q, 1) AS rank, e.starts_at, e.created_position FROM read.events e, q
+                WHERE e.created_position = $2)
+         SELECT e.id, e.organizer_id, e.title, e.venue, e.starts_at, e.version, e.created_at, e.updated_at,
+                e.created_position
+           FROM read.events e CROSS JOIN q LEFT JOIN c ON true
+          WHERE e.search @@ q.q AND (NOT $3 OR e.starts_at > now())
+            AND ($2::bigint IS NULL OR ts_rank(e.search, q.q, 1) < c.rank
+                 OR (ts_rank(e.search, q.q, 1) = c.rank AND (e.starts_at, e.created_position) > (c.starts_at, c.created_position)))
+          ORDER BY ts_rank(e.search, q.q, 1) DESC, e.starts_at, e.created_position LIMIT $4"
+    ))
+    .bind(words)
+    .bind(after)
+    .bind(upcoming)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The sitemap's pages, at most `limit`: upcoming events (soonest first), then available
+/// tickets (newest first), each with when it last changed.
+///
+/// # Errors
+/// A database error.
+pub async fn sitemap(pool: &PgPool, limit: i64) -> sqlx::Result<Vec<(String, OffsetDateTime)>> {
+    sqlx::query_as(
+        "(SELECT '/events/' || id, updated_at FROM read.events WHERE starts_at > now()
+           ORDER BY starts_at, created_position LIMIT $1)
+         UNION ALL
+         (SELECT '/tickets/' || id, updated_at FROM read.tickets WHERE status = 'AVAILABLE'
+           ORDER BY created_position DESC LIMIT $1)
+         LIMIT $1",
+    )
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

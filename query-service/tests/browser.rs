@@ -69,11 +69,17 @@ struct Browser {
 
 impl Browser {
     async fn open(driver: &Driver, base: &str, label: &str) -> Self {
+        Self::open_with(driver, base, label, true).await
+    }
+
+    /// A browser with JavaScript on or off (off: what a crawler or a link preview reads).
+    async fn open_with(driver: &Driver, base: &str, label: &str, javascript: bool) -> Self {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
+                "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }},
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -228,7 +234,65 @@ impl Browser {
     async fn close(self) {
         let _ = self.client.close().await;
     }
+
+    /// Runs a Chrome DevTools command (through chromedriver's `goog/cdp/execute`).
+    async fn cdp(&self, cmd: &'static str, params: serde_json::Value) -> serde_json::Value {
+        match self.client.issue_cmd(Cdp { cmd, params }).await {
+            Ok(answer) => answer,
+            Err(e) => self.fail(&format!("DevTools {cmd}: {e}")).await,
+        }
+    }
+
+    /// Waits until the app marks the page live (hydrated, or rendered in the browser).
+    async fn wait_live(&self) {
+        let started = Instant::now();
+        loop {
+            let live = self.client.execute("return document.documentElement.dataset.live === 'true';", vec![]).await;
+            if live.ok().and_then(|v| v.as_bool()) == Some(true) {
+                return;
+            }
+            if started.elapsed() > PATIENCE {
+                self.fail("the page never became live").await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
+
+/// A Chrome DevTools Protocol command sent through chromedriver.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
+    }
+}
+
+/// Installed in a page before anything of it loads: marks the server's nodes once the document is
+/// parsed, and from then on notes any moment the app's root is empty or says "Loading" (a flash
+/// of empty content while the app takes over).
+const WATCH_HYDRATION: &str = r#"
+window.__flashes = [];
+document.addEventListener('DOMContentLoaded', () => {
+  const app = document.getElementById('app');
+  if (!app) { window.__flashes.push('no #app'); return; }
+  for (const el of app.querySelectorAll('[data-testid], h1')) el.__fromServer = true;
+  const check = () => {
+    if (app.childElementCount === 0) window.__flashes.push('empty');
+    else if (/Loading/.test(app.textContent)) window.__flashes.push('loading');
+  };
+  check();
+  new MutationObserver(check).observe(app, { childList: true, subtree: true, characterData: true });
+});
+"#;
 
 /// The system with the bundle, served on a loopback port (the fake bank settles asynchronous
 /// payments there after a second), and a chromedriver.
@@ -587,4 +651,117 @@ async fn two_browsers_race_for_an_events_seats_and_the_organiser_watches_it_sell
     organiser.close().await;
     first.close().await;
     second.close().await;
+}
+
+/// The public pages arrive rendered: with JavaScript off, Chromium shows a ticket's title, price
+/// and date, the lists, and an event's prices, date and seat availability. With it on, the app
+/// hydrates the server's page in place (the same nodes, never an empty or "Loading" moment) and the
+/// page is live: a hold made elsewhere shows up without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place() {
+    let (stack, base, driver) = system(300).await;
+    let mut seller = common::Client::default();
+    let signed = seller
+        .gql(
+            &stack,
+            "mutation { signUp(email: \"ssr-seller@example.com\", password: \"correct horse\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(signed["errors"].is_null(), "{signed}");
+    let created = seller
+        .gql(&stack, "mutation { createTicket(title: \"Balcony, opening night\", priceCents: 6400) { id } }", json!({}))
+        .await;
+    let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    let event = seller
+        .gql(
+            &stack,
+            "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }",
+            json!({"input": {"title": "Spring Festival", "venue": "Riverside Park", "startsAt": "2031-05-02T18:00:00Z",
+                "ticketTypes": [{"name": "Day pass", "priceCents": 3500, "capacity": 10}],
+                "sections": [{"name": "A", "priceCents": 8000, "rows": 1, "seatsPerRow": 4}]}}),
+        )
+        .await;
+    let event = event["data"]["createEvent"]["id"].as_str().unwrap_or_else(|| panic!("{event}")).to_owned();
+
+    // JavaScript off: the pages read as they are.
+    let reader = Browser::open_with(&driver, &base, "ssr-no-js", false).await;
+    reader.goto(&format!("/tickets/{ticket}")).await;
+    reader.find("noscript p").await; // proof that scripts are off: the noscript text is shown
+    reader.wait_text("[data-testid=ticket-title]", "Balcony, opening night").await;
+    reader.wait_text(".detail", "$64.00").await;
+    reader.wait_text(".detail", "Listed ").await;
+    reader.wait_text("[data-testid=ticket-status]", "Available").await;
+    reader.goto("/").await;
+    reader.wait_text(".grid", "Balcony, opening night").await;
+    reader.goto("/events").await;
+    reader.wait_text("[data-testid=events]", "Spring Festival").await;
+    reader.wait_text("[data-testid=events]", "2 May 2031, 18:00 UTC").await;
+    reader.goto(&format!("/events/{event}")).await;
+    reader.wait_text("[data-testid=event-title]", "Spring Festival").await;
+    reader.wait_text("#main", "Riverside Park").await;
+    reader.wait_text("#main", "Day pass").await;
+    reader.wait_text("#main", "$35.00").await;
+    reader.wait_text("[data-section='A']", "4 of 4 available").await;
+    assert_eq!(reader.attr(&seat("A-1-3"), "class").await.as_deref(), Some("seat seat--available"));
+    reader.goto("/?search=balcony").await;
+    reader.wait_text(".grid", "Balcony, opening night").await;
+    assert_eq!(reader.find("#ticket-search").await.prop("value").await.ok().flatten().as_deref(), Some("balcony"));
+    reader.close().await;
+
+    // JavaScript on: hydrated in place, then live.
+    let viewer = Browser::open(&driver, &base, "ssr-live").await;
+    viewer.cdp("Page.enable", json!({})).await;
+    viewer.cdp("Page.addScriptToEvaluateOnNewDocument", json!({"source": WATCH_HYDRATION})).await;
+    viewer.goto(&format!("/events/{event}")).await;
+    viewer.wait_live().await;
+    viewer.mark_page().await;
+    let kept = viewer
+        .client
+        .execute(
+            "const t = document.querySelectorAll('[data-testid=event-title]'); return t.length === 1 && t[0].__fromServer === true;",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept.ok().and_then(|v| v.as_bool()), Some(true), "hydration replaced the server's nodes");
+    let flashes = viewer.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
+    assert_eq!(flashes, json!([]), "the page flashed while the app took over");
+    let mut buyer = common::Client::default();
+    let signed = buyer
+        .gql(
+            &stack,
+            "mutation { signUp(email: \"ssr-buyer@example.com\", password: \"correct horse\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(signed["errors"].is_null(), "{signed}");
+    let hold = buyer
+        .gql(
+            &stack,
+            "mutation($e: ID!) { createEventOrder(eventId: $e, seats: [\"A-1-3\"]) { id } }",
+            json!({"e": event}),
+        )
+        .await;
+    assert!(hold["errors"].is_null(), "{hold}");
+    viewer.wait_attr(&seat("A-1-3"), "class", "seat--held").await;
+    viewer.wait_text("[data-section='A']", "3 of 4 available").await;
+
+    viewer.goto(&format!("/tickets/{ticket}")).await;
+    viewer.wait_live().await;
+    viewer.mark_page().await;
+    let kept = viewer
+        .client
+        .execute(
+            "const t = document.querySelectorAll('[data-testid=ticket-title]'); return t.length === 1 && t[0].__fromServer === true;",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept.ok().and_then(|v| v.as_bool()), Some(true), "hydration replaced the server's nodes");
+    let flashes = viewer.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
+    assert_eq!(flashes, json!([]), "the page flashed while the app took over");
+    let order = buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
+    assert!(order["errors"].is_null(), "{order}");
+    viewer.wait_text("[data-testid=ticket-status]", "On hold").await;
+    assert!(viewer.same_page().await, "the page was reloaded");
+    viewer.close().await;
 }

@@ -59,7 +59,11 @@ fn the_schema_has_every_operation_of_the_product() {
     let types = signatures();
     let operations: [(&str, &str, &str); 16] = [
         ("Query", "me", ": User"),
-        ("Query", "tickets", "(first: Int = 20, after: String, status: TicketStatus): TicketConnection!"),
+        (
+            "Query",
+            "tickets",
+            "(first: Int = 20, after: String, status: TicketStatus, search: String): TicketConnection!",
+        ),
         ("Query", "ticket", "(id: ID!): Ticket"),
         ("Query", "myTickets", "(first: Int = 20, after: String): TicketConnection!"),
         ("Query", "myOrders", "(first: Int = 20, after: String): OrderConnection!"),

@@ -1,13 +1,16 @@
 //! Routes and the app shell.
 
 use yew::prelude::*;
+use yew_router::history::{AnyHistory, History, MemoryHistory};
 use yew_router::prelude::*;
+use yew_router::query::Raw;
 
 use crate::api;
 use crate::components::Header;
 use crate::graphql::{Me, me};
 use crate::hooks::{SessionHandle, set_user};
 use crate::pages;
+use crate::preload::{Preloaded, use_preloaded};
 use crate::state::Session;
 
 /// Every page's address.
@@ -82,30 +85,95 @@ fn switch(route: Route) -> Html {
     }
 }
 
-/// The whole app: the session, the header and the page of the current route.
+/// Properties of [`App`].
+#[derive(Properties, PartialEq, Default)]
+pub struct AppProps {
+    /// The answers the server sent with the page (none when it was not server-rendered).
+    #[prop_or_default]
+    pub preloaded: Preloaded,
+}
+
+/// The whole app in the browser: the page's answers, the browser's history, and the [`Shell`].
 #[function_component(App)]
-pub fn app() -> Html {
-    let session: SessionHandle = use_reducer(Session::default);
+pub fn app(props: &AppProps) -> Html {
+    html! {
+        <ContextProvider<Preloaded> context={props.preloaded.clone()}>
+            <BrowserRouter>
+                <Shell />
+            </BrowserRouter>
+        </ContextProvider<Preloaded>>
+    }
+}
+
+/// Properties of [`ServerApp`].
+#[derive(Properties, PartialEq)]
+pub struct ServerAppProps {
+    /// The page's path and query (`/events?search=rock`).
+    pub url: String,
+    /// The answers fetched for it so far.
+    pub preloaded: Preloaded,
+}
+
+/// The whole app as the server renders it: the same [`Shell`] at a fixed address.
+#[function_component(ServerApp)]
+pub fn server_app(props: &ServerAppProps) -> Html {
+    let history = use_memo(props.url.clone(), |url| {
+        let history = MemoryHistory::new();
+        let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+        let path = if path.starts_with('/') { path } else { "/" };
+        if query.is_empty() {
+            history.replace(path);
+        } else {
+            let _infallible = history.replace_with_query(path, Raw(query));
+        }
+        AnyHistory::from(history)
+    });
+    let history = (*history).clone();
+    html! {
+        <ContextProvider<Preloaded> context={props.preloaded.clone()}>
+            <Router {history}>
+                <Shell />
+            </Router>
+        </ContextProvider<Preloaded>>
+    }
+}
+
+/// The session, the header and the page of the current route. The session starts as the server
+/// knew it (`me` in the page's answers), so the header renders the same on both sides.
+#[function_component(Shell)]
+pub fn shell() -> Html {
+    let preloaded = use_preloaded();
+    let session: SessionHandle = use_reducer(|| match preloaded.take::<Me>(&me::Variables) {
+        Some(data) => Session { known: true, user: data.me.map(Into::into) },
+        None => Session::default(),
+    });
+    use_effect_with((), |_| {
+        // The page is live (hydrated or rendered): the browser tests and the first-paint
+        // benchmark wait for this mark.
+        if let Some(root) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _marked = root.set_attribute("data-live", "true");
+        }
+    });
     {
         let session = session.clone();
         use_effect_with((), move |_| {
-            wasm_bindgen_futures::spawn_local(async move {
-                let user = api::request::<Me>(me::Variables).await.ok().and_then(|data| data.me).map(Into::into);
-                set_user(&session, user);
-            });
+            if !session.known {
+                wasm_bindgen_futures::spawn_local(async move {
+                    let user = api::request::<Me>(me::Variables).await.ok().and_then(|data| data.me).map(Into::into);
+                    set_user(&session, user);
+                });
+            }
         });
     }
     html! {
         <ContextProvider<SessionHandle> context={session}>
-            <BrowserRouter>
-                <Header />
-                <main id="main" class="page" tabindex="-1">
-                    <Switch<Route> render={switch} />
-                </main>
-                <footer class="footer">
-                    <p>{ "Test mode: no real money moves. Cards: Visa succeeds, Declined fails, Async settles by webhook." }</p>
-                </footer>
-            </BrowserRouter>
+            <Header />
+            <main id="main" class="page" tabindex="-1">
+                <Switch<Route> render={switch} />
+            </main>
+            <footer class="footer">
+                <p>{ "Test mode: no real money moves. Cards: Visa succeeds, Declined fails, Async settles by webhook." }</p>
+            </footer>
         </ContextProvider<SessionHandle>>
     }
 }

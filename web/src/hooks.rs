@@ -56,11 +56,24 @@ pub fn use_live<Q, S, T>(
 where
     Q: GraphQLQuery + 'static,
     S: GraphQLQuery + 'static,
-    Q::Variables: PartialEq + Clone + 'static,
+    Q::Variables: PartialEq + Clone + serde::Serialize + 'static,
     S::Variables: PartialEq + Clone + 'static,
     T: Versioned + Clone + 'static,
 {
-    let live = use_reducer(|| Live::<T>::Loading);
+    // A server-rendered page came with the answer: the first render shows it (as the server's
+    // did), and the subscription's first connect loads it again.
+    let preloaded = crate::preload::use_preloaded();
+    let had_answer = use_mut_ref(|| false);
+    let live = use_reducer(|| match preloaded.take::<Q>(&query) {
+        Some(data) => {
+            *had_answer.borrow_mut() = true;
+            match loaded(data) {
+                Some(value) => Live::Ready(value),
+                None => Live::Missing,
+            }
+        }
+        None => Live::<T>::Loading,
+    });
     let load = {
         let (dispatch, variables) = (live.dispatcher(), query.clone());
         move || {
@@ -74,8 +87,13 @@ where
         }
     };
     {
-        let load = load.clone();
-        use_effect_with(query, move |_| load());
+        let (load, had_answer) = (load.clone(), had_answer.clone());
+        use_effect_with(query, move |_| {
+            // Only the first load can be answered by the page; a later id loads as usual.
+            if !std::mem::take(&mut *had_answer.borrow_mut()) {
+                load();
+            }
+        });
     }
     let dispatch = live.dispatcher();
     use_subscription::<S>(

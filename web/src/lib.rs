@@ -18,12 +18,32 @@ pub mod format;
 pub mod graphql;
 pub mod hooks;
 pub mod pages;
+pub mod preload;
+#[cfg(feature = "ssr")]
+pub mod ssr;
 pub mod state;
 pub mod ws;
 
-/// Mounts the app on the page's `<body>`; the bundle's entry point.
+/// The id of the element the app renders into.
+pub const ROOT_ID: &str = "app";
+
+/// Starts the app in the page's `#app`: hydrates what the server rendered there, with the answers
+/// it sent, or renders afresh into an empty one; the bundle's entry point.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
-    yew::Renderer::<app::App>::new().render();
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let json = document.get_element_by_id(preload::ELEMENT_ID).and_then(|e| e.text_content()).unwrap_or_default();
+    let props = app::AppProps { preloaded: preload::Preloaded::from_page(&json) };
+    match document.get_element_by_id(ROOT_ID) {
+        Some(root) if root.first_element_child().is_some() => {
+            yew::Renderer::<app::App>::with_root_and_props(root, props).hydrate();
+        }
+        Some(root) => {
+            yew::Renderer::<app::App>::with_root_and_props(root, props).render();
+        }
+        None => {
+            yew::Renderer::<app::App>::with_props(props).render();
+        }
+    }
 }

@@ -571,16 +571,26 @@ pub struct TicketList {
     pub next: Option<String>,
     /// Whether the first page has arrived.
     pub loaded: bool,
+    /// Whether these are a search's results: a new listing does not join them (whether it
+    /// matches is the server's to say).
+    pub searching: bool,
 }
 
 impl TicketList {
     /// An empty list of tickets with `filter`, optionally of one seller.
     pub fn new(filter: Option<TicketStatus>, seller: Option<String>) -> Self {
-        Self { filter, seller, items: Vec::new(), next: None, loaded: false }
+        Self { filter, seller, items: Vec::new(), next: None, loaded: false, searching: false }
+    }
+
+    /// The same list, as a search's results (or not).
+    #[must_use]
+    pub fn searching(self, searching: bool) -> Self {
+        Self { searching, ..self }
     }
 
     fn belongs(&self, ticket: &Ticket) -> bool {
-        self.filter.is_none_or(|status| status == ticket.status)
+        !self.searching
+            && self.filter.is_none_or(|status| status == ticket.status)
             && self.seller.as_ref().is_none_or(|seller| *seller == ticket.seller_id)
     }
 }
@@ -588,8 +598,8 @@ impl TicketList {
 /// What changes a [`TicketList`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum ListAction {
-    /// Start over with another status filter (rows come with the next `First`).
-    Reset(Option<TicketStatus>),
+    /// Start over with another status filter, searching or not (rows come with the next `First`).
+    Reset(Option<TicketStatus>, bool),
     /// The first page (replaces everything).
     First(Vec<Ticket>, Option<String>),
     /// A further page (appended; rows already shown are skipped).
@@ -606,7 +616,9 @@ impl Reducible for TicketList {
     fn reduce(self: Rc<Self>, action: ListAction) -> Rc<Self> {
         let mut list = (*self).clone();
         match action {
-            ListAction::Reset(filter) => return Rc::new(TicketList::new(filter, list.seller)),
+            ListAction::Reset(filter, searching) => {
+                return Rc::new(TicketList::new(filter, list.seller).searching(searching));
+            }
             ListAction::First(items, next) => {
                 list.items = items;
                 list.next = next;
@@ -749,6 +761,20 @@ mod tests {
             reduce(TicketList::new(None, None), ListAction::First(vec![ticket("a", TicketStatus::Sold, 4)], None));
         let list = reduce(list, ListAction::Changed(ticket("a", TicketStatus::Reserved, 3)));
         assert_eq!(list.items[0].status, TicketStatus::Sold);
+    }
+
+    #[test]
+    fn a_search_keeps_its_results_and_takes_no_new_listings() {
+        let list = TicketList::new(None, None).searching(true);
+        let list = reduce(list, ListAction::First(vec![ticket("a", TicketStatus::Available, 1)], None));
+        let list = reduce(list, ListAction::Changed(ticket("new", TicketStatus::Available, 1)));
+        assert_eq!(list.items.len(), 1, "whether a new listing matches is the server's to say");
+        let list = reduce(list, ListAction::Changed(ticket("a", TicketStatus::Sold, 2)));
+        assert_eq!(list.items[0].status, TicketStatus::Sold, "a result still changes live");
+        let list = reduce(list, ListAction::Reset(None, false));
+        let list = reduce(list, ListAction::First(vec![], None));
+        let list = reduce(list, ListAction::Changed(ticket("new", TicketStatus::Available, 1)));
+        assert_eq!(list.items.len(), 1, "without a search new listings arrive again");
     }
 
     #[test]

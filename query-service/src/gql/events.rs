@@ -436,7 +436,9 @@ pub struct EventQuery;
 
 #[Object]
 impl EventQuery {
-    /// Events, soonest first; `upcoming` (the default) leaves out those that have started.
+    /// Events, soonest first; `upcoming` (the default) leaves out those that have started. With
+    /// `search`, those whose titles or venues have every word of it (case and accents aside, the
+    /// last word as a prefix), best match first.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn events(
         &self,
@@ -444,11 +446,18 @@ impl EventQuery {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         #[graphql(default_with = "Some(true)")] upcoming: Option<bool>,
+        search: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
+        let words = search_words(search.as_deref())?;
         let after = cursor(ctx, db::Cursor::Event, after.as_deref()).await?;
-        let rows = db::events(&state(ctx)?.pool, limit, after, upcoming.unwrap_or(true)).await.map_err(internal)?;
+        let (pool, upcoming) = (&state(ctx)?.pool, upcoming.unwrap_or(true));
+        let rows = match words {
+            Some(words) => db::search_events(pool, &words, limit, after, upcoming).await,
+            None => db::events(pool, limit, after, upcoming).await,
+        }
+        .map_err(internal)?;
         let (nodes, page_info) = page(rows, first, |r| r.created_position, Event::from_row);
         Ok(EventConnection { nodes, page_info })
     }

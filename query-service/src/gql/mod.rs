@@ -111,6 +111,18 @@ pub(super) fn page_limit(first: i32) -> async_graphql::Result<i64> {
     Ok(i64::from(first) + 1)
 }
 
+/// The words of a `search` argument: `None` when there is none to search for (absent, or no
+/// letters or digits in it); longer than [`db::SEARCH_MAX_CHARS`] is refused.
+pub(super) fn search_words(search: Option<&str>) -> async_graphql::Result<Option<Vec<String>>> {
+    let Some(search) = search else { return Ok(None) };
+    if search.chars().count() > db::SEARCH_MAX_CHARS {
+        let message = format!("search must be at most {} characters", db::SEARCH_MAX_CHARS);
+        return Err(ApiError::bad_input("search", message).into());
+    }
+    let words = db::search_words(search);
+    Ok(if words.is_empty() { None } else { Some(words) })
+}
+
 /// What one item of a page costs in the complexity limit: `first` times its selection, so a
 /// client asking for 100 items pays for 100.
 pub(super) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {

@@ -17,7 +17,8 @@ impl TicketQuery {
         viewer(ctx).map(|me| user(me.sub.0))
     }
 
-    /// Tickets, newest first, optionally with one status.
+    /// Tickets, newest first, optionally with one status; with `search`, those whose titles have
+    /// every word of it (case and accents aside, the last word as a prefix), best match first.
     #[graphql(complexity = "page_cost(first, child_complexity)")]
     async fn tickets(
         &self,
@@ -25,20 +26,19 @@ impl TicketQuery {
         #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         status: Option<TicketStatus>,
+        search: Option<String>,
     ) -> async_graphql::Result<TicketConnection> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
-        let rows = db::tickets(
-            &state(ctx)?.pool,
-            limit,
-            cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?,
-            status
-                .map(|status| stored_text(&domain::TicketStatus::from(status), "ticket status"))
-                .transpose()?
-                .as_deref(),
-            None,
-        )
-        .await
+        let words = search_words(search.as_deref())?;
+        let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
+        let status =
+            status.map(|status| stored_text(&domain::TicketStatus::from(status), "ticket status")).transpose()?;
+        let pool = &state(ctx)?.pool;
+        let rows = match words {
+            Some(words) => db::search_tickets(pool, &words, limit, after, status.as_deref()).await,
+            None => db::tickets(pool, limit, after, status.as_deref(), None).await,
+        }
         .map_err(internal)?;
         let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
         Ok(TicketConnection { nodes, page_info })

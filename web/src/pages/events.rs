@@ -7,16 +7,17 @@ use wasm_bindgen::JsCast;
 use yew::prelude::*;
 use yew_router::prelude::*;
 
-use super::{Next, PAGE_SIZE, random_key};
+use super::{Latest, Next, PAGE_SIZE, random_key, use_search};
 use crate::api::{self, ApiError};
 use crate::app::Route;
-use crate::components::Alert;
+use crate::components::{Alert, SearchBox};
 use crate::format;
 use crate::graphql::{
     CreateEventOrder, EventChanged, EventDetail, Events as EventsQuery, create_event_order, event_changed,
     event_detail, events,
 };
 use crate::hooks::{use_live, use_user};
+use crate::preload::use_preloaded;
 
 use crate::state::{
     Basket, BasketAction, Event, EventSummary, Live, MAX_TICKETS_PER_ORDER, SeatStatus, SeatView, SectionView,
@@ -48,31 +49,54 @@ pub fn event_card(props: &EventCardProps) -> Html {
     }
 }
 
-/// Upcoming events, soonest first.
+fn events_page_of(data: events::ResponseData) -> (Vec<EventSummary>, Option<String>) {
+    let page = data.events;
+    let next = if page.page_info.has_next_page { page.page_info.end_cursor } else { None };
+    (page.nodes.into_iter().map(EventSummary::from).collect(), next)
+}
+
+/// Upcoming events, soonest first (or those a search finds, best match first).
 #[function_component(Events)]
 pub fn events_page() -> Html {
-    let items = use_state(Vec::<EventSummary>::new);
-    let next = use_state(|| None::<String>);
-    let loaded = use_state(|| false);
+    let (search, set_search) = use_search(Route::Events);
+    let preloaded = use_preloaded();
+    // The page came with its first page of events: shown at once, not loaded again on mount.
+    let first = use_memo((), |_| {
+        preloaded.take::<EventsQuery>(&events::Variables { first: PAGE_SIZE, after: None, search: search.clone() })
+    });
+    let had_answer = use_mut_ref(|| first.is_some());
+    let items = use_state(|| first.as_ref().as_ref().map(|d| events_page_of(d.clone()).0).unwrap_or_default());
+    let next = use_state(|| first.as_ref().as_ref().and_then(|d| events_page_of(d.clone()).1));
+    let loaded = use_state(|| first.is_some());
     let error = use_state(|| None::<ApiError>);
     let user = use_user();
+    let latest = use_mut_ref(Latest::default);
+    let searched = use_mut_ref(|| search.clone());
+    *searched.borrow_mut() = search.clone();
     let fetch = {
         let (items, next, loaded, error) = (items.clone(), next.clone(), loaded.setter(), error.setter());
         Callback::from(move |after: Option<String>| {
-            let (items, next, loaded, error) = (items.clone(), next.clone(), loaded.clone(), error.clone());
+            let (items, next, loaded, error, latest) =
+                (items.clone(), next.clone(), loaded.clone(), error.clone(), latest.clone());
+            let more = after.is_some();
+            let (generation, abort) = latest.borrow_mut().start();
+            let variables = events::Variables { first: PAGE_SIZE, after, search: searched.borrow().clone() };
             wasm_bindgen_futures::spawn_local(async move {
-                let more = after.is_some();
-                match api::request::<EventsQuery>(events::Variables { first: PAGE_SIZE, after }).await {
+                let result = api::request_until::<EventsQuery>(variables, abort.as_ref()).await;
+                if !latest.borrow().is_latest(generation) {
+                    return;
+                }
+                match result {
                     Ok(data) => {
-                        let page = data.events;
+                        let (page, cursor) = events_page_of(data);
                         let mut list = if more { (*items).clone() } else { Vec::new() };
-                        for event in page.nodes.into_iter().map(EventSummary::from) {
+                        for event in page {
                             if !list.iter().any(|e| e.id == event.id) {
                                 list.push(event);
                             }
                         }
                         items.set(list);
-                        next.set(if page.page_info.has_next_page { page.page_info.end_cursor } else { None });
+                        next.set(cursor);
                         loaded.set(true);
                     }
                     Err(e) => {
@@ -85,7 +109,11 @@ pub fn events_page() -> Html {
     };
     {
         let fetch = fetch.clone();
-        use_effect_with((), move |_| fetch.emit(None));
+        use_effect_with(search.clone(), move |_| {
+            if !std::mem::take(&mut *had_answer.borrow_mut()) {
+                fetch.emit(None);
+            }
+        });
     }
     let more = {
         let (fetch, next) = (fetch.clone(), next.clone());
@@ -102,11 +130,16 @@ pub fn events_page() -> Html {
                     <Link<Route> to={Route::NewEvent} classes="button button--large">{ "Put an event on sale" }</Link<Route>>
                 }
             </section>
+            <div class="toolbar">
+                <SearchBox id="event-search" label="Search events" value={search.clone().unwrap_or_default()} onsearch={set_search} />
+            </div>
             if let Some(e) = &*error {
                 <Alert message={e.user_message()} />
             }
             if !*loaded {
                 <p class="muted" role="status">{ "Loading events…" }</p>
+            } else if items.is_empty() && search.is_some() {
+                <p class="empty" role="status">{ "No events match your search." }</p>
             } else if items.is_empty() {
                 <p class="empty" role="status">{ "No upcoming events yet." }</p>
             } else {
@@ -221,7 +254,7 @@ pub fn event_page(props: &EventPageProps) -> Html {
     let uncertain = matches!(&*failure, Some(HoldFailure::Other { uncertain: true, .. }));
     let frozen = *busy || uncertain;
     let can_choose = event.viewer_can_order && !frozen;
-    let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= js_sys::Date::now());
+    let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= format::now_millis());
 
     let hold = {
         let (basket, failure, busy, key, navigator) =

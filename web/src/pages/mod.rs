@@ -38,6 +38,63 @@ pub struct Next {
     pub next: Option<String>,
 }
 
+/// The `?search=` of the list pages: what is searched for, so a search can be shared as a link
+/// and arrives server-rendered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchQuery {
+    /// The words searched for.
+    #[serde(default)]
+    pub search: Option<String>,
+}
+
+/// The search in the address of the current page (none when empty), and a callback that puts a
+/// new one there (replacing the history entry, so typing does not fill the back button).
+#[hook]
+pub fn use_search(route: Route) -> (Option<String>, Callback<String>) {
+    let location = use_location();
+    let search = location
+        .and_then(|l| l.query::<SearchQuery>().ok())
+        .and_then(|q| q.search)
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let navigator = use_navigator();
+    let set = Callback::from(move |text: String| {
+        let Some(navigator) = &navigator else { return };
+        let text = text.trim();
+        if text.is_empty() {
+            navigator.replace(&route);
+        } else {
+            let _ignored = navigator.replace_with_query(&route, &SearchQuery { search: Some(text.to_owned()) });
+        }
+    });
+    (search, set)
+}
+
+/// A cancellable request of a list page: starting one aborts the one before, whose answer (if it
+/// comes anyway) is dropped, so a slow answer to an older search never replaces a newer one.
+#[derive(Default)]
+pub struct Latest {
+    controller: Option<web_sys::AbortController>,
+    generation: u64,
+}
+
+impl Latest {
+    /// Aborts the request before and starts counting a new one: its number and abort signal.
+    pub fn start(&mut self) -> (u64, Option<web_sys::AbortSignal>) {
+        if let Some(before) = self.controller.take() {
+            before.abort();
+        }
+        self.controller = web_sys::AbortController::new().ok();
+        self.generation += 1;
+        (self.generation, self.controller.as_ref().map(web_sys::AbortController::signal))
+    }
+
+    /// Whether request `generation` is still the latest.
+    pub fn is_latest(&self, generation: u64) -> bool {
+        self.generation == generation
+    }
+}
+
 /// A link to sign in that comes back to the current page.
 #[function_component(SignInFirst)]
 pub fn sign_in_first() -> Html {
@@ -67,7 +124,12 @@ pub fn not_found() -> Html {
 }
 
 /// A random UUID (v4) for idempotency keys; `crypto.getRandomValues` works on plain HTTP too.
+/// A server render makes none (it sends no requests): it gets an empty key the browser's
+/// hydration replaces with its own.
 pub fn random_key() -> String {
+    if !cfg!(target_arch = "wasm32") {
+        return String::new();
+    }
     let mut bytes = [0u8; 16];
     if let Some(crypto) = web_sys::window().and_then(|w| w.crypto().ok()) {
         let _filled = crypto.get_random_values_with_u8_array(&mut bytes);
