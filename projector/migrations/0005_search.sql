@@ -5,11 +5,15 @@
 -- whole words under the `simple` configuration: no stemming and no stop words, so every word a
 -- buyer types must be there and "are" may be the start of "Arena".
 --
--- `public.search_text` folds a text the way both sides are compared. It lives outside the
--- generation schemas (a rebuild drops the old generation with CASCADE, and the generated columns
--- of the new one depend on it) and so does the `unaccent` extension; the gateway folds the words of
--- a query with the same function. `unaccent` is only STABLE (its dictionary could be changed);
--- naming the dictionary makes it safe to call IMMUTABLE here, which a generated column needs.
+-- `public.search_text` folds a text the way both sides are compared: lower case, accents off,
+-- and ASCII punctuation as spaces, so that "AC/DC", "R.E.M." or "2.5" are words the gateway's
+-- query finds (it splits a search at anything but letters and digits; PostgreSQL's parser would
+-- keep "ac/dc" as one path-like token). It lives outside the generation schemas (a rebuild drops
+-- the old generation with CASCADE, and the generated columns of the new one depend on it), as
+-- does the `unaccent` extension, and is created once: later generations use it as it is (a
+-- change to it would be a migration of its own, recomputing the columns). `unaccent` is only
+-- STABLE (its dictionary could be changed); naming the dictionary makes it safe to call
+-- IMMUTABLE here, which a generated column needs.
 DO $$
 DECLARE
     extension_schema text;
@@ -17,15 +21,19 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'unaccent') THEN
         CREATE EXTENSION unaccent SCHEMA public;
     END IF;
-    SELECT n.nspname INTO extension_schema
-      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-     WHERE e.extname = 'unaccent';
-    EXECUTE format(
-        'CREATE OR REPLACE FUNCTION public.search_text(text) RETURNS text
-           LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-           AS %L',
-        format('SELECT lower(%I.unaccent(%L::regdictionary, $1))', extension_schema,
-               quote_ident(extension_schema) || '.unaccent'));
+    IF NOT EXISTS (SELECT FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE n.nspname = 'public' AND p.proname = 'search_text') THEN
+        SELECT n.nspname INTO extension_schema
+          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+         WHERE e.extname = 'unaccent';
+        EXECUTE format(
+            'CREATE FUNCTION public.search_text(text) RETURNS text
+               LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+               AS %L',
+            format('SELECT regexp_replace(lower(%I.unaccent(%L::regdictionary, $1)), %L, %L, %L)',
+                   extension_schema, quote_ident(extension_schema) || '.unaccent',
+                   '[!-/:-@[-`{-~]+', ' ', 'g'));
+    END IF;
 END
 $$;
 

@@ -203,9 +203,73 @@ const SEARCH_QUERY: &str = "q AS (
                ' & ' ORDER BY i)) AS q
       FROM unnest($1::text[]) WITH ORDINALITY AS words(w, i))";
 
+/// Where a page of search results goes on: the last row's rank and its place in the order (for
+/// events also its start, by which equal matches are ordered). The values themselves, not a row
+/// to look up: a row renamed or moved since keeps no page from going on where it left off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchCursor {
+    /// `ts_rank` of the row (PostgreSQL prints a `real` so that it reads back exactly).
+    pub rank: f32,
+    /// The row's `starts_at` in microseconds since the epoch (events only).
+    pub starts_at: Option<i64>,
+    /// The row's creation position.
+    pub position: i64,
+}
+
+impl SearchCursor {
+    /// `r<rank>:<position>`, or `r<rank>:<starts_at>:<position>` for events.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        match self.starts_at {
+            Some(starts_at) => format!("r{}:{starts_at}:{}", self.rank, self.position),
+            None => format!("r{}:{}", self.rank, self.position),
+        }
+    }
+
+    /// The cursor `text` encodes, when it is one of a search of tickets (`event: false`) or of
+    /// events.
+    #[must_use]
+    pub fn decode(text: &str, event: bool) -> Option<Self> {
+        let mut parts = text.strip_prefix('r')?.split(':');
+        let rank: f32 = parts.next()?.parse().ok().filter(|r: &f32| r.is_finite())?;
+        let starts_at = if event { Some(parts.next()?.parse().ok()?) } else { None };
+        let position = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Self { rank, starts_at, position })
+    }
+}
+
+#[cfg(test)]
+mod search_cursor_tests {
+    use super::SearchCursor;
+
+    #[test]
+    fn a_search_cursor_reads_back_exactly_and_nothing_else_reads_as_one() {
+        for rank in [0.0_f32, 0.060_792_7, 1.0e-7, 0.1, 0.999_999_9, f32::MIN_POSITIVE] {
+            for starts_at in [None, Some(1_780_000_000_123_456_i64), Some(-5)] {
+                let cursor = SearchCursor { rank, starts_at, position: 4711 };
+                assert_eq!(SearchCursor::decode(&cursor.encode(), starts_at.is_some()), Some(cursor), "{cursor:?}");
+            }
+        }
+        for bad in ["4711", "r", "r0.5", "r0.5:x", "rNaN:1", "rinf:1", "r0.5:1:2", "r0.5:1:"] {
+            assert_eq!(SearchCursor::decode(bad, false), None, "{bad}");
+        }
+        assert_eq!(SearchCursor::decode("r0.5:1", true), None, "an event's cursor has its start");
+    }
+}
+
+/// A ticket a search found, with its rank.
+#[derive(Debug, Clone, FromRow)]
+pub struct RankedTicket {
+    /// The ticket.
+    #[sqlx(flatten)]
+    pub row: TicketRow,
+    /// How well it matches (`ts_rank`).
+    pub rank: f32,
+}
+
 /// A page of the tickets whose titles match `words` (see [`search_words`]), best match first
 /// (then newest first), optionally by status; one row more than asked tells whether there is a
-/// next page. `after` is the `created_position` of the last row of the page before.
+/// next page.
 ///
 /// # Errors
 /// A database error.
@@ -213,23 +277,22 @@ pub async fn search_tickets(
     pool: &PgPool,
     words: &[String],
     limit: i64,
-    after: Option<i64>,
+    after: Option<SearchCursor>,
     status: Option<&str>,
-) -> sqlx::Result<Vec<TicketRow>> {
+) -> sqlx::Result<Vec<RankedTicket>> {
     sqlx::query_as(&format!(
-        "WITH {SEARCH_QUERY},
-         c AS (SELECT ts_rank(t.search, q.q, 1) AS rank, t.created_position FROM read.tickets t, q
-                WHERE t.created_position = $2)
+        "WITH {SEARCH_QUERY}
          SELECT t.id, t.seller_id, t.title, t.price_cents, t.currency, t.status, t.version, t.created_at,
-                t.updated_at, t.created_position
-           FROM read.tickets t CROSS JOIN q LEFT JOIN c ON true
+                t.updated_at, t.created_position, ts_rank(t.search, q.q, 1) AS rank
+           FROM read.tickets t CROSS JOIN q
           WHERE t.search @@ q.q AND ($3::text IS NULL OR t.status = $3)
-            AND ($2::bigint IS NULL OR (ts_rank(t.search, q.q, 1), t.created_position) < (c.rank, c.created_position))
-          ORDER BY ts_rank(t.search, q.q, 1) DESC, t.created_position DESC LIMIT $4"
+            AND ($2::real IS NULL OR (ts_rank(t.search, q.q, 1), t.created_position) < ($2::real, $4::bigint))
+          ORDER BY rank DESC, t.created_position DESC LIMIT $5"
     ))
     .bind(words)
-    .bind(after)
+    .bind(after.map(|c| c.rank))
     .bind(status)
+    .bind(after.map(|c| c.position))
     .bind(limit)
     .fetch_all(pool)
     .await
@@ -478,9 +541,19 @@ pub async fn events(pool: &PgPool, limit: i64, after: Option<i64>, upcoming: boo
     .await
 }
 
+/// An event a search found, with its rank.
+#[derive(Debug, Clone, FromRow)]
+pub struct RankedEvent {
+    /// The event.
+    #[sqlx(flatten)]
+    pub row: EventRow,
+    /// How well it matches (`ts_rank`).
+    pub rank: f32,
+}
+
 /// A page of the events whose titles or venues match `words` (see [`search_words`]), best match
 /// first (a title's words weigh more than a venue's), then soonest first; `upcoming` leaves out
-/// those that have started. `after` is the `created_position` of the last row of the page before.
+/// those that have started.
 ///
 /// # Errors
 /// A database error.
@@ -488,24 +561,27 @@ pub async fn search_events(
     pool: &PgPool,
     words: &[String],
     limit: i64,
-    after: Option<i64>,
+    after: Option<SearchCursor>,
     upcoming: bool,
-) -> sqlx::Result<Vec<EventRow>> {
+) -> sqlx::Result<Vec<RankedEvent>> {
+    let starts_at = after.and_then(|c| c.starts_at).map(|micros| {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    });
     sqlx::query_as(&format!(
-        "WITH {SEARCH_QUERY},
-         c AS (SELECT ts_rank(e.search, q.q, 1) AS rank, e.starts_at, e.created_position FROM read.events e, q
-                WHERE e.created_position = $2)
+        "WITH {SEARCH_QUERY}
          SELECT e.id, e.organizer_id, e.title, e.venue, e.starts_at, e.version, e.created_at, e.updated_at,
-                e.created_position
-           FROM read.events e CROSS JOIN q LEFT JOIN c ON true
+                e.created_position, ts_rank(e.search, q.q, 1) AS rank
+           FROM read.events e CROSS JOIN q
           WHERE e.search @@ q.q AND (NOT $3 OR e.starts_at > now())
-            AND ($2::bigint IS NULL OR ts_rank(e.search, q.q, 1) < c.rank
-                 OR (ts_rank(e.search, q.q, 1) = c.rank AND (e.starts_at, e.created_position) > (c.starts_at, c.created_position)))
-          ORDER BY ts_rank(e.search, q.q, 1) DESC, e.starts_at, e.created_position LIMIT $4"
+            AND ($2::real IS NULL OR ts_rank(e.search, q.q, 1) < $2::real
+                 OR (ts_rank(e.search, q.q, 1) = $2::real AND (e.starts_at, e.created_position) > ($4::timestamptz, $5::bigint)))
+          ORDER BY rank DESC, e.starts_at, e.created_position LIMIT $6"
     ))
     .bind(words)
-    .bind(after)
+    .bind(after.map(|c| c.rank))
     .bind(upcoming)
+    .bind(starts_at)
+    .bind(after.map(|c| c.position))
     .bind(limit)
     .fetch_all(pool)
     .await

@@ -215,6 +215,8 @@ pub struct Shared {
     pub tickets: coalesce::Coalesced<coalesce::Tickets>,
     /// Orders read by the mutations that answer with one, batched across requests.
     pub orders: coalesce::Coalesced<coalesce::Orders>,
+    /// What serving the pages keeps: the bound on renders at once, the sitemap of the moment.
+    pub pages: web::Pages,
     /// Whole reads of watched events, shared by their subscribers.
     pub event_snapshots: EventSnapshots,
     /// Whether the read models stopped following the stream (for `/readyz`).
@@ -291,6 +293,7 @@ impl AppState {
             projection_stall: Arc::new(std::sync::Mutex::new(service_kit::Stall::new(stall_after))),
             tickets,
             orders,
+            pages: web::Pages::default(),
         }))
     }
 

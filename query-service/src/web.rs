@@ -43,6 +43,29 @@ const ROOT: &str = "<div id=\"app\"></div>";
 /// The most addresses a sitemap may list (the sitemap protocol's limit).
 pub const SITEMAP_MAX: i64 = 50_000;
 
+/// How many pages one gateway renders at once; more wait for a turn.
+pub const RENDERS_AT_ONCE: usize = 8;
+
+/// How long a page may wait for a turn and take to render before the app's shell is served
+/// instead (the browser then renders it): a flood of page requests slows pages down, never the API.
+pub const RENDER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long one sitemap is served before it is read again.
+pub const SITEMAP_SECONDS: u64 = 60;
+
+/// What serving the pages keeps between requests.
+pub struct Pages {
+    renders: tokio::sync::Semaphore,
+    /// The last sitemap: when it was read, for which origin, and its XML.
+    sitemap: tokio::sync::Mutex<Option<(std::time::Instant, String, Arc<str>)>>,
+}
+
+impl Default for Pages {
+    fn default() -> Self {
+        Self { renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE), sitemap: tokio::sync::Mutex::new(None) }
+    }
+}
+
 /// The routes of the web app over `dir`, to be merged as the gateway's fallback.
 pub fn routes(dir: PathBuf) -> Router<AppState> {
     let assets = ServeDir::new(dir.join("assets")).precompressed_gzip();
@@ -88,38 +111,78 @@ async fn app_page(
             .into_response();
     };
     let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let viewer = state.viewer(headers).await;
+    let signed_in = viewer.is_some();
     let rendered = if state.config.server_rendering && web_app::ssr::server_rendered(uri.path()) {
-        render(&state, headers, path_and_query).await
+        let turn_and_render = async {
+            let _turn = state.pages.renders.acquire().await.ok()?;
+            render(&state, viewer, path_and_query).await
+        };
+        match tokio::time::timeout(RENDER_DEADLINE, turn_and_render).await {
+            Ok(page) => page,
+            Err(_) => {
+                tracing::warn!("a page waited or took too long to render; the browser renders it");
+                None
+            }
+        }
     } else {
         None
     };
+    let csp = content_security_policy(&template);
     let (status, page) = match rendered {
-        Some(page) => (
-            StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK),
-            fill(&template, &page, &origin(&state, headers)),
-        ),
+        Some(page) => {
+            let status = StatusCode::from_u16(page.status).unwrap_or(StatusCode::OK);
+            (status, fill(&template, &page, &origin(&state, headers)))
+        }
         None => (StatusCode::OK, template),
     };
-    (
+    // A signed-in viewer's page carries their email: not even the browser's own cache keeps it
+    // (the back button after signing out on a shared computer).
+    let cache = if signed_in { "private, no-store" } else { "private, no-cache" };
+    let mut response = (
         status,
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "private, no-cache"),
+            (header::CACHE_CONTROL, cache),
             (header::VARY, "Cookie"),
-            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "same-origin"),
         ],
         page,
     )
-        .into_response()
+        .into_response();
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
 }
 
-/// Renders the page for the viewer of `headers`; `None` (the app's shell is served) when the
-/// render failed, which is logged.
-async fn render(state: &AppState, headers: &HeaderMap, path_and_query: &str) -> Option<web_app::ssr::Page> {
+/// [`CONTENT_SECURITY_POLICY`], allowing the page's own inline stylesheet (`scripts/build-web`
+/// puts it in the page) by its hash, and nothing else inline.
+fn content_security_policy(template: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let style = template.split_once("<style>").and_then(|(_, rest)| rest.split_once("</style>")).map(|(css, _)| css);
+    match style {
+        Some(css) => {
+            let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css.as_bytes()));
+            CONTENT_SECURITY_POLICY.replacen("style-src 'self'", &format!("style-src 'self' 'sha256-{hash}'"), 1)
+        }
+        None => CONTENT_SECURITY_POLICY.to_owned(),
+    }
+}
+
+/// Renders the page for `viewer`; `None` (the app's shell is served) when the render failed,
+/// which is logged.
+async fn render(
+    state: &AppState,
+    viewer: Option<crate::session::Claims>,
+    path_and_query: &str,
+) -> Option<web_app::ssr::Page> {
     let started = std::time::Instant::now();
-    let viewer = state.viewer(headers).await;
     let for_fetch = state.clone();
     // The page's own queries, run as the viewer's requests would be (only queries: a page reads).
     let fetch: web_app::ssr::Fetch = Arc::new(move |body: serde_json::Value| {
@@ -221,10 +284,39 @@ fn valid_host(host: &str) -> bool {
 /// most [`SITEMAP_MAX`] addresses.
 async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let origin = origin(&state, &headers);
-    let rows = crate::db::sitemap(&state.pool, SITEMAP_MAX).await;
-    let Ok(rows) = rows else {
+    // Read at most once a minute per gateway (and origin): 50,000 rows are not read per request.
+    let mut cached = state.pages.sitemap.lock().await;
+    let fresh = cached.as_ref().filter(|(at, for_origin, _)| {
+        at.elapsed() < std::time::Duration::from_secs(SITEMAP_SECONDS) && *for_origin == origin
+    });
+    let xml = match fresh {
+        Some((_, _, xml)) => xml.clone(),
+        None => match sitemap_xml(&state, &origin).await {
+            Some(xml) => {
+                let xml: Arc<str> = xml.into();
+                *cached = Some((std::time::Instant::now(), origin.clone(), xml.clone()));
+                xml
+            }
+            None => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        },
+    };
+    drop(cached);
+    let headers =
+        [(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::CACHE_CONTROL, shared_cache(&state))];
+    (headers, xml.to_string()).into_response()
+}
+
+/// Caching for what is the same for everyone but names this gateway's origin: public when the
+/// origin is configured, else only for the asker (it came from their `Host`).
+fn shared_cache(state: &AppState) -> &'static str {
+    let mut configured = state.config.public_url.iter().chain(state.config.allowed_origins.iter());
+    if configured.any(|u| !u.trim().is_empty()) { "public, max-age=300" } else { "private, no-cache" }
+}
+
+async fn sitemap_xml(state: &AppState, origin: &str) -> Option<String> {
+    let Ok(rows) = crate::db::sitemap(&state.pool, SITEMAP_MAX).await else {
         tracing::error!("the sitemap could not be read");
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        return None;
     };
     let mut xml = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n",
@@ -237,8 +329,7 @@ async fn sitemap(State(state): State<AppState>, headers: HeaderMap) -> Response 
         ));
     }
     xml.push_str("</urlset>\n");
-    ([(header::CONTENT_TYPE, "application/xml; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=300")], xml)
-        .into_response()
+    Some(xml)
 }
 
 /// `GET /robots.txt`: everything public may be crawled but the API and the private pages.
@@ -248,7 +339,7 @@ async fn robots(State(state): State<AppState>, headers: HeaderMap) -> Response {
         "User-agent: *\nDisallow: /graphql\nDisallow: /webhooks/\nDisallow: /my/\nDisallow: /orders/\nDisallow: /sell\n\
          Allow: /\n\nSitemap: {origin}/sitemap.xml\n"
     );
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")], text)
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::CACHE_CONTROL, shared_cache(&state))], text)
         .into_response()
 }
 

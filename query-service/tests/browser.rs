@@ -726,6 +726,15 @@ async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place()
     assert_eq!(kept.ok().and_then(|v| v.as_bool()), Some(true), "hydration replaced the server's nodes");
     let flashes = viewer.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
     assert_eq!(flashes, json!([]), "the page flashed while the app took over");
+    // The stylesheet is inside the page, allowed by its hash (a refused one has no `sheet`).
+    let styled = viewer
+        .client
+        .execute(
+            "const s = document.querySelector('head style'); return !!(s && s.sheet && s.sheet.cssRules.length > 10);",
+            vec![],
+        )
+        .await;
+    assert_eq!(styled.ok().and_then(|v| v.as_bool()), Some(true), "the inline stylesheet was refused or is missing");
     let mut buyer = common::Client::default();
     let signed = buyer
         .gql(

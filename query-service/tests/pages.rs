@@ -149,6 +149,20 @@ async fn public_pages_arrive_rendered_with_their_content_and_link_previews() {
     }
     assert!(app_markup(&get(&stack, "/signin", None).await.body).contains("type=\"password\""));
 
+    // A read that fails is not "not found" (a crawler would forget the page): 503, try again.
+    sqlx::query("ALTER VIEW read.tickets RENAME TO tickets_away")
+        .execute(&stack.state.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let failing = get(&stack, &format!("/tickets/{ticket}"), None).await;
+    sqlx::query("ALTER VIEW read.tickets_away RENAME TO tickets")
+        .execute(&stack.state.pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(failing.status, StatusCode::SERVICE_UNAVAILABLE, "{}", failing.body);
+    assert_eq!(failing.headers[header::RETRY_AFTER], "5");
+    assert_eq!(get(&stack, &format!("/tickets/{ticket}"), None).await.status, StatusCode::OK);
+
     // Pages that need the browser come as the empty shell.
     for path in ["/sell", "/my/orders", &format!("/orders/{}", uuid::Uuid::new_v4())] {
         let shell = get(&stack, path, None).await;
@@ -205,6 +219,32 @@ async fn an_event_page_arrives_with_its_prices_date_venue_and_seats() {
     assert_eq!(meta(&page.body, "og:title").as_deref(), Some("Opera Gala"));
 }
 
+/// A big seat map is not drawn on the server (200,000 seats would be about 60 MB of markup and a
+/// slow render for anyone who asks): the page says so and the browser draws it once live.
+#[tokio::test]
+async fn a_big_seat_map_is_left_to_the_browser() {
+    let dir = web_dir();
+    let stack = pages_stack(&dir, true).await;
+    let (mut organizer, _) = signed_up(&stack, "organizer").await;
+    let input = json!({"input": {
+        "title": "Stadium", "venue": "Big Field", "startsAt": "2031-06-01T19:30:00Z",
+        "sections": [{"name": "A", "priceCents": 9000, "rows": 50, "seatsPerRow": 200}],
+    }});
+    let body =
+        organizer.gql(&stack, "mutation($input: CreateEventInput!) { createEvent(input: $input) { id } }", input).await;
+    let id = body["data"]["createEvent"]["id"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+    let page = get(&stack, &format!("/events/{id}"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let app = app_markup(&page.body);
+    assert!(
+        app.contains("Stadium") && app.contains("Drawing the seat map (10000 seats)"),
+        "{}",
+        &app[..app.len().min(4000)]
+    );
+    assert_eq!(app.matches("data-seat=").count(), 0);
+    assert!(page.body.len() < 200_000, "{} bytes", page.body.len());
+}
+
 #[tokio::test]
 async fn a_page_is_rendered_for_its_own_viewer_only() {
     let dir = web_dir();
@@ -223,9 +263,10 @@ async fn a_page_is_rendered_for_its_own_viewer_only() {
     let anonymous = get(&stack, &format!("/tickets/{ticket}"), None).await;
     assert!(!anonymous.body.contains(&alice_email) && !anonymous.body.contains(&bob_email));
     assert!(app_markup(&anonymous.body).contains("Sign in"));
-    for page in [&as_alice, &as_bob, &anonymous] {
-        assert_eq!(page.headers[header::CACHE_CONTROL], "private, no-cache");
+    for page in [&as_alice, &as_bob] {
+        assert_eq!(page.headers[header::CACHE_CONTROL], "private, no-store", "a signed-in page is kept nowhere");
     }
+    assert_eq!(anonymous.headers[header::CACHE_CONTROL], "private, no-cache");
     // A session that no longer holds (signed out) renders as signed out.
     let mut gone = alice.clone();
     let out = gone.gql(&stack, "mutation { signOut }", json!({})).await;
@@ -292,6 +333,26 @@ async fn the_sitemap_lists_upcoming_events_and_available_tickets() {
     let robots = get(&stack, "/robots.txt", None).await;
     assert!(robots.body.contains("Sitemap: https://tickets.example/sitemap.xml"), "{}", robots.body);
     assert!(robots.body.contains("Disallow: /graphql") && robots.body.contains("Disallow: /my/"), "{}", robots.body);
+}
+
+/// The page built by `scripts/build-web` carries its stylesheet inline; the policy allows exactly
+/// that stylesheet by its hash.
+#[tokio::test]
+async fn the_inline_stylesheet_is_allowed_by_its_hash_and_nothing_else_inline() {
+    let dir = web_dir();
+    let css = "body { color: red; }\n";
+    let template = std::fs::read_to_string(dir.path().join("index.html")).unwrap_or_default();
+    let built = template.replace("<!--inline-style-->", &format!("<style>{css}</style>"));
+    std::fs::write(dir.path().join("index.html"), built).unwrap_or_else(|e| panic!("{e}"));
+    let stack = pages_stack(&dir, true).await;
+    let page = get(&stack, "/", None).await;
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap_or_default().to_owned();
+    use base64::Engine;
+    use sha2::Digest;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(css.as_bytes()));
+    assert!(csp.contains(&format!("style-src 'self' 'sha256-{hash}';")), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "no inline script: {csp}");
 }
 
 #[test]

@@ -38,6 +38,18 @@ struct Inner {
     wanted: Vec<Wanted>,
     /// In the browser an answer is used once; the server renders with them as often as asked.
     once: bool,
+    /// The server's clock when it rendered the page (milliseconds since the epoch): what the
+    /// browser's first render must believe the time is, to draw what the server drew.
+    rendered_at: Option<f64>,
+}
+
+/// What a server-rendered page carries in its `<script id="preloaded">`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PageData {
+    /// The server's clock at the render (milliseconds since the epoch).
+    pub now: Option<f64>,
+    /// `data` of each query the page asked for, as JSON text, by [`key`].
+    pub answers: HashMap<String, String>,
 }
 
 /// The answers of one page view, shared by its components through a context.
@@ -62,19 +74,29 @@ where
 }
 
 impl Preloaded {
-    /// The answers the server sent with the page (the JSON of [`Preloaded::answers_json`]); each
-    /// is used once. Anything unreadable counts as no answers: the page then loads as usual.
+    /// The answers the server sent with the page (the JSON of a [`PageData`]); each is used once.
+    /// Anything unreadable counts as no answers: the page then loads as usual.
     #[must_use]
     pub fn from_page(json: &str) -> Self {
-        let answers = serde_json::from_str(json).unwrap_or_default();
-        Self(Arc::new(Mutex::new(Inner { answers, once: true, ..Inner::default() })))
+        let page: PageData = serde_json::from_str(json).unwrap_or_default();
+        Self(Arc::new(Mutex::new(Inner {
+            answers: page.answers,
+            once: true,
+            rendered_at: page.now,
+            ..Inner::default()
+        })))
     }
 
-    /// For a server render: `answers` so far (`data` as JSON text), each usable by every
-    /// component that asks.
+    /// For a server render at `now` (milliseconds since the epoch): `answers` so far (`data` as
+    /// JSON text), each usable by every component that asks.
     #[must_use]
-    pub fn for_server(answers: HashMap<String, String>) -> Self {
-        Self(Arc::new(Mutex::new(Inner { answers, once: false, ..Inner::default() })))
+    pub fn for_server(answers: HashMap<String, String>, now: f64) -> Self {
+        Self(Arc::new(Mutex::new(Inner { answers, once: false, rendered_at: Some(now), ..Inner::default() })))
+    }
+
+    /// The server's clock when it rendered this page, if it did.
+    pub fn rendered_at(&self) -> Option<f64> {
+        self.inner().rendered_at
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -107,12 +129,6 @@ impl Preloaded {
     pub fn wanted(&self) -> Vec<Wanted> {
         std::mem::take(&mut self.inner().wanted)
     }
-
-    /// Every answer, as the JSON a page carries.
-    #[must_use]
-    pub fn answers_json(&self) -> String {
-        serde_json::to_string(&self.inner().answers).unwrap_or_else(|_| "{}".into())
-    }
 }
 
 /// The page's answers from the app's context (none outside an app).
@@ -130,10 +146,12 @@ mod tests {
     fn a_page_answer_is_used_once_in_the_browser_and_by_every_asker_on_the_server() {
         let vars = ticket_detail::Variables { id: "t1".into() };
         let answers = HashMap::from([(key::<TicketDetail>(&vars), r#"{"ticket":null}"#.to_owned())]);
-        let page = Preloaded::from_page(&serde_json::to_string(&answers).unwrap_or_default());
+        let json = serde_json::to_string(&PageData { now: Some(5.0), answers: answers.clone() }).unwrap_or_default();
+        let page = Preloaded::from_page(&json);
+        assert_eq!(page.rendered_at(), Some(5.0));
         assert!(page.take::<TicketDetail>(&vars).is_some_and(|d| d.ticket.is_none()));
         assert!(page.take::<TicketDetail>(&vars).is_none(), "used once in the browser");
-        let server = Preloaded::for_server(answers);
+        let server = Preloaded::for_server(answers, 1.0);
         assert!(server.take::<TicketDetail>(&vars).is_some());
         assert!(server.take::<TicketDetail>(&vars).is_some(), "a server render answers every asker");
         assert!(Preloaded::from_page("not json").take::<TicketDetail>(&vars).is_none());
@@ -142,7 +160,7 @@ mod tests {
     #[cfg(feature = "ssr")]
     #[test]
     fn a_missing_answer_is_wanted_once_with_its_request() {
-        let server = Preloaded::for_server(HashMap::new());
+        let server = Preloaded::for_server(HashMap::new(), 1.0);
         let other = ticket_detail::Variables { id: "t2".into() };
         assert!(server.take::<TicketDetail>(&other).is_none());
         assert!(server.take::<TicketDetail>(&other).is_none());

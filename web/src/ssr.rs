@@ -20,7 +20,7 @@ use yew_router::Routable;
 use crate::app::{Route, ServerApp, ServerAppProps};
 use crate::format;
 use crate::graphql::{EventDetail, TicketDetail, event_detail, ticket_detail};
-use crate::preload::Preloaded;
+use crate::preload::{self, Preloaded};
 use crate::state::{Event, Ticket};
 
 /// How many times a page is rendered at most: to learn its queries, with their answers, and once
@@ -71,28 +71,37 @@ pub fn server_rendered(path: &str) -> bool {
 /// Renders the page at `url` (path and query) for the viewer `fetch` runs queries for.
 pub async fn render(url: &str, fetch: Fetch) -> Page {
     let path = url.split(['?', '#']).next().unwrap_or("/").to_owned();
+    let now = crate::format::now_millis();
     let mut answers: HashMap<String, String> = HashMap::new();
-    let mut asked: HashSet<String> = HashSet::new();
+    let mut failed: HashSet<String> = HashSet::new();
     let mut body = String::new();
-    for _ in 0..MAX_RENDERS {
-        let preloaded = Preloaded::for_server(answers.clone());
+    for render in 1..=MAX_RENDERS {
+        let preloaded = Preloaded::for_server(answers.clone(), now);
         let (url, for_render) = (url.to_owned(), preloaded.clone());
         body = yew::ServerRenderer::<ServerApp>::with_props(move || ServerAppProps { url, preloaded: for_render })
             .render()
             .await;
-        let wanted: Vec<_> = preloaded.wanted().into_iter().filter(|w| asked.insert(w.key.clone())).collect();
-        if wanted.is_empty() {
+        // The answers the page goes with are exactly those this render used: none is fetched
+        // after the last render.
+        let wanted: Vec<_> = preloaded.wanted().into_iter().filter(|w| !failed.contains(&w.key)).collect();
+        if wanted.is_empty() || render == MAX_RENDERS {
             break;
         }
         let responses = futures::future::join_all(wanted.iter().map(|w| fetch(w.body.clone()))).await;
         for (wanted, response) in wanted.into_iter().zip(responses) {
-            let failed = response.get("errors").is_some_and(|e| e.as_array().is_some_and(|e| !e.is_empty()));
-            if let (false, Some(data)) = (failed, response.get("data").filter(|d| !d.is_null())) {
-                answers.insert(wanted.key, data.to_string());
+            let errors = response.get("errors").is_some_and(|e| e.as_array().is_some_and(|e| !e.is_empty()));
+            match response.get("data").filter(|d| !d.is_null()) {
+                Some(data) if !errors => {
+                    answers.insert(wanted.key, data.to_string());
+                }
+                _ => {
+                    failed.insert(wanted.key);
+                }
             }
         }
     }
-    let head = head(&path, &Preloaded::for_server(answers.clone()));
+    let head = head(&path, &Preloaded::for_server(answers.clone(), now), &failed);
+    let data = crate::preload::PageData { now: Some(now), answers };
     Page {
         status: head.status,
         title: head.title,
@@ -100,7 +109,7 @@ pub async fn render(url: &str, fetch: Fetch) -> Page {
         og_type: head.og_type,
         canonical_path: head.canonical_path,
         body,
-        preloaded: serde_json::to_string(&answers).unwrap_or_else(|_| "{}".into()),
+        preloaded: serde_json::to_string(&data).unwrap_or_else(|_| "{}".into()),
     }
 }
 
@@ -112,7 +121,7 @@ struct Head {
     canonical_path: String,
 }
 
-fn head(path: &str, answers: &Preloaded) -> Head {
+fn head(path: &str, answers: &Preloaded, failed: &HashSet<String>) -> Head {
     let page = |title: &str, description: &str, canonical_path: &str| Head {
         status: 200,
         title: title.to_owned(),
@@ -122,6 +131,9 @@ fn head(path: &str, answers: &Preloaded) -> Head {
     };
     let not_found =
         Head { status: 404, ..page("Page not found · Tickets", "There is nothing at this address.", path) };
+    // The page's own query failed (the database, say): not "not found", which would tell a
+    // crawler to forget the page; the browser loads it as usual.
+    let unavailable = || Head { status: 503, ..page("Tickets", "Buy and sell tickets, live.", path) };
     match Route::recognize(path) {
         Some(Route::Tickets) => {
             page("Tickets, live", "Buy and sell tickets, live: hold one for a few minutes, pay, and it is yours.", "/")
@@ -137,6 +149,9 @@ fn head(path: &str, answers: &Preloaded) -> Head {
         }
         Some(Route::Ticket { id }) => {
             let variables = ticket_detail::Variables { id: id.clone() };
+            if failed.contains(&preload::key::<TicketDetail>(&variables)) {
+                return unavailable();
+            }
             match answers.take::<TicketDetail>(&variables).and_then(|d| d.ticket).map(Ticket::from) {
                 Some(ticket) => Head {
                     status: 200,
@@ -146,22 +161,26 @@ fn head(path: &str, answers: &Preloaded) -> Head {
                         format::ticket_status(ticket.status),
                         format::date(&ticket.created_at)
                     ),
+                    // The id as stored, whichever form of it the address had.
+                    canonical_path: format!("/tickets/{}", ticket.id),
                     title: ticket.title,
                     og_type: "product",
-                    canonical_path: format!("/tickets/{id}"),
                 },
                 None => not_found,
             }
         }
         Some(Route::Event { id }) => {
             let variables = event_detail::Variables { id: id.clone() };
+            if failed.contains(&preload::key::<EventDetail>(&variables)) {
+                return unavailable();
+            }
             match answers.take::<EventDetail>(&variables).and_then(|d| d.event).map(Event::from) {
                 Some(event) => Head {
                     status: 200,
                     description: event_description(&event),
+                    canonical_path: format!("/events/{}", event.id),
                     title: event.title,
                     og_type: "website",
-                    canonical_path: format!("/events/{id}"),
                 },
                 None => not_found,
             }

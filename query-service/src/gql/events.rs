@@ -450,15 +450,21 @@ impl EventQuery {
     ) -> async_graphql::Result<EventConnection> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
-        let words = search_words(search.as_deref())?;
-        let after = cursor(ctx, db::Cursor::Event, after.as_deref()).await?;
         let (pool, upcoming) = (&state(ctx)?.pool, upcoming.unwrap_or(true));
-        let rows = match words {
-            Some(words) => db::search_events(pool, &words, limit, after, upcoming).await,
-            None => db::events(pool, limit, after, upcoming).await,
+        if let Some(words) = search_words(search.as_deref())? {
+            let after = search_cursor(after.as_deref(), true)?;
+            let rows = db::search_events(pool, &words, limit, after, upcoming).await.map_err(internal)?;
+            let cursor = |r: &db::RankedEvent| {
+                let micros = r.row.starts_at.unix_timestamp_nanos() / 1000;
+                let starts_at = i64::try_from(micros).ok();
+                db::SearchCursor { rank: r.rank, starts_at, position: r.row.created_position }.encode()
+            };
+            let (nodes, page_info) = page(rows, first, cursor, |r| Event::from_row(r.row));
+            return Ok(EventConnection { nodes, page_info });
         }
-        .map_err(internal)?;
-        let (nodes, page_info) = page(rows, first, |r| r.created_position, Event::from_row);
+        let after = cursor(ctx, db::Cursor::Event, after.as_deref()).await?;
+        let rows = db::events(pool, limit, after, upcoming).await.map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position.to_string(), Event::from_row);
         Ok(EventConnection { nodes, page_info })
     }
 
@@ -482,7 +488,7 @@ impl EventQuery {
         let limit = page_limit(first)?;
         let after = cursor(ctx, db::Cursor::Event, after.as_deref()).await?;
         let rows = db::events_of(&state(ctx)?.pool, me.sub.0, limit, after).await.map_err(internal)?;
-        let (nodes, page_info) = page(rows, first, |r| r.created_position, Event::from_row);
+        let (nodes, page_info) = page(rows, first, |r| r.created_position.to_string(), Event::from_row);
         Ok(EventConnection { nodes, page_info })
     }
 }

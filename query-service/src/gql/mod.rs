@@ -147,16 +147,26 @@ pub(super) async fn cursor(
     Ok(Some(position))
 }
 
+/// The `after` of a search: a cursor of the same search's pages (see [`db::SearchCursor`]), else
+/// refused like any unknown cursor.
+pub(super) fn search_cursor(after: Option<&str>, event: bool) -> async_graphql::Result<Option<db::SearchCursor>> {
+    let Some(after) = after else { return Ok(None) };
+    match db::SearchCursor::decode(after, event) {
+        Some(cursor) => Ok(Some(cursor)),
+        None => Err(ApiError::bad_input("after", "after is not a cursor of this list").into()),
+    }
+}
+
 pub(super) fn page<R, T>(
     mut rows: Vec<R>,
     first: i32,
-    position: impl Fn(&R) -> i64,
+    cursor: impl Fn(&R) -> String,
     wrap: impl Fn(R) -> T,
 ) -> (Vec<T>, PageInfo) {
     let wanted = usize::try_from(first).unwrap_or(0);
     let has_next_page = rows.len() > wanted;
     rows.truncate(wanted);
-    let end_cursor = rows.last().map(|r| position(r).to_string());
+    let end_cursor = rows.last().map(cursor);
     (rows.into_iter().map(wrap).collect(), PageInfo { has_next_page, end_cursor })
 }
 

@@ -30,17 +30,21 @@ impl TicketQuery {
     ) -> async_graphql::Result<TicketConnection> {
         let first = first.unwrap_or(DEFAULT_PAGE);
         let limit = page_limit(first)?;
-        let words = search_words(search.as_deref())?;
-        let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
         let status =
             status.map(|status| stored_text(&domain::TicketStatus::from(status), "ticket status")).transpose()?;
         let pool = &state(ctx)?.pool;
-        let rows = match words {
-            Some(words) => db::search_tickets(pool, &words, limit, after, status.as_deref()).await,
-            None => db::tickets(pool, limit, after, status.as_deref(), None).await,
+        if let Some(words) = search_words(search.as_deref())? {
+            let after = search_cursor(after.as_deref(), false)?;
+            let rows = db::search_tickets(pool, &words, limit, after, status.as_deref()).await.map_err(internal)?;
+            let cursor = |r: &db::RankedTicket| {
+                db::SearchCursor { rank: r.rank, starts_at: None, position: r.row.created_position }.encode()
+            };
+            let (nodes, page_info) = page(rows, first, cursor, |r| Ticket { row: r.row });
+            return Ok(TicketConnection { nodes, page_info });
         }
-        .map_err(internal)?;
-        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
+        let rows = db::tickets(pool, limit, after, status.as_deref(), None).await.map_err(internal)?;
+        let (nodes, page_info) = page(rows, first, |r| r.created_position.to_string(), |row| Ticket { row });
         Ok(TicketConnection { nodes, page_info })
     }
 
@@ -64,7 +68,7 @@ impl TicketQuery {
         let limit = page_limit(first)?;
         let after = cursor(ctx, db::Cursor::Ticket, after.as_deref()).await?;
         let rows = db::tickets(&state(ctx)?.pool, limit, after, None, Some(me.sub.0)).await.map_err(internal)?;
-        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Ticket { row });
+        let (nodes, page_info) = page(rows, first, |r| r.created_position.to_string(), |row| Ticket { row });
         Ok(TicketConnection { nodes, page_info })
     }
 
@@ -81,7 +85,7 @@ impl TicketQuery {
         let limit = page_limit(first)?;
         let after = cursor(ctx, db::Cursor::Order, after.as_deref()).await?;
         let rows = db::orders_of(&state(ctx)?.pool, me.sub.0, limit, after).await.map_err(internal)?;
-        let (nodes, page_info) = page(rows, first, |r| r.created_position, |row| Order { row });
+        let (nodes, page_info) = page(rows, first, |r| r.created_position.to_string(), |row| Order { row });
         Ok(OrderConnection { nodes, page_info })
     }
 

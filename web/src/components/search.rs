@@ -23,20 +23,32 @@ pub struct SearchBoxProps {
 pub fn search_box(props: &SearchBoxProps) -> Html {
     let text = use_state(|| props.value.to_string());
     let pending = use_mut_ref(|| None::<Timeout>);
+    // What the box last searched for itself: the address then says the same, trimmed.
+    let sent = use_mut_ref(|| props.value.to_string());
     {
-        // The address changed under the box (back, a link): show what is searched.
-        let text = text.setter();
-        use_effect_with(props.value.clone(), move |value| text.set(value.to_string()));
+        // The address changed under the box (back, a link): show what is searched. Not when it is
+        // the box's own search coming back (trimmed), which would eat the space typed after the
+        // last word, or what was typed since.
+        let (text, sent) = (text.setter(), sent.clone());
+        use_effect_with(props.value.clone(), move |value| {
+            if sent.borrow().trim() != value.trim() {
+                *sent.borrow_mut() = value.to_string();
+                text.set(value.to_string());
+            }
+        });
     }
     let oninput = {
-        let (text, pending, onsearch) = (text.setter(), pending.clone(), props.onsearch.clone());
+        let (text, pending, onsearch, sent) = (text.setter(), pending.clone(), props.onsearch.clone(), sent.clone());
         Callback::from(move |e: InputEvent| {
             let input: web_sys::HtmlInputElement = e.target_unchecked_into();
             let value = input.value();
             text.set(value.clone());
-            let onsearch = onsearch.clone();
+            let (onsearch, sent) = (onsearch.clone(), sent.clone());
             // Replacing the timer drops (cancels) the one before.
-            *pending.borrow_mut() = Some(Timeout::new(DEBOUNCE_MS, move || onsearch.emit(value)));
+            *pending.borrow_mut() = Some(Timeout::new(DEBOUNCE_MS, move || {
+                *sent.borrow_mut() = value.clone();
+                onsearch.emit(value);
+            }));
         })
     };
     let onsubmit = {
@@ -44,6 +56,7 @@ pub fn search_box(props: &SearchBoxProps) -> Html {
         Callback::from(move |e: SubmitEvent| {
             e.prevent_default();
             pending.borrow_mut().take();
+            *sent.borrow_mut() = (*text).clone();
             onsearch.emit((*text).clone());
         })
     };

@@ -53,7 +53,7 @@ pub fn tickets() -> Html {
     let latest = use_mut_ref(Latest::default);
 
     let load = {
-        let (list, error) = (list.dispatcher(), error.setter());
+        let (list, error, latest) = (list.dispatcher(), error.setter(), latest.clone());
         move |status: Option<TicketStatus>, search: Option<String>, refresh: bool| {
             let (list, error, latest) = (list.clone(), error.clone(), latest.clone());
             let (generation, abort) = latest.borrow_mut().start();
@@ -107,8 +107,14 @@ pub fn tickets() -> Html {
         Callback::from(move |_: MouseEvent| {
             let (dispatch, error, status, after) = (list.dispatcher(), error.clone(), list.filter, list.next.clone());
             let search = current.borrow().1.clone();
+            // A further page of this list: dropped if another filter or search has started since.
+            let (latest, generation) = (latest.clone(), latest.borrow().current());
             wasm_bindgen_futures::spawn_local(async move {
-                match fetch(variables(status, search, after), None).await {
+                let result = fetch(variables(status, search, after), None).await;
+                if !latest.borrow().is_latest(generation) {
+                    return;
+                }
+                match result {
                     Ok((items, next)) => dispatch.dispatch(ListAction::More(items, next)),
                     Err(e) => error.set(Some(e)),
                 }

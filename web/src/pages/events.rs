@@ -79,7 +79,10 @@ pub fn events_page() -> Html {
             let (items, next, loaded, error, latest) =
                 (items.clone(), next.clone(), loaded.clone(), error.clone(), latest.clone());
             let more = after.is_some();
-            let (generation, abort) = latest.borrow_mut().start();
+            // A first page aborts the one before; a further page aborts nothing, and its answer
+            // is dropped if a new first page (another search) has started since.
+            let (generation, abort) =
+                if more { (latest.borrow().current(), None) } else { latest.borrow_mut().start() };
             let variables = events::Variables { first: PAGE_SIZE, after, search: searched.borrow().clone() };
             wasm_bindgen_futures::spawn_local(async move {
                 let result = api::request_until::<EventsQuery>(variables, abort.as_ref()).await;
@@ -156,6 +159,12 @@ pub fn events_page() -> Html {
     }
 }
 
+/// The most seats a page's seat map has when it is rendered on the server (and so in the
+/// browser's first render, which must be the same): a bigger one would make the page large and its
+/// render slow (200,000 seats are about 60 MB of markup), so it is drawn right after the page is
+/// live instead.
+pub const SERVER_SEATS: usize = 2_000;
+
 /// Properties of [`EventPage`].
 #[derive(Properties, PartialEq)]
 pub struct EventPageProps {
@@ -207,6 +216,14 @@ pub fn event_page(props: &EventPageProps) -> Html {
             move |e: ApiError| load_error.set(Some(e.user_message()))
         }),
     );
+    // False in a server render and in the browser's first render (which must match it), true
+    // once the page is live.
+    let mounted = use_state(|| false);
+    let server_now = use_preloaded().rendered_at();
+    {
+        let mounted = mounted.setter();
+        use_effect_with((), move |_| mounted.set(true));
+    }
     let toggle_seat = {
         let basket = basket.dispatcher();
         use_callback((), move |id: String, _| basket.dispatch(BasketAction::Seat(id)))
@@ -254,7 +271,12 @@ pub fn event_page(props: &EventPageProps) -> Html {
     let uncertain = matches!(&*failure, Some(HoldFailure::Other { uncertain: true, .. }));
     let frozen = *busy || uncertain;
     let can_choose = event.viewer_can_order && !frozen;
-    let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= format::now_millis());
+    // Until the page is live, the time is the server's when it rendered the page: the browser's
+    // first render must draw what the server drew, whatever its own clock says.
+    let now = if *mounted { format::now_millis() } else { server_now.unwrap_or_else(format::now_millis) };
+    let started = format::epoch_millis(&event.starts_at).is_some_and(|at| at <= now);
+    let seats: usize = event.sections.iter().map(|s| s.seats.len()).sum();
+    let draw_seats = *mounted || seats <= SERVER_SEATS;
 
     let hold = {
         let (basket, failure, busy, key, navigator) =
@@ -402,10 +424,16 @@ pub fn event_page(props: &EventPageProps) -> Html {
                     </ul>
                 </section>
             }
-            { for event.sections.iter().map(|section| html! {
-                <SeatMap key={section.name.clone()} section={section.clone()} chosen={basket.seats.clone()}
-                    enabled={can_choose} ontoggle={toggle_seat.clone()} />
-            }) }
+            if draw_seats {
+                { for event.sections.iter().map(|section| html! {
+                    <SeatMap key={section.name.clone()} section={section.clone()} chosen={basket.seats.clone()}
+                        enabled={can_choose} ontoggle={toggle_seat.clone()} />
+                }) }
+            } else {
+                <p class="muted" role="status" data-testid="seats-pending">
+                    { format!("Drawing the seat map ({seats} seats)…") }
+                </p>
+            }
             if event.viewer_can_order || count > 0 {
                 <section class="summary" aria-labelledby="summary-title" data-testid="summary">
                     <h2 id="summary-title">{ "Your choice" }</h2>

@@ -89,6 +89,12 @@ impl Latest {
         (self.generation, self.controller.as_ref().map(web_sys::AbortController::signal))
     }
 
+    /// The number of the latest request, for a request that must not abort it (a further page):
+    /// its answer counts only while no newer one has started.
+    pub fn current(&self) -> u64 {
+        self.generation
+    }
+
     /// Whether request `generation` is still the latest.
     pub fn is_latest(&self, generation: u64) -> bool {
         self.generation == generation
