@@ -17,7 +17,7 @@ use event_store::auth::Role;
 use tokio::process::{Child, Command};
 
 use ticketing::system::{Connections, Settings, System};
-use ticketing::{postgres, say, seed};
+use ticketing::{postgres, say, seed, supervise};
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers, and
 /// glibc's allocator took a fifth of the gateway's time under load (README, "Benchmarks").
@@ -240,8 +240,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             let authorization =
                 event_store::auth::authorization(&stream_settings, &passwords, &[("operator", &operator)]);
             write_private(&conf, &authorization)?;
-            let child = start_nats(&binary, &args.home.join("nats"), &conf, args.nats_port).await?;
-            own_nats = Some(child);
+            let nats = OwnNats {
+                binary,
+                store: args.home.join("nats"),
+                conf,
+                port: args.nats_port,
+                pid_file: args.home.join("nats.pid"),
+            };
+            let child = start_nats(&nats).await?;
+            own_nats = Some(keep_nats(child, nats));
             say(&format!(
                 "NATS requires credentials: each component has its own user; tools may connect as \
                  operator with the password in {}",
@@ -277,11 +284,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let database_url = match args.database_url.clone().filter(|u| !u.is_empty()) {
         Some(url) => url,
         None => {
-            let pg = postgres::start(&args.home.join("postgres"), args.pg_port)
+            let data = args.home.join("postgres");
+            let pg = postgres::start(&data, args.pg_port)
                 .await
                 .context("could not start PostgreSQL (install it, or set DATABASE_URL to one that runs)")?;
             let url = pg.url.clone();
-            own_postgres = Some(pg);
+            own_postgres = Some(keep_postgres(pg, data, args.pg_port));
             url
         }
     };
@@ -347,9 +355,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         say("stopping PostgreSQL");
         pg.stop().await;
     }
-    if let Some(mut child) = own_nats {
+    if let Some(nats) = own_nats {
         say("stopping NATS");
-        stop(&mut child).await;
+        nats.stop().await;
     }
     Ok(())
 }
@@ -430,24 +438,42 @@ async fn nats_server(home: &Path) -> anyhow::Result<PathBuf> {
     )
 }
 
-async fn start_nats(binary: &Path, store: &Path, conf: &Path, port: u16) -> anyhow::Result<Child> {
+/// The NATS server `up` runs itself: where it is, its data and settings.
+#[derive(Clone)]
+struct OwnNats {
+    binary: PathBuf,
+    store: PathBuf,
+    conf: PathBuf,
+    port: u16,
+    pid_file: PathBuf,
+}
+
+async fn start_nats(nats: &OwnNats) -> anyhow::Result<Child> {
+    let OwnNats { binary, store, conf, port, pid_file } = nats;
+    let port = *port;
     std::fs::create_dir_all(store).with_context(|| format!("creating {}", store.display()))?;
+    let store = std::path::absolute(store)?;
+    // One an earlier `up` of this home left running is stopped first (it would hold the port).
+    supervise::stop_leftover("NATS server", pid_file, &store, "TERM").await?;
     if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
         bail!(
             "port {port} is already taken: stop what listens there, set TICKETING_NATS_PORT, or set NATS_URL to use that server"
         );
     }
     say(&format!("starting NATS on 127.0.0.1:{port}, data in {}", store.display()));
-    let mut child = Command::new(binary)
+    let mut child = supervise::dying_with_us(binary, None)
         .arg("-c")
         .arg(conf)
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(store)
+        .arg(&store)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
+    if let Some(pid) = child.id() {
+        write_private(pid_file, &format!("{pid}\n"))?;
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if let Some(status) = child.try_wait()? {
@@ -459,6 +485,94 @@ async fn start_nats(binary: &Path, store: &Path, conf: &Path, port: u16) -> anyh
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(child)
+}
+
+/// A server `up` keeps running: restarted when it stops by itself, stopped with [`Kept::stop`].
+struct Kept {
+    quit: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Kept {
+    /// Stops the server (and its keeping) and waits until it is down.
+    async fn stop(self) {
+        let _ = self.quit.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Keeps `child`, this home's NATS server, running: when it exits by itself it is started again
+/// (paced by [`supervise::Restarts`]), saying so in one line; the services reconnect by themselves.
+fn keep_nats(mut child: Child, nats: OwnNats) -> Kept {
+    let (quit_tx, mut quit) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut restarts = supervise::Restarts::default();
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    say(&format!("NATS stopped by itself ({status}); starting it again"));
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(restarts.next_delay()) => {}
+                            _ = &mut quit => return,
+                        }
+                        match start_nats(&nats).await {
+                            Ok(started) => {
+                                child = started;
+                                restarts.started();
+                                say("NATS is back; the services reconnect to it");
+                                break;
+                            }
+                            Err(error) => say(&format!("NATS did not start again ({error:#}); trying again")),
+                        }
+                    }
+                }
+                _ = &mut quit => {
+                    stop(&mut child).await;
+                    let _ = std::fs::remove_file(&nats.pid_file);
+                    return;
+                }
+            }
+        }
+    });
+    Kept { quit: quit_tx, task }
+}
+
+/// Keeps `pg`, this home's PostgreSQL, running, as [`keep_nats`] keeps NATS.
+fn keep_postgres(mut pg: postgres::Postgres, data: PathBuf, port: u16) -> Kept {
+    let (quit_tx, mut quit) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut restarts = supervise::Restarts::default();
+        loop {
+            tokio::select! {
+                status = pg.wait() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    say(&format!("PostgreSQL stopped by itself ({status}); starting it again"));
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(restarts.next_delay()) => {}
+                            _ = &mut quit => return,
+                        }
+                        match postgres::start(&data, port).await {
+                            Ok(started) => {
+                                pg = started;
+                                restarts.started();
+                                say("PostgreSQL is back; the services reconnect to it");
+                                break;
+                            }
+                            Err(error) => say(&format!("PostgreSQL did not start again ({error:#}); trying again")),
+                        }
+                    }
+                }
+                _ = &mut quit => {
+                    pg.stop().await;
+                    return;
+                }
+            }
+        }
+    });
+    Kept { quit: quit_tx, task }
 }
 
 /// Asks a child to stop (SIGTERM via `kill`), then kills it if it lingers.

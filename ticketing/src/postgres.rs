@@ -81,11 +81,16 @@ pub async fn start(data: &Path, port: u16) -> anyhow::Result<Postgres> {
             bail!("initdb failed: {}", String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or_default());
         }
     }
+    // A server an earlier `up` left running is stopped (fast shutdown); a lock file a crash left
+    // behind, naming a process that is gone or is something else now, is removed.
+    crate::supervise::stop_leftover("PostgreSQL", &data.join("postmaster.pid"), &data, "INT").await?;
     if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
         bail!("port {port} is already taken: set TICKETING_PG_PORT or DATABASE_URL");
     }
     crate::say(&format!("starting PostgreSQL on 127.0.0.1:{port}, data in {}", data.display()));
-    let mut child = command(&bin.join("postgres"), as_postgres)
+    // The server itself is our child (`setpriv` becomes it; runuser would stand between us), so it
+    // dies with us.
+    let mut child = crate::supervise::dying_with_us(&bin.join("postgres"), as_postgres.then_some("postgres"))
         .arg("-D")
         .arg(&data)
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k", ""])
@@ -118,6 +123,20 @@ pub async fn start(data: &Path, port: u16) -> anyhow::Result<Postgres> {
 }
 
 impl Postgres {
+    /// Waits until the server exits (by itself: a crash, or a kill from outside).
+    ///
+    /// # Errors
+    /// Waiting failed.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// The server's pid (the postmaster's).
+    #[must_use]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the server cleanly (fast shutdown), so the next start needs no recovery.
     pub async fn stop(self) {
         self.stop_with("fast").await;

@@ -374,3 +374,207 @@ async fn up_honours_the_stream_settings_and_serves_probes_and_metrics_on_health_
     }
     terminate(child).await;
 }
+
+/// `up` for a load test: listings are not limited per minute.
+fn up_for_load(setup: &Setup) -> Child {
+    up_command(setup)
+        .env("CREATE_TICKET_PER_MINUTE", "0")
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {BINARY}: {e}"))
+}
+
+/// A seller's session cookie on `setup`'s `up`.
+async fn seller(http: &reqwest::Client, setup: &Setup, email: &str) -> String {
+    let url = format!("http://{}/graphql", setup.http_addr);
+    let query = format!(r#"mutation {{ signUp(email: "{email}", password: "correct horse") {{ id }} }}"#);
+    let signed_up = http.post(&url).json(&json!({ "query": query })).send().await.unwrap_or_else(|e| panic!("{e}"));
+    signed_up
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next()?.strip_prefix("session=").map(str::to_owned))
+        .next()
+        .unwrap_or_else(|| panic!("no session cookie"))
+}
+
+/// Listings made by 8 writers until `stop` is set; answers the ids whose `createTicket` was
+/// acknowledged (failures while a server is down are expected and not counted).
+fn load(
+    http: &reqwest::Client,
+    setup: &Setup,
+    cookie: &str,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+    (0..8)
+        .map(|writer| {
+            let (http, url, cookie, stop) =
+                (http.clone(), format!("http://{}/graphql", setup.http_addr), cookie.to_owned(), stop.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let query = format!(
+                        r#"mutation {{ createTicket(title: "Load {writer}-{n}", priceCents: 1000) {{ id }} }}"#
+                    );
+                    let sent = http
+                        .post(&url)
+                        .header("cookie", format!("session={cookie}"))
+                        .json(&json!({ "query": query }))
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    let Ok(response) = sent else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let body: Value = response.json().await.unwrap_or_default();
+                    match body["data"]["createTicket"]["id"].as_str() {
+                        Some(id) if body["errors"].is_null() => acknowledged.push(id.to_owned()),
+                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect()
+}
+
+async fn acknowledged(writers: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for writer in writers {
+        ids.extend(writer.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    ids
+}
+
+/// Every id of `ids` is a ticket `up` answers for.
+async fn all_there(http: &reqwest::Client, setup: &Setup, ids: &[String]) {
+    let own = setup.database.clone().unwrap_or_else(|port| format!("postgres://postgres@127.0.0.1:{port}/ticketing"));
+    let mut conn = sqlx::PgConnection::connect(&own).await.unwrap_or_else(|e| panic!("{e}"));
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM read.tickets WHERE id = ANY($1::uuid[])")
+        .bind(ids)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(found, i64::try_from(ids.len()).unwrap_or(-1), "every acknowledged listing is in the read models");
+    let some = &ids[ids.len() / 2];
+    let body = gql(http, setup, &format!(r#"{{ ticket(id: "{some}") {{ id }} }}"#), None).await;
+    assert_eq!(body["data"]["ticket"]["id"].as_str(), Some(some.as_str()), "{body}");
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+fn pid_in(file: &Path) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    text.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {}", file.display()))
+}
+
+async fn gone_within(pid: u32, what: &str, patience: Duration) {
+    let started = Instant::now();
+    while alive(pid) {
+        assert!(started.elapsed() < patience, "{what} (pid {pid}) outlived ticketing up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How long `up` takes to answer `/readyz` with 200 again.
+async fn ready_again(http: &reqwest::Client, setup: &Setup, child: &mut Child) -> Duration {
+    let started = Instant::now();
+    wait_ready(http, setup, child).await;
+    started.elapsed()
+}
+
+/// `ticketing up` killed outright (SIGKILL, as the out-of-memory killer does) under load takes
+/// its NATS and PostgreSQL with it; a crash's lock file naming a pid that is now someone else's
+/// does not stop the next start; the next `up` starts, and every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_up_takes_its_servers_along_and_the_next_one_starts_with_every_write() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let setup = Setup::new(Err(free_port()));
+    let http = reqwest::Client::new();
+    let mut child = up_for_load(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let (nats_pid, pg_pid) =
+        (pid_in(&setup.home.path().join("nats.pid")), pid_in(&setup.home.path().join("postgres/postmaster.pid")));
+    let cookie = seller(&http, &setup, "killed@example.com").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = load(&http, &setup, &cookie, &stop);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    child.start_kill().unwrap_or_else(|e| panic!("{e}"));
+    let _ = child.wait().await;
+    gone_within(nats_pid, "its NATS server", Duration::from_secs(5)).await;
+    gone_within(pg_pid, "its PostgreSQL", Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ids = acknowledged(writers).await;
+    assert!(ids.len() > 10, "the load wrote too little to tell: {}", ids.len());
+
+    // The crash left postmaster.pid behind; make its pid a live process that is not PostgreSQL
+    // (as after a reboot), which PostgreSQL alone would refuse to start over.
+    let lock = setup.home.path().join("postgres/postmaster.pid");
+    let text = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("a crash leaves the lock file: {e}"));
+    let rest: Vec<&str> = text.lines().skip(1).collect();
+    std::fs::write(&lock, format!("{}\n{}\n", std::process::id(), rest.join("\n"))).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(setup.home.path().join("nats.pid"), format!("{}\n", std::process::id()))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut child = up_for_load(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    all_there(&http, &setup, &ids).await;
+    terminate(child).await;
+}
+
+/// Its NATS killed under load, then its PostgreSQL: `up` starts each again, is ready again within
+/// 10 s each time, and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_nats_or_postgresql_is_started_again_and_up_is_ready_within_ten_seconds() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let setup = Setup::new(Err(free_port()));
+    let http = reqwest::Client::new();
+    let mut child = up_for_load(&setup);
+    wait_ready(&http, &setup, &mut child).await;
+    let cookie = seller(&http, &setup, "crashes@example.com").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers = load(&http, &setup, &cookie, &stop);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    for (what, pid_file) in [("NATS", "nats.pid"), ("PostgreSQL", "postgres/postmaster.pid")] {
+        let pid = pid_in(&setup.home.path().join(pid_file));
+        let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().await;
+        assert!(killed.is_ok_and(|s| s.success()), "kill {what}");
+        let killed_at = Instant::now();
+        gone_within(pid, what, Duration::from_secs(5)).await;
+        // Ready again (`/readyz` 200) with a new server of that kind, within 10 s of the kill.
+        let new_pid = loop {
+            let new = std::fs::read_to_string(setup.home.path().join(pid_file))
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+                .filter(|new| *new != pid && alive(*new));
+            if let Some(new) = new {
+                ready_again(&http, &setup, &mut child).await;
+                break new;
+            }
+            assert!(killed_at.elapsed() < Duration::from_secs(10), "{what} was not started again within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let took = killed_at.elapsed();
+        assert!(took < Duration::from_secs(10), "{what}: ready again only after {took:?}");
+        eprintln!("{what} killed: ready again after {took:?}");
+        assert_ne!(new_pid, pid);
+        // Writes go through again.
+        let body =
+            gql(&http, &setup, r#"mutation { createTicket(title: "After", priceCents: 100) { id } }"#, Some(&cookie))
+                .await;
+        assert!(body["errors"].is_null(), "{what}: {body}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let ids = acknowledged(writers).await;
+    assert!(ids.len() > 10, "the load wrote too little to tell: {}", ids.len());
+    all_there(&http, &setup, &ids).await;
+    terminate(child).await;
+}
