@@ -208,6 +208,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    // One `up` per home: held until this process ends, however it ends.
+    let _home_lock = supervise::lock_home(&args.home)?;
     // Each component is configured from the same environment as when it runs alone; the stream
     // settings (STREAM_NAME, SUBJECT_ROOT) are the command service's, and so are its users'
     // permissions.
@@ -474,13 +476,14 @@ async fn start_nats(nats: &OwnNats) -> anyhow::Result<Child> {
     if let Some(pid) = child.id() {
         write_private(pid_file, &format!("{pid}\n"))?;
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Long enough for a big store's recovery after a crash; a server that exits fails at once.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         if let Some(status) = child.try_wait()? {
             bail!("nats-server exited at start ({status}); is port {port} taken? set TICKETING_NATS_PORT");
         }
         if Instant::now() > deadline {
-            bail!("nats-server did not listen on port {port} within 30 s");
+            bail!("nats-server did not listen on port {port} within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -501,37 +504,60 @@ impl Kept {
     }
 }
 
-/// Keeps `child`, this home's NATS server, running: when it exits by itself it is started again
-/// (paced by [`supervise::Restarts`]), saying so in one line; the services reconnect by themselves.
-fn keep_nats(mut child: Child, nats: OwnNats) -> Kept {
+/// Whether an exit looks asked for (a clean exit, SIGTERM, SIGINT), as when a service manager
+/// stops every process of `up` at once: then `up` is told to stop too, soon.
+fn asked_to_stop(status: &std::io::Result<std::process::ExitStatus>) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.as_ref().is_ok_and(|s| s.success() || matches!(s.signal(), Some(2 | 15)))
+}
+
+/// Keeps a server running: when it exits by itself, `start` starts it again (paced by
+/// [`supervise::Restarts`]), saying so in one line; the services reconnect by themselves. A stop
+/// asked for (`quit`) wins over a restart at every step, even during a start.
+fn keep<S, F, Fut>(what: &'static str, mut server: S, start: F) -> Kept
+where
+    S: Running + Send + 'static,
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
+{
     let (quit_tx, mut quit) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut restarts = supervise::Restarts::default();
         loop {
             tokio::select! {
-                status = child.wait() => {
+                biased;
+                _ = &mut quit => {
+                    server.stop().await;
+                    return;
+                }
+                status = server.wait() => {
+                    restarts.crashed();
+                    // A stop that looks asked for waits a moment for `up`'s own stop.
+                    let grace = if asked_to_stop(&status) { Duration::from_secs(2) } else { Duration::ZERO };
                     let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    say(&format!("NATS stopped by itself ({status}); starting it again"));
+                    say(&format!("{what} stopped by itself ({status}); starting it again"));
+                    let mut delay = restarts.next_delay().max(grace);
                     loop {
                         tokio::select! {
-                            () = tokio::time::sleep(restarts.next_delay()) => {}
+                            biased;
                             _ = &mut quit => return,
+                            () = tokio::time::sleep(delay) => {}
                         }
-                        match start_nats(&nats).await {
-                            Ok(started) => {
-                                child = started;
-                                restarts.started();
-                                say("NATS is back; the services reconnect to it");
-                                break;
-                            }
-                            Err(error) => say(&format!("NATS did not start again ({error:#}); trying again")),
+                        tokio::select! {
+                            biased;
+                            _ = &mut quit => return,
+                            started = start() => match started {
+                                Ok(started) => {
+                                    server = started;
+                                    restarts.started();
+                                    say(&format!("{what} is back; the services reconnect to it"));
+                                    break;
+                                }
+                                Err(error) => say(&format!("{what} did not start again ({error:#}); trying again")),
+                            },
                         }
+                        delay = restarts.next_delay();
                     }
-                }
-                _ = &mut quit => {
-                    stop(&mut child).await;
-                    let _ = std::fs::remove_file(&nats.pid_file);
-                    return;
                 }
             }
         }
@@ -539,40 +565,59 @@ fn keep_nats(mut child: Child, nats: OwnNats) -> Kept {
     Kept { quit: quit_tx, task }
 }
 
-/// Keeps `pg`, this home's PostgreSQL, running, as [`keep_nats`] keeps NATS.
-fn keep_postgres(mut pg: postgres::Postgres, data: PathBuf, port: u16) -> Kept {
-    let (quit_tx, mut quit) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut restarts = supervise::Restarts::default();
-        loop {
-            tokio::select! {
-                status = pg.wait() => {
-                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-                    say(&format!("PostgreSQL stopped by itself ({status}); starting it again"));
-                    loop {
-                        tokio::select! {
-                            () = tokio::time::sleep(restarts.next_delay()) => {}
-                            _ = &mut quit => return,
-                        }
-                        match postgres::start(&data, port).await {
-                            Ok(started) => {
-                                pg = started;
-                                restarts.started();
-                                say("PostgreSQL is back; the services reconnect to it");
-                                break;
-                            }
-                            Err(error) => say(&format!("PostgreSQL did not start again ({error:#}); trying again")),
-                        }
-                    }
-                }
-                _ = &mut quit => {
-                    pg.stop().await;
-                    return;
-                }
-            }
-        }
-    });
-    Kept { quit: quit_tx, task }
+/// A server [`keep`] keeps.
+trait Running {
+    /// Waits until it exits.
+    fn wait(&mut self) -> impl std::future::Future<Output = std::io::Result<std::process::ExitStatus>> + Send;
+    /// Stops it cleanly.
+    fn stop(self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// This home's NATS server, and where its pid is recorded.
+struct NatsChild {
+    child: Child,
+    pid_file: PathBuf,
+}
+
+impl Running for NatsChild {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        let status = self.child.wait().await;
+        // It is gone: its pid names nobody (or, soon, someone else).
+        let _ = std::fs::remove_file(&self.pid_file);
+        status
+    }
+
+    async fn stop(mut self) {
+        stop(&mut self.child).await;
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+impl Running for postgres::Postgres {
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        postgres::Postgres::wait(self).await
+    }
+
+    async fn stop(self) {
+        postgres::Postgres::stop(self).await;
+    }
+}
+
+/// Keeps this home's NATS server running (see [`keep`]).
+fn keep_nats(child: Child, nats: OwnNats) -> Kept {
+    let server = NatsChild { child, pid_file: nats.pid_file.clone() };
+    keep("NATS", server, move || {
+        let nats = nats.clone();
+        async move { Ok(NatsChild { child: start_nats(&nats).await?, pid_file: nats.pid_file.clone() }) }
+    })
+}
+
+/// Keeps this home's PostgreSQL running (see [`keep`]).
+fn keep_postgres(pg: postgres::Postgres, data: PathBuf, port: u16) -> Kept {
+    keep("PostgreSQL", pg, move || {
+        let data = data.clone();
+        async move { postgres::start(&data, port).await }
+    })
 }
 
 /// Asks a child to stop (SIGTERM via `kill`), then kills it if it lingers.

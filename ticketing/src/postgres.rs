@@ -99,7 +99,8 @@ pub async fn start(data: &Path, port: u16) -> anyhow::Result<Postgres> {
         .kill_on_drop(true)
         .spawn()?;
     let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Long enough for crash recovery of a big database; a server that exits fails at once.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut conn = loop {
         if let Some(status) = child.try_wait()? {
             bail!("postgres exited at start ({status})");
@@ -108,7 +109,7 @@ pub async fn start(data: &Path, port: u16) -> anyhow::Result<Postgres> {
             break conn;
         }
         if Instant::now() > deadline {
-            bail!("PostgreSQL did not accept connections within 30 s");
+            bail!("PostgreSQL did not accept connections within 120 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

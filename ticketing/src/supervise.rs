@@ -25,7 +25,7 @@ use tokio::process::Command;
 /// (not Linux) the server starts without the signal: then an `up` killed outright leaves it
 /// running, and the next `up` stops it (see [`stop_leftover`]).
 pub fn dying_with_us(program: &Path, user: Option<&str>) -> Command {
-    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().map(Path::new).find(|p| p.exists());
+    let setpriv = setpriv_with_pdeathsig();
     let mut command = match (setpriv, user) {
         (Some(setpriv), user) => {
             let mut command = Command::new(setpriv);
@@ -46,17 +46,31 @@ pub fn dying_with_us(program: &Path, user: Option<&str>) -> Command {
     command
 }
 
+/// util-linux's `setpriv`, when it has `--pdeathsig` (util-linux 2.33 and later).
+fn setpriv_with_pdeathsig() -> Option<&'static Path> {
+    static FOUND: std::sync::OnceLock<Option<&'static Path>> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().map(Path::new).find(|path| {
+            std::process::Command::new(path)
+                .arg("--help")
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--pdeathsig"))
+        })
+    })
+}
+
 /// The pid a pid file names (its first line), if any.
 pub fn pid_in(file: &Path) -> Option<u32> {
     std::fs::read_to_string(file).ok()?.lines().next()?.trim().parse().ok()
 }
 
-/// Whether process `pid` is running and its command line mentions `marker` (a data directory of
-/// this home): a server an earlier `up` started, not a process that got its pid since.
+/// Whether process `pid` is running with `marker` (a data directory of this home) as one whole
+/// argument: a server an earlier `up` started with that directory (`-sd <dir>`, `-D <dir>`), not
+/// a process that got its pid since (an editor on a file in there names a longer path).
 pub fn is_ours(pid: u32, marker: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let marker = marker.to_string_lossy();
-    cmdline.split(|b| *b == 0).any(|arg| String::from_utf8_lossy(arg).contains(marker.as_ref()))
+    let marker = marker.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == marker)
 }
 
 fn alive(pid: u32) -> bool {
@@ -71,7 +85,10 @@ async fn send(signal: &str, pid: u32) {
 
 /// Stops process `pid` with `signal` (`TERM`, `INT`, …), and with `KILL` if it is still there
 /// after `patience`.
-pub async fn stop_pid(pid: u32, signal: &str, patience: Duration) {
+///
+/// # Errors
+/// It is still there 5 s after `KILL`.
+pub async fn stop_pid(pid: u32, signal: &str, patience: Duration) -> anyhow::Result<()> {
     send(signal, pid).await;
     let deadline = Instant::now() + patience;
     while alive(pid) && Instant::now() < deadline {
@@ -79,42 +96,56 @@ pub async fn stop_pid(pid: u32, signal: &str, patience: Duration) {
     }
     if alive(pid) {
         send("KILL", pid).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
         while alive(pid) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "process {pid} does not stop, even when killed: stop it by hand"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    Ok(())
 }
 
-/// The parent of process `pid`.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Stops the server an earlier `up` left running, if `pid_file` names one whose command line
-/// mentions `marker`; removes a stale pid file. Says what it did. A server whose `ticketing`
-/// parent still runs belongs to an `up` running now in the same home: that is refused.
+/// Stops the server an earlier `up` left running, if `pid_file` names one with `marker` as an
+/// argument (the caller holds the home's lock, [`lock_home`], so no `up` runs it now). A pid file
+/// naming a live process that is something else by now (a reused pid, after a reboot) is removed:
+/// PostgreSQL would take it for another server and refuse to start. One naming a process that is
+/// gone is left as it is (PostgreSQL checks it, and its shared memory, itself). Says what it did.
 ///
 /// # Errors
-/// Another `ticketing up` runs with this home.
+/// The leftover does not stop.
 pub async fn stop_leftover(what: &str, pid_file: &Path, marker: &Path, signal: &str) -> anyhow::Result<()> {
     let Some(pid) = pid_in(pid_file) else { return Ok(()) };
     if is_ours(pid, marker) {
-        if let Some(parent) = parent_of(pid).filter(|p| *p != 1)
-            && std::fs::read(format!("/proc/{parent}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("ticketing"))
-        {
-            anyhow::bail!(
-                "another ticketing up (pid {parent}) runs with this home and its {what}: stop it first, or set TICKETING_HOME"
-            );
-        }
         crate::say(&format!("stopping the {what} (pid {pid}) an earlier run left behind"));
-        stop_pid(pid, signal, Duration::from_secs(15)).await;
-    } else {
+        stop_pid(pid, signal, Duration::from_secs(15)).await?;
+    } else if alive(pid) {
         crate::say(&format!("removing the stale {} (pid {pid} is not a {what} of this home)", pid_file.display()));
+        let _ = std::fs::remove_file(pid_file);
     }
-    let _ = std::fs::remove_file(pid_file);
     Ok(())
+}
+
+/// Takes `<home>/up.lock` for as long as the returned file is open (the kernel lets go when this
+/// process ends, however it ends): one `up` per home.
+///
+/// # Errors
+/// Another `up` holds it, or it cannot be made.
+pub fn lock_home(home: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(home)?;
+    let path = home.join("up.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another ticketing up runs with {} (it holds {}): stop it first, or set TICKETING_HOME",
+            home.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(anyhow::anyhow!("locking {}: {e}", path.display())),
+    }
 }
 
 /// The pacing of a crashed server's restarts.
@@ -142,11 +173,16 @@ impl Restarts {
         self.started = Instant::now();
     }
 
-    /// How long to wait before the next start after a crash or a failed start.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The server stopped by itself: after a minute of running it is started again at once, as
+    /// the first time; a server that keeps failing backs off from where it was.
+    pub fn crashed(&mut self) {
         if self.started.elapsed() >= STEADY {
             self.delay = Duration::ZERO;
         }
+    }
+
+    /// How long to wait before the next start (after a crash, then after each failed start).
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.delay;
         self.delay = (self.delay * 2).clamp(Duration::from_secs(1), MAX_DELAY);
         delay
@@ -160,18 +196,51 @@ mod tests {
     #[test]
     fn restarts_come_at_once_then_back_off_to_thirty_seconds() {
         let mut restarts = Restarts::default();
+        restarts.crashed();
         let delays: Vec<u64> = (0..8).map(|_| restarts.next_delay().as_secs()).collect();
         assert_eq!(delays, [0, 1, 2, 4, 8, 16, 30, 30]);
+        // A minute into failing starts the pace stays backed off: only a crash after a minute of
+        // running starts over.
         restarts.started = Instant::now().checked_sub(STEADY).unwrap_or_else(Instant::now);
+        assert_eq!(restarts.next_delay(), MAX_DELAY, "failed starts keep backing off");
+        restarts.crashed();
         assert_eq!(restarts.next_delay(), Duration::ZERO, "a server that ran a minute restarts at once");
+        assert_eq!(restarts.next_delay(), Duration::from_secs(1));
     }
 
     #[test]
-    fn only_a_process_that_names_the_data_directory_is_ours() {
-        let me = std::process::id();
-        let exe = std::env::current_exe().unwrap_or_default();
-        assert!(is_ours(me, exe.parent().unwrap_or(Path::new("/"))), "our own command line names our directory");
-        assert!(!is_ours(me, Path::new("/no/such/ticketing/home")));
+    fn only_a_process_with_the_directory_as_an_argument_is_ours() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A shell that waits (on its input, a builtin: no process of its own), with the directory
+        // as an argument of its own (as `-D <dir>`).
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line", "server"])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Until the exec is done the child still has our command line.
+        let started = Instant::now();
+        while !is_ours(child.id(), dir.path()) {
+            assert!(started.elapsed() < Duration::from_secs(5), "sleep never named the directory");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_ours(child.id(), &dir.path().join("postgres")), "a longer path is another directory");
+        assert!(!is_ours(child.id(), dir.path().parent().unwrap_or(Path::new("/"))), "nor a shorter one");
+        let _ = child.kill();
+        let _ = child.wait();
         assert!(!is_ours(u32::MAX - 1, Path::new("/")), "no such process");
+    }
+
+    #[test]
+    fn one_up_per_home() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let held = lock_home(home.path()).unwrap_or_else(|e| panic!("{e}"));
+        let again = lock_home(home.path()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(again.contains("another ticketing up runs"), "{again}");
+        drop(held);
+        assert!(lock_home(home.path()).is_ok(), "free again once the first lets go");
     }
 }

@@ -453,12 +453,24 @@ async fn acknowledged(writers: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec
 async fn all_there(http: &reqwest::Client, setup: &Setup, ids: &[String]) {
     let own = setup.database.clone().unwrap_or_else(|port| format!("postgres://postgres@127.0.0.1:{port}/ticketing"));
     let mut conn = sqlx::PgConnection::connect(&own).await.unwrap_or_else(|e| panic!("{e}"));
-    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM read.tickets WHERE id = ANY($1::uuid[])")
-        .bind(ids)
-        .fetch_one(&mut conn)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(found, i64::try_from(ids.len()).unwrap_or(-1), "every acknowledged listing is in the read models");
+    // Ready means following the stream, not caught up with it: wait (boundedly) until it has.
+    let started = Instant::now();
+    loop {
+        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM read.tickets WHERE id = ANY($1::uuid[])")
+            .bind(ids)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if found == i64::try_from(ids.len()).unwrap_or(-1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{found} of {} acknowledged listings in the read models",
+            ids.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let some = &ids[ids.len() / 2];
     let body = gql(http, setup, &format!(r#"{{ ticket(id: "{some}") {{ id }} }}"#), None).await;
     assert_eq!(body["data"]["ticket"]["id"].as_str(), Some(some.as_str()), "{body}");
@@ -519,11 +531,15 @@ async fn a_killed_up_takes_its_servers_along_and_the_next_one_starts_with_every_
     let text = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("a crash leaves the lock file: {e}"));
     let rest: Vec<&str> = text.lines().skip(1).collect();
     std::fs::write(&lock, format!("{}\n{}\n", std::process::id(), rest.join("\n"))).unwrap_or_else(|e| panic!("{e}"));
+    // And a NATS pid file naming a live process that is not NATS: it must not be stopped.
     std::fs::write(setup.home.path().join("nats.pid"), format!("{}\n", std::process::id()))
         .unwrap_or_else(|e| panic!("{e}"));
+    // A second `up` with the same home while one runs is refused with one line.
 
     let mut child = up_for_load(&setup);
     wait_ready(&http, &setup, &mut child).await;
+    let (status, said) = stopped_saying(up_command(&setup)).await;
+    assert!(!status.success() && said.contains("another ticketing up runs"), "{status}: {said}");
     all_there(&http, &setup, &ids).await;
     terminate(child).await;
 }
