@@ -18,12 +18,12 @@
 //! `cargo run --release -p bench --bin first-paint` (about 3 minutes), `-- --quick` for one load
 //! of each (the results are written in full mode only).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
+use testkit::browser::Cdp;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -58,23 +58,6 @@ struct Mode {
 
 const FULL: Mode = Mode { runs: 5, throughput: Duration::from_secs(8), write: true };
 const QUICK: Mode = Mode { runs: 1, throughput: Duration::from_secs(2), write: false };
-
-/// A DevTools command sent through chromedriver.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
-        (axum::http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
-    }
-}
 
 /// One page load's timings, in milliseconds from navigation start.
 #[derive(Debug, Clone, Copy)]
@@ -190,26 +173,6 @@ async fn seed(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, Str
     Ok((ticket, event))
 }
 
-async fn chromedriver() -> anyhow::Result<(tokio::process::Child, String)> {
-    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = tokio::process::Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {binary} (apt-get install chromium chromium-driver)"))?;
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("chromedriver did not listen on {port}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok((child, format!("http://127.0.0.1:{port}")))
-}
-
 /// A throttled headless Chromium with its cache off and the marks installed.
 async fn phone(driver: &str) -> anyhow::Result<Client> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -307,8 +270,8 @@ async fn main() -> anyhow::Result<()> {
     let (ticket, event) = seed(&http, &gateways.rendered).await?;
     let pages = [("home", "/".to_owned()), ("event", format!("/events/{event}"))];
 
-    let (_driver, driver_url) = chromedriver().await?;
-    let browser = phone(&driver_url).await?;
+    let driver = testkit::browser::chromedriver().await?;
+    let browser = phone(&driver.url).await?;
     // (page, rendered?) → loads; the two kinds alternate, so drift hits both alike.
     let mut loads: Vec<(&str, bool, Load)> = Vec::new();
     for run in 0..mode.runs {

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -29,35 +28,11 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| testkit::workspace_root().join("target"))
 }
 
-/// A chromedriver of our own on a free port; killed when dropped.
-struct Driver {
-    _child: tokio::process::Child,
-    url: String,
-}
+/// A chromedriver of our own (see `testkit::browser`).
+type Driver = testkit::browser::ChromeDriver;
 
 async fn chromedriver() -> Driver {
-    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    assert!(
-        std::path::Path::new(&binary).is_file(),
-        "no chromedriver at {binary}: apt-get install chromium chromium-driver (or set CHROMEDRIVER)"
-    );
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-        listener.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
-    };
-    let child = tokio::process::Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(started.elapsed() < PATIENCE, "chromedriver did not listen on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
+    testkit::browser::chromedriver().await.unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// One browser (its own profile, so its own cookies) on the app at `base`.
@@ -237,9 +212,25 @@ impl Browser {
 
     /// Runs a Chrome DevTools command (through chromedriver's `goog/cdp/execute`).
     async fn cdp(&self, cmd: &'static str, params: serde_json::Value) -> serde_json::Value {
-        match self.client.issue_cmd(Cdp { cmd, params }).await {
+        match self.client.issue_cmd(testkit::browser::Cdp { cmd, params }).await {
             Ok(answer) => answer,
             Err(e) => self.fail(&format!("DevTools {cmd}: {e}")).await,
+        }
+    }
+
+    /// After hydration: `css` names one element, the server's own (marked by
+    /// [`WATCH_HYDRATION`]), and the app's root was never empty or "Loading" meanwhile.
+    async fn kept_the_servers_nodes(&self, css: &str) {
+        let script = format!(
+            "const t = document.querySelectorAll('{css}'); return t.length === 1 && t[0].__fromServer === true;"
+        );
+        let kept = self.client.execute(&script, vec![]).await;
+        if kept.ok().and_then(|v| v.as_bool()) != Some(true) {
+            self.fail(&format!("hydration replaced the server's {css}")).await;
+        }
+        let flashes = self.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
+        if flashes != json!([]) {
+            self.fail(&format!("the page flashed while the app took over: {flashes}")).await;
         }
     }
 
@@ -256,23 +247,6 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-/// A Chrome DevTools Protocol command sent through chromedriver.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: serde_json::Value,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
-    }
-
-    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
-        (axum::http::Method::POST, Some(json!({"cmd": self.cmd, "params": self.params}).to_string()))
     }
 }
 
@@ -716,16 +690,7 @@ async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place()
     viewer.goto(&format!("/events/{event}")).await;
     viewer.wait_live().await;
     viewer.mark_page().await;
-    let kept = viewer
-        .client
-        .execute(
-            "const t = document.querySelectorAll('[data-testid=event-title]'); return t.length === 1 && t[0].__fromServer === true;",
-            vec![],
-        )
-        .await;
-    assert_eq!(kept.ok().and_then(|v| v.as_bool()), Some(true), "hydration replaced the server's nodes");
-    let flashes = viewer.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
-    assert_eq!(flashes, json!([]), "the page flashed while the app took over");
+    viewer.kept_the_servers_nodes("[data-testid=event-title]").await;
     // The stylesheet is inside the page, allowed by its hash (a refused one has no `sheet`).
     let styled = viewer
         .client
@@ -758,16 +723,7 @@ async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place()
     viewer.goto(&format!("/tickets/{ticket}")).await;
     viewer.wait_live().await;
     viewer.mark_page().await;
-    let kept = viewer
-        .client
-        .execute(
-            "const t = document.querySelectorAll('[data-testid=ticket-title]'); return t.length === 1 && t[0].__fromServer === true;",
-            vec![],
-        )
-        .await;
-    assert_eq!(kept.ok().and_then(|v| v.as_bool()), Some(true), "hydration replaced the server's nodes");
-    let flashes = viewer.client.execute("return window.__flashes;", vec![]).await.unwrap_or_default();
-    assert_eq!(flashes, json!([]), "the page flashed while the app took over");
+    viewer.kept_the_servers_nodes("[data-testid=ticket-title]").await;
     let order = buyer.gql(&stack, "mutation($t: ID!) { createOrder(ticketId: $t) { id } }", json!({"t": ticket})).await;
     assert!(order["errors"].is_null(), "{order}");
     viewer.wait_text("[data-testid=ticket-status]", "On hold").await;

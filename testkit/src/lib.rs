@@ -8,6 +8,7 @@
 //!   the local `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
 //! - [`declared_default`] reads a setting's default as a configuration declares it.
 
+pub mod browser;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
