@@ -647,6 +647,10 @@ async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place()
         .gql(&stack, "mutation { createTicket(title: \"Balcony, opening night\", priceCents: 6400) { id } }", json!({}))
         .await;
     let ticket = created["data"]["createTicket"]["id"].as_str().unwrap_or_default().to_owned();
+    let other = seller
+        .gql(&stack, "mutation { createTicket(title: \"Stalls, Sunday matinée\", priceCents: 3100) { id } }", json!({}))
+        .await;
+    assert!(other["errors"].is_null(), "{other}");
     let event = seller
         .gql(
             &stack,
@@ -728,5 +732,45 @@ async fn server_rendered_pages_read_without_javascript_and_come_alive_in_place()
     assert!(order["errors"].is_null(), "{order}");
     viewer.wait_text("[data-testid=ticket-status]", "On hold").await;
     assert!(viewer.same_page().await, "the page was reloaded");
+
+    // The search box: results as one types (accents aside), the search in the address, in place.
+    viewer.goto("/").await;
+    viewer.wait_live().await;
+    viewer.wait_text(".grid", "Stalls, Sunday matinée").await;
+    viewer.mark_page().await;
+    viewer.fill("#ticket-search", "matin").await;
+    viewer.wait_text("#main", "Stalls, Sunday matinée").await;
+    wait_until(&viewer, "the search in the address", || async {
+        viewer.client.current_url().await.ok().and_then(|u| u.query().map(str::to_owned)).as_deref()
+            == Some("search=matin")
+    })
+    .await;
+    wait_until(&viewer, "only what the search finds", || async {
+        let grid = viewer.client.find(Locator::Css("[data-testid=tickets]")).await;
+        let text = match grid {
+            Ok(grid) => grid.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        text.contains("Stalls, Sunday matinée") && !text.contains("Balcony")
+    })
+    .await;
+    viewer.fill("#ticket-search", "opera").await;
+    viewer.wait_text("#main", "No tickets match your search.").await;
+    assert!(viewer.same_page().await, "searching reloaded the page");
     viewer.close().await;
+}
+
+/// Waits (up to the usual patience) until `condition` holds.
+async fn wait_until<F, Fut>(browser: &Browser, what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        if started.elapsed() > PATIENCE {
+            browser.fail(&format!("never: {what}")).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
