@@ -217,6 +217,26 @@ pub struct SearchCursor {
 }
 
 impl SearchCursor {
+    /// The cursor after an event a search found.
+    #[must_use]
+    pub fn after_event(found: &RankedEvent) -> Self {
+        let micros = i64::try_from(found.row.starts_at.unix_timestamp_nanos() / 1000).ok();
+        Self { rank: found.rank, starts_at: micros, position: found.row.created_position }
+    }
+
+    /// The cursor after a ticket a search found.
+    #[must_use]
+    pub fn after_ticket(found: &RankedTicket) -> Self {
+        Self { rank: found.rank, starts_at: None, position: found.row.created_position }
+    }
+
+    /// `starts_at` as a time (one out of a time's range, which only a made-up cursor has, as the
+    /// epoch).
+    fn start(&self) -> Option<OffsetDateTime> {
+        let micros = self.starts_at?;
+        Some(OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH))
+    }
+
     /// `r<rank>:<position>`, or `r<rank>:<starts_at>:<position>` for events.
     #[must_use]
     pub fn encode(&self) -> String {
@@ -564,9 +584,6 @@ pub async fn search_events(
     after: Option<SearchCursor>,
     upcoming: bool,
 ) -> sqlx::Result<Vec<RankedEvent>> {
-    let starts_at = after.and_then(|c| c.starts_at).map(|micros| {
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    });
     sqlx::query_as(&format!(
         "WITH {SEARCH_QUERY}
          SELECT e.id, e.organizer_id, e.title, e.venue, e.starts_at, e.version, e.created_at, e.updated_at,
@@ -580,7 +597,7 @@ pub async fn search_events(
     .bind(words)
     .bind(after.map(|c| c.rank))
     .bind(upcoming)
-    .bind(starts_at)
+    .bind(after.and_then(|c| c.start()))
     .bind(after.map(|c| c.position))
     .bind(limit)
     .fetch_all(pool)

@@ -297,6 +297,12 @@ impl AppState {
         }))
     }
 
+    /// `request` with what every resolver reads: the viewer, this state, and the request's own
+    /// dataloaders (an HTTP request and a server-rendered page's queries alike).
+    pub(crate) fn for_viewer(&self, request: async_graphql::Request, viewer: Option<Claims>) -> async_graphql::Request {
+        request.data(Viewer(viewer)).data(self.clone()).data(loaders::loaders(self.pool.clone(), self.metrics.clone()))
+    }
+
     /// The viewer a `Cookie` header names: a valid token whose session is not revoked, with its
     /// roles decided by the configuration in force now (not by what the token was issued with).
     async fn viewer(&self, headers: &HeaderMap) -> Option<Claims> {
@@ -417,10 +423,7 @@ async fn graphql(
         Err(_) => return json_error(StatusCode::BAD_REQUEST, bad_request("malformed GraphQL request")),
     };
     let viewer = state.viewer(&headers).await;
-    let mut request = request
-        .data(Viewer(viewer))
-        .data(state.clone())
-        .data(loaders::loaders(state.pool.clone(), state.metrics.clone()));
+    let mut request = state.for_viewer(request, viewer);
     // The client's address throttles sign-ins and sign-ups (known when served with connect info).
     if let Some(axum::Extension(axum::extract::ConnectInfo(addr))) = peer {
         request = request.data(ClientAddr(state.client_key(addr.ip(), &headers)));

@@ -9,10 +9,12 @@
 //!   queries through the schema under the viewer's session, and the browser hydrates them. The
 //!   head gets the page's title, description, `og:` tags and canonical link; an unknown address
 //!   or id answers 404 with the app's not-found page. A page is rendered for its viewer only:
-//!   `Cache-Control: private, no-cache` and `Vary: Cookie`, and nothing rendered is kept here.
+//!   `Cache-Control: private, no-cache` (`private, no-store` for a signed-in viewer) and
+//!   `Vary: Cookie`, and nothing rendered is kept here.
 //! - Every other `GET` that no API route takes is the app's `index.html` with an empty `#app`
-//!   (the router in the browser renders the page), with `Cache-Control: no-cache` so a new build
-//!   is seen at once, and a Content-Security-Policy that allows only this origin.
+//!   (the router in the browser renders the page), with the same caching, so a new build is seen
+//!   at once, and a Content-Security-Policy that allows only this origin (and the page's inline
+//!   stylesheet by its hash).
 //! - `/sitemap.xml` lists upcoming events and available tickets; `/robots.txt` points to it and
 //!   keeps crawlers off the API and the private pages.
 
@@ -27,7 +29,7 @@ use futures::FutureExt;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::{AppState, Viewer, loaders};
+use crate::AppState;
 
 /// What the page may load: its own origin only (WebAssembly needs `wasm-unsafe-eval`).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
@@ -192,9 +194,7 @@ async fn render(
                 Ok(request) if selects_a_query(&request) => request,
                 _ => return serde_json::json!({"errors": [{"message": "a page only runs queries"}]}),
             };
-            let loaders = loaders::loaders(state.pool.clone(), state.metrics.clone());
-            let request = request.data(Viewer(viewer)).data(state.clone()).data(loaders);
-            let response = state.schema.execute(request).await;
+            let response = state.schema.execute(state.for_viewer(request, viewer)).await;
             serde_json::to_value(&response).unwrap_or_default()
         }
         .boxed()

@@ -454,11 +454,7 @@ impl EventQuery {
         if let Some(words) = search_words(search.as_deref())? {
             let after = search_cursor(after.as_deref(), true)?;
             let rows = db::search_events(pool, &words, limit, after, upcoming).await.map_err(internal)?;
-            let cursor = |r: &db::RankedEvent| {
-                let micros = r.row.starts_at.unix_timestamp_nanos() / 1000;
-                let starts_at = i64::try_from(micros).ok();
-                db::SearchCursor { rank: r.rank, starts_at, position: r.row.created_position }.encode()
-            };
+            let cursor = |r: &db::RankedEvent| db::SearchCursor::after_event(r).encode();
             let (nodes, page_info) = page(rows, first, cursor, |r| Event::from_row(r.row));
             return Ok(EventConnection { nodes, page_info });
         }

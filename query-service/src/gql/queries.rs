@@ -36,9 +36,7 @@ impl TicketQuery {
         if let Some(words) = search_words(search.as_deref())? {
             let after = search_cursor(after.as_deref(), false)?;
             let rows = db::search_tickets(pool, &words, limit, after, status.as_deref()).await.map_err(internal)?;
-            let cursor = |r: &db::RankedTicket| {
-                db::SearchCursor { rank: r.rank, starts_at: None, position: r.row.created_position }.encode()
-            };
+            let cursor = |r: &db::RankedTicket| db::SearchCursor::after_ticket(r).encode();
             let (nodes, page_info) = page(rows, first, cursor, |r| Ticket { row: r.row });
             return Ok(TicketConnection { nodes, page_info });
         }

@@ -62,11 +62,12 @@ pub fn events_page() -> Html {
     let preloaded = use_preloaded();
     // The page came with its first page of events: shown at once, not loaded again on mount.
     let first = use_memo((), |_| {
-        preloaded.take::<EventsQuery>(&events::Variables { first: PAGE_SIZE, after: None, search: search.clone() })
+        let variables = events::Variables { first: PAGE_SIZE, after: None, search: search.clone() };
+        preloaded.take::<EventsQuery>(&variables).map(events_page_of)
     });
     let had_answer = use_mut_ref(|| first.is_some());
-    let items = use_state(|| first.as_ref().as_ref().map(|d| events_page_of(d.clone()).0).unwrap_or_default());
-    let next = use_state(|| first.as_ref().as_ref().and_then(|d| events_page_of(d.clone()).1));
+    let items = use_state(|| first.as_ref().as_ref().map(|(page, _)| page.clone()).unwrap_or_default());
+    let next = use_state(|| first.as_ref().as_ref().and_then(|(_, next)| next.clone()));
     let loaded = use_state(|| first.is_some());
     let error = use_state(|| None::<ApiError>);
     let user = use_user();
